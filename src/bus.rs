@@ -1,0 +1,109 @@
+//! The bus: how the nodes of a cluster hand each other group messages.
+//!
+//! A node publishes a group message once, on the group's own channel
+//! (`groupcast:group:<id>`), and subscribes only to the channels of groups it
+//! has local members in (interest-based routing): a node never receives
+//! traffic for groups it cannot deliver. Local members are served directly
+//! by the sending node; each publication carries the sender's node id so the
+//! sender ignores its own echo, and every member gets a message exactly once.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::{ChannelClient, ChannelEvent};
+use crate::registry::{Interest, Registry};
+
+/// Prefix of the channel that carries a group's messages.
+pub const GROUP_CHANNEL_PREFIX: &str = "groupcast:group:";
+
+/// A group message as it travels between nodes. Field names follow the
+/// seed's `send_to_group` event, plus the sending node.
+#[derive(Serialize, Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    group_id: Cow<'a, str>,
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+    node: u64,
+}
+
+/// A node's way out to other nodes.
+pub(crate) enum Bus {
+    /// A single node: nothing leaves the process.
+    Local,
+    /// Nodes meet on a channel server.
+    Channel { client: ChannelClient, node_id: u64 },
+}
+
+impl Bus {
+    /// Hands a group message to the other nodes (the local members are
+    /// served by the caller).
+    pub(crate) fn publish(&self, group: &str, message: &str) {
+        if let Bus::Channel { client, node_id } = self {
+            let envelope = Envelope {
+                group_id: Cow::Borrowed(group),
+                message: Cow::Borrowed(message),
+                node: *node_id,
+            };
+            // Only fails once the node is stopping.
+            let _ = client.publish(&group_channel(group), &envelope);
+        }
+    }
+}
+
+/// The channel that carries `group`'s messages.
+pub(crate) fn group_channel(group: &str) -> String {
+    format!("{GROUP_CHANNEL_PREFIX}{group}")
+}
+
+/// Follows the registry's interest changes with subscriptions, and delivers
+/// other nodes' group messages to local members, until `shutdown`.
+pub(crate) async fn run_channel_bus(
+    client: ChannelClient,
+    node_id: u64,
+    registry: Arc<Registry>,
+    mut interest: mpsc::UnboundedReceiver<Interest>,
+    mut events: mpsc::UnboundedReceiver<ChannelEvent>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            change = interest.recv() => match change {
+                Some(Interest::Subscribe(group)) => {
+                    let _ = client.subscribe(&group_channel(group.as_str()));
+                }
+                Some(Interest::Unsubscribe(group)) => {
+                    let _ = client.unsubscribe(&group_channel(group.as_str()));
+                }
+                None => return,
+            },
+            event = events.recv() => match event {
+                Some(event) => deliver(&registry, node_id, &event),
+                None => return,
+            },
+        }
+    }
+}
+
+/// Delivers another node's group message to the local members.
+fn deliver(registry: &Registry, node_id: u64, event: &ChannelEvent) {
+    if !event.channel.starts_with(GROUP_CHANNEL_PREFIX) {
+        return;
+    }
+    // Data that is not an envelope came from a foreign publisher; ignore it
+    // rather than guess.
+    let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(event.data.get()) else {
+        return;
+    };
+    if envelope.node == node_id {
+        return;
+    }
+    let frame = Message::text(envelope.message.into_owned());
+    registry.fan_out(&envelope.group_id, &frame, &[]);
+}

@@ -1,0 +1,252 @@
+//! Bodies of the channel protocol, encoded as JSON maps with a `type` field:
+//! `subscribe`, `unsubscribe` and `publish` from clients, `event` from the
+//! server.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::codec::encode_frame;
+
+/// A request a channel client sent.
+#[derive(Debug)]
+pub(crate) enum Request<'a> {
+    /// Empty body: keeps the connection alive, needs no answer.
+    Ping,
+    /// Deliver this connection every publish to these channels.
+    Subscribe(Vec<String>),
+    /// Stop delivering these channels.
+    Unsubscribe(Vec<String>),
+    /// Deliver `data` to every subscriber of each channel.
+    Publish {
+        channels: Vec<String>,
+        data: &'a RawValue,
+    },
+}
+
+impl PartialEq for Request<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Request::Ping, Request::Ping) => true,
+            (Request::Subscribe(a), Request::Subscribe(b)) => a == b,
+            (Request::Unsubscribe(a), Request::Unsubscribe(b)) => a == b,
+            (
+                Request::Publish { channels, data },
+                Request::Publish {
+                    channels: other_channels,
+                    data: other_data,
+                },
+            ) => channels == other_channels && data.get() == other_data.get(),
+            _ => false,
+        }
+    }
+}
+
+/// One or several channel names: Workerman's client sends a list, and a
+/// single string is accepted too.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Channels {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<Channels> for Vec<String> {
+    fn from(channels: Channels) -> Self {
+        match channels {
+            Channels::One(one) => vec![one],
+            Channels::Many(many) => many,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WireRequest<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    channels: Option<Channels>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// Parses a client's frame body.
+///
+/// # Errors
+///
+/// A message saying what is wrong; the server closes the connection then,
+/// since the client does not speak the protocol.
+pub(crate) fn parse_request(body: &[u8]) -> Result<Request<'_>, String> {
+    if body.is_empty() {
+        return Ok(Request::Ping);
+    }
+    let wire: WireRequest<'_> =
+        serde_json::from_slice(body).map_err(|e| format!("bad channel request: {e}"))?;
+    let channels = || -> Result<Vec<String>, String> {
+        wire.channels
+            .map(Vec::from)
+            .ok_or_else(|| format!("{} needs \"channels\"", wire.kind))
+    };
+    match &*wire.kind {
+        "subscribe" => Ok(Request::Subscribe(channels()?)),
+        "unsubscribe" => Ok(Request::Unsubscribe(channels()?)),
+        "publish" => {
+            let data = wire.data.ok_or("publish needs \"data\"")?;
+            Ok(Request::Publish {
+                channels: channels()?,
+                data,
+            })
+        }
+        other => Err(format!("unknown channel request type {other:?}")),
+    }
+}
+
+/// A delivery from the channel server: `data` published on `channel`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelEvent {
+    /// The channel it was published on.
+    pub channel: String,
+    /// The published data, as JSON text.
+    pub data: Box<RawValue>,
+}
+
+/// Parses a server's frame body into an event; `None` for pings and for
+/// bodies that are not events.
+pub(crate) fn parse_event(body: &[u8]) -> Option<ChannelEvent> {
+    #[derive(Deserialize)]
+    struct WireEvent<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        channel: String,
+        data: Box<RawValue>,
+    }
+    let wire: WireEvent<'_> = serde_json::from_slice(body).ok()?;
+    (wire.kind == "event").then_some(ChannelEvent {
+        channel: wire.channel,
+        data: wire.data,
+    })
+}
+
+/// Encodes the frame delivering `data` on `channel`, once for all
+/// subscribers.
+pub(crate) fn event_frame(channel: &str, data: &RawValue) -> std::io::Result<Bytes> {
+    #[derive(Serialize)]
+    struct Event<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        channel: &'a str,
+        data: &'a RawValue,
+    }
+    let body = serde_json::to_vec(&Event {
+        kind: "event",
+        channel,
+        data,
+    })?;
+    encode_frame(&body)
+}
+
+/// Encodes a `subscribe` or `unsubscribe` request.
+pub(crate) fn subscription_frame(subscribe: bool, channels: &[&str]) -> std::io::Result<Bytes> {
+    let kind = if subscribe {
+        "subscribe"
+    } else {
+        "unsubscribe"
+    };
+    let body = serde_json::to_vec(&serde_json::json!({ "type": kind, "channels": channels }))?;
+    encode_frame(&body)
+}
+
+/// Encodes a `publish` of `data` on `channel`.
+pub(crate) fn publish_frame<D: Serialize + ?Sized>(
+    channel: &str,
+    data: &D,
+) -> std::io::Result<Bytes> {
+    #[derive(Serialize)]
+    struct Publish<'a, D: ?Sized> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        channels: [&'a str; 1],
+        data: &'a D,
+    }
+    let body = serde_json::to_vec(&Publish {
+        kind: "publish",
+        channels: [channel],
+        data,
+    })?;
+    encode_frame(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_requests() {
+        assert_eq!(parse_request(b""), Ok(Request::Ping));
+        assert_eq!(
+            parse_request(br#"{"type":"subscribe","channels":["a","b"]}"#),
+            Ok(Request::Subscribe(vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(
+            parse_request(br#"{"type":"unsubscribe","channels":"a"}"#),
+            Ok(Request::Unsubscribe(vec!["a".into()]))
+        );
+        match parse_request(br#"{"type":"publish","channels":["c"],"data":{"x":[1,2]}}"#) {
+            Ok(Request::Publish { channels, data }) => {
+                assert_eq!(channels, vec!["c".to_owned()]);
+                assert_eq!(data.get(), r#"{"x":[1,2]}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_request() {
+        for body in [
+            &b"garbage"[..],
+            b"[]",
+            br#"{"type":"subscribe"}"#,
+            br#"{"type":"publish","channels":["c"]}"#,
+            br#"{"type":"dance","channels":["c"]}"#,
+            br#"{"channels":["c"]}"#,
+        ] {
+            assert!(
+                parse_request(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn event_frames_carry_the_data_as_published() {
+        let data = RawValue::from_string(r#"{"group_id":"1","message":"hé"}"#.into()).unwrap();
+        let frame = event_frame("send_to_group", &data).unwrap();
+        let body = &frame[4..];
+        assert_eq!(
+            std::str::from_utf8(body).unwrap(),
+            r#"{"type":"event","channel":"send_to_group","data":{"group_id":"1","message":"hé"}}"#
+        );
+        let event = parse_event(body).unwrap();
+        assert_eq!(event.channel, "send_to_group");
+        assert_eq!(event.data.get(), data.get());
+    }
+
+    #[test]
+    fn client_frames_parse_back_on_the_server() {
+        let frame = publish_frame("ch", &serde_json::json!({"k": 1})).unwrap();
+        match parse_request(&frame[4..]).unwrap() {
+            Request::Publish { channels, data } => {
+                assert_eq!(channels, vec!["ch".to_owned()]);
+                assert_eq!(data.get(), r#"{"k":1}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+        let frame = subscription_frame(true, &["a", "b"]).unwrap();
+        assert_eq!(
+            parse_request(&frame[4..]).unwrap(),
+            Request::Subscribe(vec!["a".into(), "b".into()])
+        );
+    }
+}

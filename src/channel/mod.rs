@@ -1,0 +1,11 @@
+//! The channel: the seed's pub/sub protocol over TCP, its server, and the
+//! client nodes and hosts use to reach it.
+
+pub mod client;
+pub mod codec;
+pub(crate) mod message;
+pub mod server;
+
+pub use client::{ChannelClient, ChannelClientConfig};
+pub use message::ChannelEvent;
+pub use server::{ChannelServer, ChannelServerConfig};

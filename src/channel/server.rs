@@ -1,0 +1,289 @@
+//! The channel server: the seed's pub/sub hub. Clients subscribe to named
+//! channels and publish data to them; every publish reaches every subscriber
+//! of the channel, the publisher included (Workerman processes rely on that).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::codec::FrameDecoder;
+use super::message::{Request, event_frame, parse_request};
+use crate::outbound::{Outbound, Outbox};
+
+/// Limits of a channel server.
+#[derive(Debug, Clone)]
+pub struct ChannelServerConfig {
+    /// Largest frame accepted, header included; a larger one closes the
+    /// connection.
+    pub max_frame: usize,
+    /// Most bytes queued for one subscriber before it is disconnected.
+    pub outbound_queue_bytes: usize,
+}
+
+impl Default for ChannelServerConfig {
+    fn default() -> Self {
+        let limits = crate::Limits::default();
+        ChannelServerConfig {
+            max_frame: limits.max_channel_frame,
+            // Channel clients are nodes carrying many clients' traffic: give
+            // them more room than a single websocket client.
+            outbound_queue_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A running channel server. Stop it with [`ChannelServer::stop`].
+pub struct ChannelServer {
+    /// Where it listens.
+    local_addr: SocketAddr,
+    /// Shared with the connection tasks (subscriber counts).
+    hub: Arc<Hub>,
+    /// Tells every task to end.
+    shutdown: CancellationToken,
+    /// Observes every task's end.
+    tasks: TaskTracker,
+}
+
+/// channel name → subscribers; behind a plain mutex that is never held
+/// across `.await` (publishing only queues frames).
+#[derive(Default)]
+struct Hub {
+    channels: Mutex<HashMap<String, HashMap<u64, Arc<Subscriber>>>>,
+    next_id: AtomicU64,
+}
+
+struct Subscriber {
+    /// Encoded event frames for this connection's writer.
+    outbox: Outbox<Bytes>,
+}
+
+impl ChannelServer {
+    /// Binds `addr` and starts serving on the current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Bind`] when the address cannot be bound.
+    pub async fn bind(addr: &str, config: ChannelServerConfig) -> crate::Result<ChannelServer> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| crate::Error::bind(addr, e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| crate::Error::bind(addr, e))?;
+        let server = ChannelServer {
+            local_addr,
+            hub: Arc::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        server.tasks.spawn(accept_loop(
+            listener,
+            server.hub.clone(),
+            config,
+            server.shutdown.clone(),
+            server.tasks.clone(),
+        ));
+        Ok(server)
+    }
+
+    /// The address it listens on (with the port the OS chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Number of connections subscribed to `channel`.
+    pub fn subscriber_count(&self, channel: &str) -> usize {
+        self.hub
+            .channels
+            .lock()
+            .get(channel)
+            .map_or(0, HashMap::len)
+    }
+
+    /// Closes every connection and returns once every task has ended.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+impl Drop for ChannelServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    config: ChannelServerConfig,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of descriptors or a connection reset before accept:
+                // wait a moment instead of spinning, keep serving.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        tasks.spawn(serve_client(
+            stream,
+            hub.clone(),
+            config.clone(),
+            shutdown.child_token(),
+        ));
+    }
+}
+
+/// Serves one channel client until it leaves, breaks the protocol, falls too
+/// far behind, or the server stops.
+async fn serve_client(
+    stream: TcpStream,
+    hub: Arc<Hub>,
+    config: ChannelServerConfig,
+    terminate: CancellationToken,
+) {
+    let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
+    let (read, write) = stream.into_split();
+    let mut frames = FramedRead::new(read, FrameDecoder::new(config.max_frame));
+    let mut writer = BufWriter::with_capacity(64 * 1024, write);
+    let (outbox, mut outbox_rx) = Outbox::new(config.outbound_queue_bytes, terminate.clone());
+    let me = Arc::new(Subscriber { outbox });
+    let mut subscribed = HashSet::new();
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = terminate.cancelled() => break,
+            n = outbox_rx.recv_batch(&mut batch, 256) => {
+                if n == 0 {
+                    break;
+                }
+                let written: usize = batch.iter().map(|item| match item {
+                    Outbound::Frame(frame) => frame.len(),
+                    Outbound::Close(_) => 0,
+                }).sum();
+                let write_all = async {
+                    for item in batch.drain(..) {
+                        if let Outbound::Frame(frame) = item {
+                            writer.write_all(&frame).await?;
+                        }
+                    }
+                    writer.flush().await
+                };
+                let ok = tokio::select! {
+                    result = write_all => result.is_ok(),
+                    _ = terminate.cancelled() => false,
+                };
+                me.outbox.written(written);
+                if !ok {
+                    break;
+                }
+            }
+            frame = frames.next() => {
+                let Some(Ok(body)) = frame else { break };
+                if handle_request(&hub, id, &me, &mut subscribed, &body).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    hub.remove(id, &subscribed);
+}
+
+/// Applies one request. An error means the client does not speak the
+/// protocol and must be disconnected.
+fn handle_request(
+    hub: &Hub,
+    id: u64,
+    me: &Arc<Subscriber>,
+    subscribed: &mut HashSet<String>,
+    body: &[u8],
+) -> Result<(), String> {
+    match parse_request(body)? {
+        Request::Ping => {}
+        Request::Subscribe(channels) => {
+            let mut map = hub.channels.lock();
+            for channel in channels {
+                map.entry(channel.clone())
+                    .or_default()
+                    .insert(id, me.clone());
+                subscribed.insert(channel);
+            }
+        }
+        Request::Unsubscribe(channels) => {
+            let mut map = hub.channels.lock();
+            for channel in channels {
+                if subscribed.remove(&channel) {
+                    remove_subscriber(&mut map, &channel, id);
+                }
+            }
+        }
+        Request::Publish { channels, data } => {
+            for channel in channels {
+                hub.publish(&channel, data)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Hub {
+    /// Queues one event frame, encoded once, for every subscriber of
+    /// `channel`.
+    fn publish(&self, channel: &str, data: &serde_json::value::RawValue) -> Result<(), String> {
+        if !self.channels.lock().contains_key(channel) {
+            return Ok(());
+        }
+        let frame = event_frame(channel, data).map_err(|e| e.to_string())?;
+        let map = self.channels.lock();
+        if let Some(subscribers) = map.get(channel) {
+            for subscriber in subscribers.values() {
+                // A subscriber that is too slow is disconnected by its own
+                // queue; the others still get the event.
+                let _ = subscriber.outbox.push(frame.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&self, id: u64, subscribed: &HashSet<String>) {
+        let mut map = self.channels.lock();
+        for channel in subscribed {
+            remove_subscriber(&mut map, channel, id);
+        }
+    }
+}
+
+/// Removes one subscriber and frees a channel left with none.
+fn remove_subscriber(
+    map: &mut HashMap<String, HashMap<u64, Arc<Subscriber>>>,
+    channel: &str,
+    id: u64,
+) {
+    if let Some(subscribers) = map.get_mut(channel) {
+        subscribers.remove(&id);
+        if subscribers.is_empty() {
+            map.remove(channel);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! What a node is told at start: where to listen, how to reach other nodes,
+//! and the limits it enforces on clients.
+
+use std::time::Duration;
+
+/// A node's configuration. `Config::default()` is the seed's setup: websocket
+/// on `0.0.0.0:1234` and an embedded channel server on `127.0.0.1:2206`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Websocket listen address (`host:port`; port 0 asks the OS).
+    pub listen: String,
+    /// Runtime worker threads when groupcast owns the runtime (the seed's
+    /// `count`). `None`: one per CPU.
+    pub workers: Option<usize>,
+    /// Embed a channel server listening here, and use it as this node's bus.
+    /// It has no authentication, so keep it on loopback unless the network is
+    /// trusted.
+    pub channel_listen: Option<String>,
+    /// Join the channel server at this `host:port` as this node's bus instead
+    /// of embedding one. Exclusive with `channel_listen`.
+    pub channel: Option<String>,
+    /// Client limits.
+    pub limits: Limits,
+}
+
+/// What one client may ask of a node.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest websocket message accepted, in bytes; a larger one closes the
+    /// connection with 1009.
+    pub max_message_size: usize,
+    /// Longest group id, in bytes.
+    pub max_group_id_len: usize,
+    /// Most groups one connection may be in at once.
+    pub max_groups_per_connection: usize,
+    /// Most bytes queued for one connection before it is closed as a slow
+    /// consumer (1008).
+    pub outbound_queue_bytes: usize,
+    /// Time a client has to complete the websocket handshake.
+    pub handshake_timeout: Duration,
+    /// Largest channel protocol frame, header included.
+    pub max_channel_frame: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 1 << 20,
+            max_group_id_len: 256,
+            max_groups_per_connection: 1024,
+            outbound_queue_bytes: 1 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            // A 1 MiB message escaped as JSON inside an envelope can grow
+            // several times over; leave room for that.
+            max_channel_frame: 8 << 20,
+        }
+    }
+}
+
+/// The seed's ports.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:1234";
+/// The seed's channel server port, on loopback (no authentication).
+pub const DEFAULT_CHANNEL_LISTEN: &str = "127.0.0.1:2206";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.to_owned(),
+            workers: None,
+            channel_listen: Some(DEFAULT_CHANNEL_LISTEN.to_owned()),
+            channel: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// A single node with no channel server, listening on `listen`.
+    pub fn local(listen: impl Into<String>) -> Self {
+        Config {
+            listen: listen.into(),
+            channel_listen: None,
+            ..Config::default()
+        }
+    }
+
+    /// Checks the values that cannot be checked by the type system.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Config`] naming the first bad value.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |why: &str| Err(crate::Error::Config(why.to_owned()));
+        if self.channel.is_some() && self.channel_listen.is_some() {
+            return bad(
+                "set either channel (join a channel server) or channel_listen (embed one), not both",
+            );
+        }
+        if self.workers == Some(0) {
+            return bad("workers must be at least 1");
+        }
+        let l = &self.limits;
+        if l.max_message_size == 0 || l.max_group_id_len == 0 || l.max_groups_per_connection == 0 {
+            return bad("limits must be greater than 0");
+        }
+        if l.outbound_queue_bytes == 0 {
+            return bad("outbound_queue_bytes must be greater than 0");
+        }
+        if l.max_channel_frame < 64 {
+            return bad("max_channel_frame must be at least 64 bytes");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! One websocket client: the handshake, then a single task that reads the
+//! client's commands and writes what is queued for it.
+//!
+//! Reading and writing share one task (and one `select!`) so an idle
+//! connection costs one small task, not two. Everything queued when the
+//! writer wakes up is fed to the socket and flushed once, so a burst of group
+//! messages leaves in few syscalls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::node::Shared;
+use crate::outbound::{Outbound, OutboxReceiver};
+use crate::protocol::{Command, ProtocolError, error_reply, parse_binary_command, parse_command};
+use crate::registry::Connection;
+
+/// How long a closing connection waits for the client's close reply.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most queued items written per flush; bounds how long the writer keeps
+/// the task away from reading.
+const WRITE_BATCH: usize = 512;
+
+/// Where the client asked to connect, from the handshake request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestTarget {
+    /// The request path, e.g. `/chat`.
+    pub(crate) path: String,
+    /// The query string without `?`, e.g. `token=abc`; empty when none.
+    pub(crate) query: String,
+}
+
+/// Accepts the websocket handshake and serves the connection until it
+/// closes. Never panics on client input; every exit removes the connection
+/// from the registry.
+pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut target = RequestTarget::default();
+    // The handshake's error type is tungstenite's, large but never built
+    // here: this callback only records the request target.
+    #[allow(clippy::result_large_err)]
+    let capture = |request: &Request, response: Response| {
+        target.path = request.uri().path().to_owned();
+        target.query = request.uri().query().unwrap_or_default().to_owned();
+        Ok(response)
+    };
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, capture, Some(shared.ws_config));
+    let ws = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        result = tokio::time::timeout(shared.limits.handshake_timeout, handshake) => match result {
+            Ok(Ok(ws)) => ws,
+            // Timed out or not a websocket handshake: nothing to clean up.
+            _ => return,
+        },
+    };
+    let (conn, outbox_rx) = shared.open_connection(peer);
+    let mut session = Session {
+        shared: shared.clone(),
+        conn: conn.clone(),
+        ws,
+        outbox_rx,
+    };
+    session.run().await;
+    shared.registry.remove_connection(&conn);
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    conn: Arc<Connection>,
+    ws: WebSocketStream<TcpStream>,
+    outbox_rx: OutboxReceiver,
+}
+
+/// What the session does after a step.
+enum Next {
+    Continue,
+    /// Send this close frame, wait for the reply, end.
+    Close(CloseFrame),
+    /// Terminated (slow consumer, node stopping): drop what is queued, send
+    /// the termination close frame, end.
+    Terminate,
+    /// The socket is gone: end now.
+    End,
+}
+
+impl Session {
+    async fn run(&mut self) {
+        let mut batch = Vec::with_capacity(16);
+        let terminated = self.conn.outbox.terminated().clone();
+        let next = loop {
+            let next = tokio::select! {
+                biased;
+                _ = terminated.cancelled() => Next::Terminate,
+                _ = self.outbox_rx.recv_batch(&mut batch, WRITE_BATCH) => {
+                    tokio::select! {
+                        next = self.write_batch(&mut batch) => next,
+                        _ = terminated.cancelled() => Next::Terminate,
+                    }
+                }
+                incoming = self.ws.next() => match incoming {
+                    Some(Ok(message)) => self.on_message(message),
+                    Some(Err(error)) => self.on_read_error(error),
+                    None => Next::End,
+                },
+            };
+            if !matches!(next, Next::Continue) {
+                break next;
+            }
+        };
+        match next {
+            Next::Close(frame) => self.close(frame, true).await,
+            Next::Terminate => {
+                let frame = self.conn.outbox.termination_frame();
+                self.close(frame, false).await;
+            }
+            Next::Continue | Next::End => {}
+        }
+    }
+
+    /// Feeds every queued frame to the socket and flushes once.
+    async fn write_batch(&mut self, batch: &mut Vec<Outbound>) -> Next {
+        let mut written = 0;
+        let mut next = Next::Continue;
+        for item in batch.drain(..) {
+            match item {
+                Outbound::Frame(frame) => {
+                    written += frame.len();
+                    if self.ws.feed(frame).await.is_err() {
+                        next = Next::End;
+                        break;
+                    }
+                }
+                Outbound::Close(frame) => {
+                    next = Next::Close(frame);
+                    break;
+                }
+            }
+        }
+        batch.clear();
+        if !matches!(next, Next::End) && self.ws.flush().await.is_err() {
+            next = Next::End;
+        }
+        self.conn.outbox.written(written);
+        next
+    }
+
+    fn on_message(&mut self, message: Message) -> Next {
+        let max_group = self.shared.limits.max_group_id_len;
+        let command = match &message {
+            Message::Text(text) => parse_command(text.as_str(), max_group),
+            Message::Binary(data) => parse_binary_command(data, max_group),
+            // Pings are answered by tungstenite; a close is answered by it
+            // too, and the stream then ends.
+            _ => return Next::Continue,
+        };
+        match command {
+            Ok(command) => self.execute(command),
+            Err(error) => self.reply_error(&error),
+        }
+        Next::Continue
+    }
+
+    fn execute(&self, command: Command) {
+        let shared = &self.shared;
+        match command {
+            Command::AddGroup(group) => {
+                if let Err(error) = shared.registry.join(&self.conn, &group) {
+                    self.reply(error_reply("join_refused", &error.to_string()));
+                }
+            }
+            Command::LeaveGroup(group) => {
+                shared.registry.leave(&self.conn, group.as_str());
+            }
+            Command::SendToGroup { group, message } => {
+                shared.send_to_group(group.as_str(), Message::text(message), &[]);
+            }
+        }
+    }
+
+    fn reply_error(&self, error: &ProtocolError) {
+        self.reply(error.to_reply());
+    }
+
+    /// Queues a reply behind what is already queued for this client.
+    fn reply(&self, text: String) {
+        // Refused only when the client is too slow, and then it is closing.
+        let _ = self.conn.outbox.push(Message::text(text));
+    }
+
+    fn on_read_error(&mut self, error: WsError) -> Next {
+        match error {
+            WsError::Capacity(why) => {
+                let limit = self.shared.limits.max_message_size;
+                self.reply(error_reply(
+                    "message_too_big",
+                    &format!("{why}; the limit is {limit} bytes"),
+                ));
+                Next::Close(CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "message too big".into(),
+                })
+            }
+            WsError::Utf8(_) => Next::Close(CloseFrame {
+                code: CloseCode::Invalid,
+                reason: "text frame is not valid UTF-8".into(),
+            }),
+            WsError::Protocol(_) => Next::Close(CloseFrame {
+                code: CloseCode::Protocol,
+                reason: "websocket protocol error".into(),
+            }),
+            _ => Next::End,
+        }
+    }
+
+    /// Sends what is already queued when `drain` (error replies first of
+    /// all), then the close frame, and waits briefly for the client's reply.
+    async fn close(&mut self, frame: CloseFrame, drain: bool) {
+        let close = async {
+            while let Some(item) = drain.then(|| self.outbox_rx.try_recv()).flatten() {
+                if let Outbound::Frame(frame) = item {
+                    self.ws.feed(frame).await?;
+                }
+            }
+            self.ws.send(Message::Close(Some(frame))).await?;
+            // The stream ends once the client answers the close.
+            while self.ws.next().await.is_some_and(|r| r.is_ok()) {}
+            Ok::<(), WsError>(())
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+    }
+}

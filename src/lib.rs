@@ -1,0 +1,41 @@
+//! groupcast: group broadcasting for websocket clients, as a library a host
+//! starts and stops in-process.
+//!
+//! Clients connect over websocket, join groups with
+//! `{"cmd":"add_group","group_id":"123"}`, and a
+//! `{"cmd":"send_to_group","group_id":"123","message":"..."}` reaches every
+//! member of the group, on every node of a cluster.
+//!
+//! # Layout
+//!
+//! - [`config`]: what a node is told at start ([`Config`], [`Limits`]).
+//! - [`node`]: a node's tasks on a tokio runtime ([`Node`]) and the actions a
+//!   host takes on it from any thread ([`NodeHandle`]).
+//! - [`server`]: a node on a background runtime of its own ([`Server`]), for
+//!   hosts that are not async: the binary, C, PHP and Python.
+//! - [`protocol`]: the client commands and their error replies.
+//! - [`registry`]: which local connections are in which groups.
+//! - `connection`: one websocket client's task.
+//! - `outbound`: a connection's outbound queue, bounded in bytes.
+//! - [`bus`]: how nodes reach each other (local, or through a channel server).
+//! - [`channel`]: the seed's pub/sub protocol, its server and its client.
+//! - [`cli`]: the `groupcast` command line.
+//! - [`error`]: the error type.
+
+pub mod bus;
+pub mod channel;
+pub mod cli;
+pub mod config;
+mod connection;
+pub mod error;
+pub mod node;
+mod outbound;
+pub mod protocol;
+pub mod registry;
+pub mod server;
+
+pub use config::{Config, Limits};
+pub use error::{Error, Result};
+pub use node::{Addresses, Node, NodeHandle};
+pub use registry::{ConnId, GroupId};
+pub use server::Server;

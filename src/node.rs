@@ -1,0 +1,415 @@
+//! A node: the websocket listener, its connections, the registry and the
+//! bus, running as tasks on a tokio runtime; and [`NodeHandle`], the actions
+//! a host takes on it from any thread.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus::{Bus, run_channel_bus};
+use crate::channel::{ChannelClient, ChannelClientConfig, ChannelServer, ChannelServerConfig};
+use crate::config::{Config, Limits};
+use crate::error::{Error, Result};
+use crate::outbound::{Outbox, OutboxReceiver};
+use crate::registry::{ConnId, Connection, GroupId, Registry};
+
+/// How long a node's start waits for its bus to reach the channel server it
+/// embeds (a loopback connection: this only guards against a stuck runtime).
+const EMBEDDED_BUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a started node listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addresses {
+    /// The websocket listener.
+    pub websocket: SocketAddr,
+    /// The embedded channel server, if the node runs one.
+    pub channel: Option<SocketAddr>,
+}
+
+/// State shared by the node's tasks and handles.
+pub(crate) struct Shared {
+    /// Client limits.
+    pub(crate) limits: Limits,
+    /// Groups and connections.
+    pub(crate) registry: Arc<Registry>,
+    /// The way to other nodes.
+    pub(crate) bus: Bus,
+    /// tungstenite settings derived from `limits`.
+    pub(crate) ws_config: WebSocketConfig,
+    /// Cancelled when the node stops; every connection's token is a child.
+    pub(crate) shutdown: CancellationToken,
+    /// Next connection id.
+    next_conn_id: AtomicU64,
+}
+
+impl Shared {
+    /// Registers a new connection and returns it with its queue's receiver.
+    pub(crate) fn open_connection(&self, peer: SocketAddr) -> (Arc<Connection>, OutboxReceiver) {
+        let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let (outbox, receiver) = Outbox::new(
+            self.limits.outbound_queue_bytes,
+            self.shutdown.child_token(),
+        );
+        let conn = Connection::new(id, peer, outbox);
+        self.registry.add_connection(conn.clone());
+        (conn, receiver)
+    }
+
+    /// Delivers `frame` to the group's local members (except `exclude`) and
+    /// hands it to the other nodes. Returns the number of local deliveries.
+    pub(crate) fn send_to_group(&self, group: &str, frame: Message, exclude: &[ConnId]) -> usize {
+        let delivered = self.registry.fan_out(group, &frame, exclude);
+        if let Message::Text(text) = &frame {
+            self.bus.publish(group, text.as_str());
+        }
+        delivered
+    }
+}
+
+/// A running node. Start it with [`Node::start`] inside a tokio runtime;
+/// [`crate::Server`] runs one on a runtime of its own.
+pub struct Node {
+    /// Actions on the node.
+    handle: NodeHandle,
+    /// Observes the end of every task.
+    tasks: TaskTracker,
+    /// Where it listens.
+    addresses: Addresses,
+    /// The embedded channel server, stopped after the node's own tasks so
+    /// the bus never sees it vanish first.
+    channel_server: Option<ChannelServer>,
+}
+
+impl Node {
+    /// Binds the listeners and starts serving on the current runtime.
+    /// Returns once the node accepts connections (and, with an embedded
+    /// channel server, once its bus is connected to it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an inconsistent configuration, [`Error::Bind`]
+    /// when an address cannot be bound.
+    pub async fn start(config: Config) -> Result<Node> {
+        config.validate()?;
+        let limits = config.limits.clone();
+        let channel_server = match &config.channel_listen {
+            Some(addr) => {
+                let server_config = ChannelServerConfig {
+                    max_frame: limits.max_channel_frame,
+                    ..ChannelServerConfig::default()
+                };
+                Some(ChannelServer::bind(addr, server_config).await?)
+            }
+            None => None,
+        };
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| Error::bind(&config.listen, e))?;
+        let websocket = listener
+            .local_addr()
+            .map_err(|e| Error::bind(&config.listen, e))?;
+
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let bus_addr = config
+            .channel
+            .clone()
+            .or_else(|| channel_server.as_ref().map(|s| s.local_addr().to_string()));
+        let (interest_tx, interest_rx) = match bus_addr {
+            Some(_) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let registry = Arc::new(Registry::new(limits.max_groups_per_connection, interest_tx));
+        let bus = match (bus_addr, interest_rx) {
+            (Some(addr), Some(interest_rx)) => {
+                let client_config = ChannelClientConfig {
+                    max_frame: limits.max_channel_frame,
+                    ..ChannelClientConfig::default()
+                };
+                let (client, events) =
+                    ChannelClient::connect(addr, client_config, shutdown.child_token(), &tasks);
+                let node_id = RandomState::new().hash_one(websocket);
+                tasks.spawn(run_channel_bus(
+                    client.clone(),
+                    node_id,
+                    registry.clone(),
+                    interest_rx,
+                    events,
+                    shutdown.clone(),
+                ));
+                if channel_server.is_some() {
+                    let _ =
+                        tokio::time::timeout(EMBEDDED_BUS_TIMEOUT, client.wait_connected()).await;
+                }
+                Bus::Channel { client, node_id }
+            }
+            _ => Bus::Local,
+        };
+        let ws_config = WebSocketConfig::default()
+            // tungstenite allocates its read buffer eagerly, per connection:
+            // keep it small, it grows for large messages.
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(64 * 1024)
+            .max_message_size(Some(limits.max_message_size))
+            .max_frame_size(Some(limits.max_message_size));
+        let shared = Arc::new(Shared {
+            limits,
+            registry,
+            bus,
+            ws_config,
+            shutdown,
+            next_conn_id: AtomicU64::new(1),
+        });
+        tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone()));
+        Ok(Node {
+            handle: NodeHandle { shared },
+            tasks,
+            addresses: Addresses {
+                websocket,
+                channel: channel_server.as_ref().map(ChannelServer::local_addr),
+            },
+            channel_server,
+        })
+    }
+
+    /// Where the node listens.
+    pub fn addresses(&self) -> Addresses {
+        self.addresses
+    }
+
+    /// A handle for actions, usable from any thread.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// The embedded channel server, if the node runs one.
+    pub fn channel_server(&self) -> Option<&ChannelServer> {
+        self.channel_server.as_ref()
+    }
+
+    /// Stops accepting, closes every client with 1001, and returns once every
+    /// task of the node has ended. Calling it again does nothing.
+    pub async fn stop(&self) {
+        self.handle.shared.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        if let Some(channel_server) = &self.channel_server {
+            channel_server.stop().await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Dropped without stop: tell the tasks to end on their own.
+        self.handle.shared.shutdown.cancel();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tasks: TaskTracker) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tasks.spawn(crate::connection::serve(shared.clone(), stream, peer));
+            }
+            // Usually out of file descriptors: back off instead of spinning,
+            // and keep serving the connections already open.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Actions on a node, callable from any thread (they never block on the
+/// network: sends are queued for each connection's writer). Cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    shared: Arc<Shared>,
+}
+
+impl NodeHandle {
+    fn connection(&self, conn: ConnId) -> Result<Arc<Connection>> {
+        self.shared
+            .registry
+            .connection(conn)
+            .ok_or(Error::UnknownConnection(conn))
+    }
+
+    fn group_id(&self, group: &str) -> Result<GroupId> {
+        GroupId::new(group, self.shared.limits.max_group_id_len).map_err(Error::InvalidGroup)
+    }
+
+    /// Sends a text message to one connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn send_text(&self, conn: ConnId, text: &str) -> Result<()> {
+        self.send(conn, Message::text(text))
+    }
+
+    /// Sends a binary message to one connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn send_binary(&self, conn: ConnId, data: &[u8]) -> Result<()> {
+        self.send(conn, Message::binary(data.to_vec()))
+    }
+
+    fn send(&self, conn: ConnId, frame: Message) -> Result<()> {
+        self.connection(conn)?
+            .outbox
+            .push(frame)
+            .map_err(|_| Error::UnknownConnection(conn))
+    }
+
+    /// Closes a connection with `code` and `reason` after what is already
+    /// queued for it has been sent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCloseCode`] for a code a server may not send,
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn close(&self, conn: ConnId, code: u16, reason: &str) -> Result<()> {
+        if !close_code_allowed(code) {
+            return Err(Error::InvalidCloseCode(code));
+        }
+        // A close frame's reason is limited to 123 bytes: cut on a char
+        // boundary rather than fail.
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.connection(conn)?
+            .outbox
+            .push_close(code, &reason[..end])
+            .map_err(|_| Error::UnknownConnection(conn))
+    }
+
+    /// Puts a connection in a group. Returns `false` if it already was.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`], [`Error::InvalidGroup`], or
+    /// [`Error::Join`] when the connection is in too many groups.
+    pub fn join(&self, conn: ConnId, group: &str) -> Result<bool> {
+        let group = self.group_id(group)?;
+        let conn = self.connection(conn)?;
+        Ok(self.shared.registry.join(&conn, &group)?)
+    }
+
+    /// Takes a connection out of a group. Returns `false` if it was not in it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn leave(&self, conn: ConnId, group: &str) -> Result<bool> {
+        let conn = self.connection(conn)?;
+        Ok(self.shared.registry.leave(&conn, group))
+    }
+
+    /// Sends a text message to every member of `group` on every node, except
+    /// the local connections in `exclude`. Returns the number of local
+    /// members it was queued for.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGroup`] for an empty or over-long group id.
+    pub fn send_to_group(&self, group: &str, text: &str, exclude: &[ConnId]) -> Result<usize> {
+        let group = self.group_id(group)?;
+        Ok(self
+            .shared
+            .send_to_group(group.as_str(), Message::text(text), exclude))
+    }
+
+    /// Sends a text message to every connection of this node, except those
+    /// in `exclude`. Returns how many it was queued for.
+    pub fn broadcast(&self, text: &str, exclude: &[ConnId]) -> usize {
+        let frame = Message::text(text);
+        let mut queued = 0;
+        self.shared.registry.for_each_connection(|conn| {
+            if !exclude.contains(&conn.id) && conn.outbox.push(frame.clone()).is_ok() {
+                queued += 1;
+            }
+        });
+        queued
+    }
+
+    /// Local members of `group`.
+    pub fn group_size(&self, group: &str) -> usize {
+        self.shared.registry.group_size(group)
+    }
+
+    /// Groups with at least one local member.
+    pub fn groups(&self) -> Vec<String> {
+        let groups = self.shared.registry.groups();
+        groups.iter().map(|g| g.as_str().to_owned()).collect()
+    }
+
+    /// The groups a connection is in.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn connection_groups(&self, conn: ConnId) -> Result<Vec<String>> {
+        let groups = self.connection(conn)?.groups();
+        Ok(groups.iter().map(|g| g.as_str().to_owned()).collect())
+    }
+
+    /// The client address of a connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn peer_addr(&self, conn: ConnId) -> Result<SocketAddr> {
+        Ok(self.connection(conn)?.peer)
+    }
+
+    /// Open connections on this node.
+    pub fn connection_count(&self) -> usize {
+        self.shared.registry.connection_count()
+    }
+
+    /// Groups with at least one local member.
+    pub fn group_count(&self) -> usize {
+        self.shared.registry.group_count()
+    }
+
+    /// Whether the node is connected to its channel server (`true` for a
+    /// node without one: it has nothing to wait for).
+    pub fn bus_connected(&self) -> bool {
+        match &self.shared.bus {
+            Bus::Local => true,
+            Bus::Channel { client, .. } => client.is_connected(),
+        }
+    }
+
+    /// Waits until [`NodeHandle::bus_connected`].
+    pub async fn wait_bus_connected(&self) {
+        if let Bus::Channel { client, .. } = &self.shared.bus {
+            client.wait_connected().await;
+        }
+    }
+}
+
+/// Close codes a server may send (RFC 6455 §7.4): not the reserved ones nor
+/// those that must never be on the wire.
+fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}

@@ -1,0 +1,210 @@
+//! A connection's outbound queue, bounded in bytes.
+//!
+//! Fan-out pushes the same shared frame into many queues, so a push must be
+//! cheap and lock-free: an unbounded tokio channel carries the frames and an
+//! atomic counter holds the bytes queued. When a push would go over the bound
+//! the consumer is too slow to keep up; the queue refuses the frame and
+//! terminates the connection (close code 1008), so one stalled client never
+//! makes the server's memory grow or delays the others.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+/// Something that can be queued: its size counts against the bound.
+pub(crate) trait Payload {
+    /// Bytes this item holds.
+    fn payload_len(&self) -> usize;
+}
+
+impl Payload for Message {
+    fn payload_len(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Payload for bytes::Bytes {
+    fn payload_len(&self) -> usize {
+        self.len()
+    }
+}
+
+/// What a connection's writer is asked to do, in queue order.
+#[derive(Debug)]
+pub(crate) enum Outbound<T = Message> {
+    /// Send a frame: a websocket message, or an encoded channel frame.
+    Frame(T),
+    /// Send everything queued before this, then close with this frame.
+    Close(CloseFrame),
+}
+
+/// Close code and reason used when a consumer falls too far behind.
+pub(crate) const SLOW_CONSUMER: (u16, &str) = (1008, "slow consumer: outbound queue full");
+
+/// The sending side of a connection's queue, shared by every task that
+/// delivers to the connection.
+#[derive(Debug)]
+pub(crate) struct Outbox<T = Message> {
+    /// Frames for the connection's writer.
+    tx: mpsc::UnboundedSender<Outbound<T>>,
+    /// Payload bytes pushed and not yet written, to enforce `limit`.
+    queued: AtomicUsize,
+    /// Most payload bytes the queue may hold.
+    limit: usize,
+    /// Cancelled to make the connection close at once (slow consumer, node
+    /// stopping); `terminated_with` says how.
+    terminate: CancellationToken,
+    /// The close frame to send when `terminate` fires; the first reason wins.
+    terminated_with: OnceLock<(u16, String)>,
+}
+
+/// The frame was not queued: the connection is closing or too slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NotQueued;
+
+impl<T: Payload> Outbox<T> {
+    /// Creates a queue bounded to `limit` payload bytes, and its receiver.
+    pub(crate) fn new(limit: usize, terminate: CancellationToken) -> (Self, OutboxReceiver<T>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outbox = Outbox {
+            tx,
+            queued: AtomicUsize::new(0),
+            limit,
+            terminate,
+            terminated_with: OnceLock::new(),
+        };
+        (outbox, OutboxReceiver { rx })
+    }
+
+    /// Queues a frame. The frame's bytes are shared, not copied.
+    ///
+    /// # Errors
+    ///
+    /// [`NotQueued`] when the connection is gone, or when the frame would take
+    /// the queue over its bound; the connection is then terminated as a slow
+    /// consumer.
+    pub(crate) fn push(&self, frame: T) -> Result<(), NotQueued> {
+        let len = frame.payload_len();
+        let before = self.queued.fetch_add(len, Ordering::Relaxed);
+        if before + len > self.limit && before > 0 {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            self.terminate_with(SLOW_CONSUMER.0, SLOW_CONSUMER.1);
+            return Err(NotQueued);
+        }
+        self.tx.send(Outbound::Frame(frame)).map_err(|_| {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            NotQueued
+        })
+    }
+
+    /// Queues a close after whatever is already queued.
+    pub(crate) fn push_close(&self, code: u16, reason: &str) -> Result<(), NotQueued> {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        self.tx.send(Outbound::Close(frame)).map_err(|_| NotQueued)
+    }
+
+    /// Makes the connection close now with `code`, dropping what is queued.
+    pub(crate) fn terminate_with(&self, code: u16, reason: &str) {
+        let _ = self.terminated_with.set((code, reason.to_owned()));
+        self.terminate.cancel();
+    }
+
+    /// The token the connection's task watches.
+    pub(crate) fn terminated(&self) -> &CancellationToken {
+        &self.terminate
+    }
+
+    /// The close frame for a terminated connection (1001 "going away" when the
+    /// node itself is stopping).
+    pub(crate) fn termination_frame(&self) -> CloseFrame {
+        let (code, reason) = self
+            .terminated_with
+            .get()
+            .cloned()
+            .unwrap_or((1001, "server stopping".to_owned()));
+        CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        }
+    }
+
+    /// Payload bytes queued and not yet written.
+    #[cfg(test)]
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Called by the writer once frames are written.
+    pub(crate) fn written(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The writer's side of an [`Outbox`].
+#[derive(Debug)]
+pub(crate) struct OutboxReceiver<T = Message> {
+    rx: mpsc::UnboundedReceiver<Outbound<T>>,
+}
+
+impl<T> OutboxReceiver<T> {
+    /// Waits for at least one item and takes up to `max` queued ones, so the
+    /// writer can send them in one flush. Returns 0 when every sender is gone.
+    pub(crate) async fn recv_batch(&mut self, batch: &mut Vec<Outbound<T>>, max: usize) -> usize {
+        self.rx.recv_many(batch, max).await
+    }
+
+    /// Takes one queued item without waiting.
+    pub(crate) fn try_recv(&mut self) -> Option<Outbound<T>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Whether nothing is queued (tests only).
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_refuses_and_terminates() {
+        let (outbox, _rx) = Outbox::<Message>::new(10, CancellationToken::new());
+        assert!(outbox.push(Message::text("123456")).is_ok());
+        assert!(outbox.push(Message::text("1234")).is_ok());
+        assert_eq!(outbox.queued_bytes(), 10);
+        assert_eq!(outbox.push(Message::text("1")), Err(NotQueued));
+        assert_eq!(outbox.queued_bytes(), 10);
+        assert!(outbox.terminated().is_cancelled());
+        assert_eq!(u16::from(outbox.termination_frame().code), 1008);
+    }
+
+    #[test]
+    fn one_frame_larger_than_the_bound_passes_an_empty_queue() {
+        // A single message bigger than the bound must still reach a client
+        // that keeps up; only a backlog counts as slow.
+        let (outbox, _rx) = Outbox::<Message>::new(4, CancellationToken::new());
+        assert!(outbox.push(Message::text("0123456789")).is_ok());
+        outbox.written(10);
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert!(!outbox.terminated().is_cancelled());
+    }
+
+    #[test]
+    fn termination_without_reason_means_going_away() {
+        let token = CancellationToken::new();
+        let (outbox, _rx) = Outbox::<Message>::new(10, token.clone());
+        token.cancel();
+        assert_eq!(u16::from(outbox.termination_frame().code), 1001);
+    }
+}

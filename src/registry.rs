@@ -1,0 +1,418 @@
+//! The registry: which local connections are in which groups.
+//!
+//! Groups live in shards, each behind a plain `parking_lot` mutex, so that
+//! joins, leaves and fan-outs of different groups rarely meet. No lock here is
+//! ever held across an `.await`: every method is synchronous, which is also
+//! what lets host threads call them directly.
+//!
+//! Lock order, everywhere: a connection's group set, then a group shard.
+//! Fan-out takes only the shard lock.
+
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::outbound::Outbox;
+
+/// A node-local connection id, unique for the node's lifetime.
+pub type ConnId = u64;
+
+/// A group's name. Integers given by clients are stored as their decimal
+/// text, so `123` and `"123"` are one group. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(Arc<str>);
+
+impl GroupId {
+    /// Checks and wraps a group name.
+    ///
+    /// # Errors
+    ///
+    /// A message saying why when the name is empty or longer than `max_len`
+    /// bytes.
+    pub fn new(id: impl Into<String>, max_len: usize) -> Result<Self, String> {
+        let id = id.into();
+        if id.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if id.len() > max_len {
+            return Err(format!(
+                "is {} bytes long, the limit is {max_len}",
+                id.len()
+            ));
+        }
+        Ok(GroupId(id.into()))
+    }
+
+    /// The group's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Borrow<str> for GroupId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A change in which groups this node has members in; the bus uses it to
+/// subscribe only to the traffic the node needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Interest {
+    /// The group got its first local member.
+    Subscribe(GroupId),
+    /// The group's last local member left.
+    Unsubscribe(GroupId),
+}
+
+/// Why a join did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinError {
+    /// The connection has closed.
+    Closed,
+    /// The connection is in as many groups as the limit allows.
+    TooManyGroups(usize),
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Closed => f.write_str("connection is closed"),
+            JoinError::TooManyGroups(limit) => {
+                write!(f, "connection is already in {limit} groups, the limit")
+            }
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// What the registry keeps of one connection.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    /// The connection's id, the key hosts use.
+    pub(crate) id: ConnId,
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// Where frames for this connection go.
+    pub(crate) outbox: Outbox,
+    /// The groups this connection is in, to leave them all on close; `None`
+    /// once the connection has been removed, so a late join cannot leak it
+    /// into a group.
+    groups: Mutex<Option<HashSet<GroupId>>>,
+}
+
+impl Connection {
+    pub(crate) fn new(id: ConnId, peer: SocketAddr, outbox: Outbox) -> Arc<Self> {
+        Arc::new(Connection {
+            id,
+            peer,
+            outbox,
+            groups: Mutex::new(Some(HashSet::new())),
+        })
+    }
+
+    /// The groups this connection is in.
+    pub(crate) fn groups(&self) -> Vec<GroupId> {
+        self.groups
+            .lock()
+            .as_ref()
+            .map(|g| g.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Number of shards for groups and connections: enough that two worker
+/// threads rarely contend, few enough to stay cheap to walk for `groups()`.
+const SHARDS: usize = 64;
+
+type Members = HashMap<ConnId, Arc<Connection>>;
+type ConnectionShard = Mutex<HashMap<ConnId, Arc<Connection>>>;
+
+/// Groups and connections of one node.
+pub(crate) struct Registry {
+    /// group id → its local members, sharded by the group id's hash.
+    groups: Box<[Mutex<HashMap<GroupId, Members>>]>,
+    /// connection id → connection, for actions addressed by id.
+    connections: Box<[ConnectionShard]>,
+    /// Picks a group's shard.
+    hasher: RandomState,
+    /// Connections registered now.
+    connection_count: AtomicUsize,
+    /// Groups with at least one member now.
+    group_count: AtomicUsize,
+    /// Most groups one connection may be in.
+    max_groups_per_connection: usize,
+    /// Where interest changes go, in order (sent under the shard lock so a
+    /// subscribe and the unsubscribe after it can never swap). `None` for a
+    /// node without a bus.
+    interest: Option<mpsc::UnboundedSender<Interest>>,
+}
+
+impl Registry {
+    pub(crate) fn new(
+        max_groups_per_connection: usize,
+        interest: Option<mpsc::UnboundedSender<Interest>>,
+    ) -> Self {
+        Registry {
+            groups: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            connections: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            connection_count: AtomicUsize::new(0),
+            group_count: AtomicUsize::new(0),
+            max_groups_per_connection,
+            interest,
+        }
+    }
+
+    fn group_shard(&self, group: &str) -> &Mutex<HashMap<GroupId, Members>> {
+        let index = self.hasher.hash_one(group) as usize % SHARDS;
+        &self.groups[index]
+    }
+
+    fn connection_shard(&self, id: ConnId) -> &ConnectionShard {
+        &self.connections[id as usize % SHARDS]
+    }
+
+    /// Adds a connection so that actions can find it by id.
+    pub(crate) fn add_connection(&self, conn: Arc<Connection>) {
+        self.connection_shard(conn.id).lock().insert(conn.id, conn);
+        self.connection_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Removes a connection and takes it out of every group it was in;
+    /// groups left empty are freed.
+    pub(crate) fn remove_connection(&self, conn: &Connection) {
+        if self
+            .connection_shard(conn.id)
+            .lock()
+            .remove(&conn.id)
+            .is_some()
+        {
+            self.connection_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        let groups = conn.groups.lock().take().unwrap_or_default();
+        for group in groups {
+            self.remove_member(group.as_str(), conn.id);
+        }
+    }
+
+    /// The connection with this id, if it is open.
+    pub(crate) fn connection(&self, id: ConnId) -> Option<Arc<Connection>> {
+        self.connection_shard(id).lock().get(&id).cloned()
+    }
+
+    /// Every open connection, for broadcasts to all.
+    pub(crate) fn for_each_connection(&self, mut f: impl FnMut(&Arc<Connection>)) {
+        for shard in self.connections.iter() {
+            for conn in shard.lock().values() {
+                f(conn);
+            }
+        }
+    }
+
+    /// Puts a connection in a group. Returns `false` if it already was.
+    pub(crate) fn join(&self, conn: &Arc<Connection>, group: &GroupId) -> Result<bool, JoinError> {
+        let mut groups = conn.groups.lock();
+        let groups = groups.as_mut().ok_or(JoinError::Closed)?;
+        if groups.contains(group) {
+            return Ok(false);
+        }
+        if groups.len() >= self.max_groups_per_connection {
+            return Err(JoinError::TooManyGroups(self.max_groups_per_connection));
+        }
+        groups.insert(group.clone());
+        let mut shard = self.group_shard(group.as_str()).lock();
+        let members = shard.entry(group.clone()).or_insert_with(|| {
+            self.group_count.fetch_add(1, Ordering::Relaxed);
+            self.notify(Interest::Subscribe(group.clone()));
+            Members::default()
+        });
+        members.insert(conn.id, conn.clone());
+        Ok(true)
+    }
+
+    /// Takes a connection out of a group. Returns `false` if it was not in it.
+    pub(crate) fn leave(&self, conn: &Connection, group: &str) -> bool {
+        let mut groups = conn.groups.lock();
+        let removed = groups.as_mut().is_some_and(|g| g.remove(group));
+        if removed {
+            self.remove_member(group, conn.id);
+        }
+        removed
+    }
+
+    fn remove_member(&self, group: &str, id: ConnId) {
+        let mut shard = self.group_shard(group).lock();
+        let Some(members) = shard.get_mut(group) else {
+            return;
+        };
+        members.remove(&id);
+        if members.is_empty() {
+            // Free the group, as the seed insists, so ids used once do not
+            // accumulate.
+            if let Some((group, _)) = shard.remove_entry(group) {
+                self.group_count.fetch_sub(1, Ordering::Relaxed);
+                self.notify(Interest::Unsubscribe(group));
+            }
+        }
+    }
+
+    fn notify(&self, change: Interest) {
+        if let Some(tx) = &self.interest {
+            // The bus may already be gone while the node stops; nothing is
+            // lost then, since no one will route again.
+            let _ = tx.send(change);
+        }
+    }
+
+    /// Queues `frame` for every local member of `group` whose id is not in
+    /// `exclude`. The frame's bytes are shared by all of them. Returns how
+    /// many members it was queued for.
+    pub(crate) fn fan_out(&self, group: &str, frame: &Message, exclude: &[ConnId]) -> usize {
+        let shard = self.group_shard(group).lock();
+        let Some(members) = shard.get(group) else {
+            return 0;
+        };
+        let mut queued = 0;
+        for (id, conn) in members {
+            if !exclude.contains(id) && conn.outbox.push(frame.clone()).is_ok() {
+                queued += 1;
+            }
+        }
+        queued
+    }
+
+    /// Local members of `group`.
+    pub(crate) fn group_size(&self, group: &str) -> usize {
+        self.group_shard(group)
+            .lock()
+            .get(group)
+            .map_or(0, HashMap::len)
+    }
+
+    /// Groups with at least one local member.
+    pub(crate) fn groups(&self) -> Vec<GroupId> {
+        let mut all = Vec::with_capacity(self.group_count());
+        for shard in self.groups.iter() {
+            all.extend(shard.lock().keys().cloned());
+        }
+        all
+    }
+
+    /// Number of groups with at least one local member.
+    pub(crate) fn group_count(&self) -> usize {
+        self.group_count.load(Ordering::Relaxed)
+    }
+
+    /// Number of open connections.
+    pub(crate) fn connection_count(&self) -> usize {
+        self.connection_count.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::outbound::OutboxReceiver;
+
+    fn conn(id: ConnId) -> (Arc<Connection>, OutboxReceiver) {
+        let (outbox, rx) = Outbox::new(1 << 20, CancellationToken::new());
+        (
+            Connection::new(id, "127.0.0.1:1".parse().unwrap(), outbox),
+            rx,
+        )
+    }
+
+    fn group(id: &str) -> GroupId {
+        GroupId::new(id, 256).unwrap()
+    }
+
+    #[test]
+    fn join_leave_and_interest_in_order() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let registry = Registry::new(16, Some(tx));
+        let (a, _ra) = conn(1);
+        let (b, _rb) = conn(2);
+        registry.add_connection(a.clone());
+        registry.add_connection(b.clone());
+        assert_eq!(registry.join(&a, &group("g")), Ok(true));
+        assert_eq!(registry.join(&a, &group("g")), Ok(false));
+        assert_eq!(registry.join(&b, &group("g")), Ok(true));
+        assert_eq!(registry.group_size("g"), 2);
+        assert!(registry.leave(&a, "g"));
+        assert!(!registry.leave(&a, "g"));
+        registry.remove_connection(&b);
+        assert_eq!(registry.group_count(), 0);
+        assert_eq!(registry.connection_count(), 1);
+        assert_eq!(rx.try_recv(), Ok(Interest::Subscribe(group("g"))));
+        assert_eq!(rx.try_recv(), Ok(Interest::Unsubscribe(group("g"))));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn fan_out_skips_excluded_members() {
+        let registry = Registry::new(16, None);
+        let (a, mut ra) = conn(1);
+        let (b, rb) = conn(2);
+        registry.join(&a, &group("g")).unwrap();
+        registry.join(&b, &group("g")).unwrap();
+        assert_eq!(registry.fan_out("g", &Message::text("hi"), &[2]), 1);
+        assert_eq!(registry.fan_out("nobody", &Message::text("hi"), &[]), 0);
+        let mut batch = Vec::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(rt.block_on(ra.recv_batch(&mut batch, 8)), 1);
+        drop(b);
+        registry.remove_connection(&a);
+        assert!(rb.is_empty());
+    }
+
+    #[test]
+    fn group_limit_per_connection() {
+        let registry = Registry::new(2, None);
+        let (a, _ra) = conn(1);
+        registry.join(&a, &group("1")).unwrap();
+        registry.join(&a, &group("2")).unwrap();
+        assert_eq!(
+            registry.join(&a, &group("3")),
+            Err(JoinError::TooManyGroups(2))
+        );
+        // Re-joining a group it is in is still fine.
+        assert_eq!(registry.join(&a, &group("2")), Ok(false));
+    }
+
+    #[test]
+    fn removed_connection_cannot_join() {
+        let registry = Registry::new(16, None);
+        let (a, _ra) = conn(1);
+        registry.add_connection(a.clone());
+        registry.remove_connection(&a);
+        assert_eq!(registry.join(&a, &group("g")), Err(JoinError::Closed));
+        assert_eq!(registry.group_count(), 0);
+        assert!(registry.connection(1).is_none());
+    }
+}
