@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::{ChannelClient, ChannelEvent};
+use crate::host::{HostEvent, HostEvents};
 use crate::registry::{Interest, Registry};
 
 /// Prefix of the channel that carries a group's messages.
@@ -61,12 +62,14 @@ pub(crate) fn group_channel(group: &str) -> String {
     format!("{GROUP_CHANNEL_PREFIX}{group}")
 }
 
-/// Follows the registry's interest changes with subscriptions, and delivers
-/// other nodes' group messages to local members, until `shutdown`.
+/// Follows the registry's interest changes with subscriptions, delivers
+/// other nodes' group messages to local members, and hands the host the
+/// events of channels it subscribed to, until `shutdown`.
 pub(crate) async fn run_channel_bus(
     client: ChannelClient,
     node_id: u64,
     registry: Arc<Registry>,
+    host: Option<Arc<HostEvents>>,
     mut interest: mpsc::UnboundedReceiver<Interest>,
     mut events: mpsc::UnboundedReceiver<ChannelEvent>,
     shutdown: CancellationToken,
@@ -84,7 +87,18 @@ pub(crate) async fn run_channel_bus(
                 None => return,
             },
             event = events.recv() => match event {
-                Some(event) => deliver(&registry, node_id, &event),
+                Some(event) if event.channel.starts_with(GROUP_CHANNEL_PREFIX) => {
+                    deliver(&registry, node_id, &event);
+                }
+                Some(event) => {
+                    if let Some(host) = &host {
+                        host.push(HostEvent::Channel {
+                            channel: event.channel,
+                            data: event.data.get().to_owned(),
+                        }, &shutdown)
+                        .await;
+                    }
+                }
                 None => return,
             },
         }
@@ -93,9 +107,6 @@ pub(crate) async fn run_channel_bus(
 
 /// Delivers another node's group message to the local members.
 fn deliver(registry: &Registry, node_id: u64, event: &ChannelEvent) {
-    if !event.channel.starts_with(GROUP_CHANNEL_PREFIX) {
-        return;
-    }
     // Data that is not an envelope came from a foreign publisher; ignore it
     // rather than guess.
     let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(event.data.get()) else {

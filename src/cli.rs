@@ -97,6 +97,7 @@ fn serve(args: ServeArgs) -> crate::Result<()> {
             max_message_size: args.max_message_size,
             ..Limits::default()
         },
+        ..Config::default()
     };
     let mut server = Server::start(config)?;
     let addresses = server.addresses();

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::host::HostConfig;
+
 /// A node's configuration. `Config::default()` is the seed's setup: websocket
 /// on `0.0.0.0:1234` and an embedded channel server on `127.0.0.1:2206`.
 #[derive(Debug, Clone)]
@@ -21,6 +23,8 @@ pub struct Config {
     pub channel: Option<String>,
     /// Client limits.
     pub limits: Limits,
+    /// What the host takes part in (nothing by default).
+    pub host: HostConfig,
 }
 
 /// What one client may ask of a node.
@@ -70,6 +74,7 @@ impl Default for Config {
             channel_listen: Some(DEFAULT_CHANNEL_LISTEN.to_owned()),
             channel: None,
             limits: Limits::default(),
+            host: HostConfig::default(),
         }
     }
 }
@@ -105,6 +110,9 @@ impl Config {
         }
         if l.outbound_queue_bytes == 0 {
             return bad("outbound_queue_bytes must be greater than 0");
+        }
+        if self.host.queue_capacity == 0 {
+            return bad("host queue_capacity must be greater than 0");
         }
         if l.max_channel_frame < 64 {
             return bad("max_channel_frame must be at least 64 bytes");

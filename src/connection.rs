@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use crate::host::{HostEvent, Payload};
 use crate::node::Shared;
 use crate::outbound::{Outbound, OutboxReceiver};
 use crate::protocol::{Command, ProtocolError, error_reply, parse_binary_command, parse_command};
@@ -69,9 +70,20 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         conn: conn.clone(),
         ws,
         outbox_rx,
+        close_code: None,
     };
-    session.run().await;
+    session.run(target).await;
     shared.registry.remove_connection(&conn);
+    if let Some(host) = shared
+        .host
+        .as_ref()
+        .filter(|_| shared.host_config.close_events)
+    {
+        host.push_now(HostEvent::Close {
+            conn: conn.id,
+            code: session.close_code,
+        });
+    }
 }
 
 struct Session {
@@ -79,6 +91,8 @@ struct Session {
     conn: Arc<Connection>,
     ws: WebSocketStream<TcpStream>,
     outbox_rx: OutboxReceiver,
+    /// The close code sent or received, for the host's Close event.
+    close_code: Option<u16>,
 }
 
 /// What the session does after a step.
@@ -94,28 +108,11 @@ enum Next {
 }
 
 impl Session {
-    async fn run(&mut self) {
+    async fn run(&mut self, target: RequestTarget) {
         let mut batch = Vec::with_capacity(16);
-        let terminated = self.conn.outbox.terminated().clone();
-        let next = loop {
-            let next = tokio::select! {
-                biased;
-                _ = terminated.cancelled() => Next::Terminate,
-                _ = self.outbox_rx.recv_batch(&mut batch, WRITE_BATCH) => {
-                    tokio::select! {
-                        next = self.write_batch(&mut batch) => next,
-                        _ = terminated.cancelled() => Next::Terminate,
-                    }
-                }
-                incoming = self.ws.next() => match incoming {
-                    Some(Ok(message)) => self.on_message(message),
-                    Some(Err(error)) => self.on_read_error(error),
-                    None => Next::End,
-                },
-            };
-            if !matches!(next, Next::Continue) {
-                break next;
-            }
+        let next = match self.introduce(target, &mut batch).await {
+            Next::Continue => self.serve(&mut batch).await,
+            other => other,
         };
         match next {
             Next::Close(frame) => self.close(frame, true).await,
@@ -124,6 +121,84 @@ impl Session {
                 self.close(frame, false).await;
             }
             Next::Continue | Next::End => {}
+        }
+    }
+
+    /// Tells the host about the connection and, when the host approves
+    /// connections, waits for its verdict before reading anything (frames
+    /// the host sends meanwhile, a welcome say, are written).
+    async fn introduce(&mut self, target: RequestTarget, batch: &mut Vec<Outbound>) -> Next {
+        let shared = self.shared.clone();
+        let config = &shared.host_config;
+        let Some(host) = &shared.host else {
+            return Next::Continue;
+        };
+        if !(config.connect_events || config.approve_connections) {
+            return Next::Continue;
+        }
+        let verdict = config.approve_connections.then(|| {
+            let (admit, verdict) = tokio::sync::oneshot::channel();
+            *self.conn.admission.lock() = Some(admit);
+            verdict
+        });
+        host.push(
+            HostEvent::Connect {
+                conn: self.conn.id,
+                peer: self.conn.peer,
+                path: target.path,
+                query: target.query,
+            },
+            &shared.shutdown,
+        )
+        .await;
+        let Some(mut verdict) = verdict else {
+            return Next::Continue;
+        };
+        let terminated = self.conn.outbox.terminated().clone();
+        let deadline = tokio::time::sleep(config.approval_timeout);
+        tokio::pin!(deadline);
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = terminated.cancelled() => Next::Terminate,
+                admitted = &mut verdict => match admitted {
+                    Ok(()) => return Next::Continue,
+                    Err(_) => Next::End,
+                },
+                _ = &mut deadline => Next::Close(CloseFrame {
+                    code: CloseCode::Policy,
+                    reason: "not admitted in time".into(),
+                }),
+                _ = self.outbox_rx.recv_batch(batch, WRITE_BATCH) => self.write_batch(batch).await,
+            };
+            if !matches!(next, Next::Continue) {
+                return next;
+            }
+        }
+    }
+
+    /// The main loop: client frames in, queued frames out.
+    async fn serve(&mut self, batch: &mut Vec<Outbound>) -> Next {
+        let terminated = self.conn.outbox.terminated().clone();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = terminated.cancelled() => Next::Terminate,
+                _ = self.outbox_rx.recv_batch(batch, WRITE_BATCH) => {
+                    tokio::select! {
+                        next = self.write_batch(batch) => next,
+                        _ = terminated.cancelled() => Next::Terminate,
+                    }
+                }
+                incoming = self.ws.next() => match incoming {
+                    Some(Ok(message)) => self.on_message(message).await,
+                    Some(Err(error)) => self.on_read_error(error),
+                    None => Next::End,
+                },
+            };
+            if !matches!(next, Next::Continue) {
+                return next;
+            }
         }
     }
 
@@ -154,18 +229,56 @@ impl Session {
         next
     }
 
-    fn on_message(&mut self, message: Message) -> Next {
-        let max_group = self.shared.limits.max_group_id_len;
+    /// Routes a client message: built-in commands are handled here; what
+    /// is not one goes to the host when it listens, else gets an error reply.
+    async fn on_message(&mut self, message: Message) -> Next {
+        let shared = self.shared.clone();
+        let to_host = shared
+            .host
+            .as_ref()
+            .filter(|_| shared.host_config.message_events || !shared.host_config.builtin_commands);
+        let max_group = shared.limits.max_group_id_len;
         let command = match &message {
-            Message::Text(text) => parse_command(text.as_str(), max_group),
-            Message::Binary(data) => parse_binary_command(data, max_group),
-            // Pings are answered by tungstenite; a close is answered by it
-            // too, and the stream then ends.
+            _ if !shared.host_config.builtin_commands => Err(None),
+            Message::Text(text) => parse_command(text.as_str(), max_group).map_err(Some),
+            Message::Binary(data) => parse_binary_command(data, max_group).map_err(Some),
+            Message::Close(frame) => {
+                self.close_code = Some(frame.as_ref().map_or(1005, |f| f.code.into()));
+                return Next::Continue;
+            }
+            // Pings are answered by tungstenite.
             _ => return Next::Continue,
         };
         match command {
             Ok(command) => self.execute(command),
-            Err(error) => self.reply_error(&error),
+            Err(error)
+                if error.as_ref().is_some_and(ProtocolError::is_builtin) || to_host.is_none() =>
+            {
+                match error {
+                    Some(error) => self.reply_error(&error),
+                    None => self.reply(error_reply(
+                        "not_handled",
+                        "built-in commands are off and no host handles messages",
+                    )),
+                }
+            }
+            Err(_) => {
+                let payload = match message {
+                    Message::Text(text) => Payload::Text(text.as_str().to_owned()),
+                    Message::Binary(data) => Payload::Binary(data.to_vec()),
+                    _ => return Next::Continue,
+                };
+                if let Some(host) = to_host {
+                    host.push(
+                        HostEvent::Message {
+                            conn: self.conn.id,
+                            payload,
+                        },
+                        &shared.shutdown,
+                    )
+                    .await;
+                }
+            }
         }
         Next::Continue
     }
@@ -225,6 +338,7 @@ impl Session {
     /// Sends what is already queued when `drain` (error replies first of
     /// all), then the close frame, and waits briefly for the client's reply.
     async fn close(&mut self, frame: CloseFrame, drain: bool) {
+        self.close_code.get_or_insert(frame.code.into());
         let close = async {
             while let Some(item) = drain.then(|| self.outbox_rx.try_recv()).flatten() {
                 if let Outbound::Frame(frame) = item {

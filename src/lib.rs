@@ -13,6 +13,8 @@
 //!   host takes on it from any thread ([`NodeHandle`]).
 //! - [`server`]: a node on a background runtime of its own ([`Server`]), for
 //!   hosts that are not async: the binary, C, PHP and Python.
+//! - [`host`]: the host bridge: events to the host, by polling or on a
+//!   dispatcher thread ([`HostEvents`], [`Dispatcher`]).
 //! - [`protocol`]: the client commands and their error replies.
 //! - [`registry`]: which local connections are in which groups.
 //! - `connection`: one websocket client's task.
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod config;
 mod connection;
 pub mod error;
+pub mod host;
 pub mod node;
 mod outbound;
 pub mod protocol;
@@ -36,6 +39,7 @@ pub mod server;
 
 pub use config::{Config, Limits};
 pub use error::{Error, Result};
+pub use host::{Dispatcher, HostConfig, HostEvent, HostEvents, Payload};
 pub use node::{Addresses, Node, NodeHandle};
 pub use registry::{ConnId, GroupId};
 pub use server::Server;

@@ -19,6 +19,7 @@ use crate::bus::{Bus, run_channel_bus};
 use crate::channel::{ChannelClient, ChannelClientConfig, ChannelServer, ChannelServerConfig};
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
+use crate::host::{HostConfig, HostEvents};
 use crate::outbound::{Outbox, OutboxReceiver};
 use crate::registry::{ConnId, Connection, GroupId, Registry};
 
@@ -47,6 +48,10 @@ pub(crate) struct Shared {
     pub(crate) ws_config: WebSocketConfig,
     /// Cancelled when the node stops; every connection's token is a child.
     pub(crate) shutdown: CancellationToken,
+    /// What the host takes part in.
+    pub(crate) host_config: HostConfig,
+    /// Events for the host, when it wants any.
+    pub(crate) host: Option<Arc<HostEvents>>,
     /// Next connection id.
     next_conn_id: AtomicU64,
 }
@@ -132,6 +137,10 @@ impl Node {
             None => (None, None),
         };
         let registry = Arc::new(Registry::new(limits.max_groups_per_connection, interest_tx));
+        let host = match config.host.wants_events() {
+            true => Some(HostEvents::new(config.host.queue_capacity).map_err(Error::Runtime)?),
+            false => None,
+        };
         let bus = match (bus_addr, interest_rx) {
             (Some(addr), Some(interest_rx)) => {
                 let client_config = ChannelClientConfig {
@@ -145,6 +154,7 @@ impl Node {
                     client.clone(),
                     node_id,
                     registry.clone(),
+                    host.clone(),
                     interest_rx,
                     events,
                     shutdown.clone(),
@@ -170,6 +180,8 @@ impl Node {
             bus,
             ws_config,
             shutdown,
+            host_config: config.host,
+            host,
             next_conn_id: AtomicU64::new(1),
         });
         tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone()));
@@ -207,6 +219,10 @@ impl Node {
         self.tasks.wait().await;
         if let Some(channel_server) = &self.channel_server {
             channel_server.stop().await;
+        }
+        // Every Close event is queued by now: let pollers drain and finish.
+        if let Some(host) = &self.handle.shared.host {
+            host.close();
         }
     }
 }
@@ -391,6 +407,75 @@ impl NodeHandle {
         self.shared.registry.group_count()
     }
 
+    /// The host's event queue, when the configuration asked for events.
+    pub fn events(&self) -> Option<&Arc<HostEvents>> {
+        self.shared.host.as_ref()
+    }
+
+    /// Lets a connection held for approval (see
+    /// [`HostConfig::approve_connections`]) start talking. To refuse it, call
+    /// [`NodeHandle::close`] instead.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn admit(&self, conn: ConnId) -> Result<()> {
+        let connection = self.connection(conn)?;
+        if let Some(admit) = connection.admission.lock().take() {
+            let _ = admit.send(());
+        }
+        Ok(())
+    }
+
+    fn channel_client(&self) -> Result<&ChannelClient> {
+        match &self.shared.bus {
+            Bus::Channel { client, .. } => Ok(client),
+            Bus::Local => Err(Error::Channel(
+                "this node has no channel server: set channel or channel_listen".into(),
+            )),
+        }
+    }
+
+    /// Publishes `data` (JSON text) on a channel, as the seed's
+    /// `Channel\Client::publish`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Channel`] when `data` is not JSON, the channel name is empty
+    /// or reserved for groups, or the node has no channel server.
+    pub fn channel_publish(&self, channel: &str, data: &str) -> Result<()> {
+        check_channel_name(channel)?;
+        let data = serde_json::value::RawValue::from_string(data.to_owned())
+            .map_err(|e| Error::Channel(format!("data is not JSON: {e}")))?;
+        self.channel_client()?.publish(channel, &data)
+    }
+
+    /// Subscribes the host to a channel, as the seed's `Channel\Client::on`;
+    /// its events arrive as [`crate::HostEvent::Channel`].
+    ///
+    /// # Errors
+    ///
+    /// As [`NodeHandle::channel_publish`], and when the host takes no events.
+    pub fn channel_subscribe(&self, channel: &str) -> Result<()> {
+        check_channel_name(channel)?;
+        if self.shared.host.is_none() {
+            return Err(Error::Channel(
+                "the host takes no events: enable them in HostConfig".into(),
+            ));
+        }
+        self.channel_client()?.subscribe(channel)
+    }
+
+    /// Stops the host's subscription to a channel.
+    ///
+    /// # Errors
+    ///
+    /// As [`NodeHandle::channel_publish`].
+    pub fn channel_unsubscribe(&self, channel: &str) -> Result<()> {
+        check_channel_name(channel)?;
+        self.channel_client()?.unsubscribe(channel)
+    }
+
     /// Whether the node is connected to its channel server (`true` for a
     /// node without one: it has nothing to wait for).
     pub fn bus_connected(&self) -> bool {
@@ -406,6 +491,21 @@ impl NodeHandle {
             client.wait_connected().await;
         }
     }
+}
+
+/// Host channels must not be empty nor use the groups' prefix (that would
+/// let a host bypass or disturb group routing).
+fn check_channel_name(channel: &str) -> Result<()> {
+    if channel.is_empty() {
+        return Err(Error::Channel("channel name must not be empty".into()));
+    }
+    if channel.starts_with(crate::bus::GROUP_CHANNEL_PREFIX) {
+        return Err(Error::Channel(format!(
+            "channel names starting with {:?} are reserved for groups",
+            crate::bus::GROUP_CHANNEL_PREFIX
+        )));
+    }
+    Ok(())
 }
 
 /// Close codes a server may send (RFC 6455 §7.4): not the reserved ones nor

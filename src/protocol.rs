@@ -66,6 +66,18 @@ impl ProtocolError {
         }
     }
 
+    /// Whether the frame was meant as a built-in command (a known `cmd` with
+    /// bad fields). Other frames may be the host's own protocol, and go to
+    /// the host when it listens for messages.
+    pub fn is_builtin(&self) -> bool {
+        matches!(
+            self,
+            ProtocolError::MissingGroupId
+                | ProtocolError::InvalidGroupId(_)
+                | ProtocolError::MissingMessage
+        )
+    }
+
     /// The JSON error reply sent to the client:
     /// `{"type":"error","code":"...","message":"..."}`.
     pub fn to_reply(&self) -> String {

@@ -120,6 +120,8 @@ pub(crate) struct Connection {
     /// once the connection has been removed, so a late join cannot leak it
     /// into a group.
     groups: Mutex<Option<HashSet<GroupId>>>,
+    /// Set while the connection waits for the host to admit it.
+    pub(crate) admission: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl Connection {
@@ -129,6 +131,7 @@ impl Connection {
             peer,
             outbox,
             groups: Mutex::new(Some(HashSet::new())),
+            admission: Mutex::new(None),
         })
     }
 

@@ -9,6 +9,7 @@ use tokio::runtime::Runtime;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::host::{Dispatcher, HostEvent};
 use crate::node::{Addresses, Node, NodeHandle};
 
 /// A node running on a background tokio runtime.
@@ -22,6 +23,8 @@ pub struct Server {
     addresses: Addresses,
     /// Actions keep working until stop (and fail cleanly after).
     handle: NodeHandle,
+    /// The host thread running callbacks, if the host asked for one.
+    dispatcher: Option<Dispatcher>,
 }
 
 impl Server {
@@ -45,7 +48,33 @@ impl Server {
             addresses: node.addresses(),
             handle: node.handle(),
             running: Some((runtime, node)),
+            dispatcher: None,
         })
+    }
+
+    /// Starts the host thread: `handler` gets every batch of events, in
+    /// order, on that one thread (never on a tokio thread) until the server
+    /// stops. The alternative is polling [`NodeHandle::events`] from a thread
+    /// of the host's own.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the configuration asked for no events or a
+    /// dispatcher already runs; [`Error::Runtime`] when the thread cannot
+    /// start.
+    pub fn dispatch(
+        &mut self,
+        handler: impl FnMut(&mut Vec<HostEvent>) + Send + 'static,
+    ) -> Result<()> {
+        if self.dispatcher.is_some() {
+            return Err(Error::Config("a dispatcher already runs".into()));
+        }
+        let events = self
+            .handle
+            .events()
+            .ok_or_else(|| Error::Config("the host configuration asks for no events".into()))?;
+        self.dispatcher = Some(Dispatcher::spawn(events.clone(), handler).map_err(Error::Runtime)?);
+        Ok(())
     }
 
     /// Where the server listens.
@@ -79,8 +108,10 @@ impl Server {
     }
 
     /// Stops the node (clients get close code 1001), waits for every task,
-    /// then shuts the runtime down and joins its threads. A second call does
-    /// nothing.
+    /// shuts the runtime down and joins its threads, then lets the host
+    /// thread hand over the last events and joins it. A second call does
+    /// nothing. Called from the host thread itself (inside a callback), it
+    /// does not wait for that thread, which ends when the callback returns.
     pub fn stop(&mut self) {
         if let Some((runtime, node)) = self.running.take() {
             runtime.block_on(node.stop());
@@ -88,6 +119,9 @@ impl Server {
             // Every task has ended; what is left are blocking-pool threads,
             // which exit at once.
             runtime.shutdown_timeout(Duration::from_secs(5));
+        }
+        if let Some(mut dispatcher) = self.dispatcher.take() {
+            dispatcher.join();
         }
     }
 }

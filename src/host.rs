@@ -1,0 +1,442 @@
+//! The host bridge: how a host program (Python, C, PHP) takes part without
+//! ever running on a tokio thread.
+//!
+//! Tokio tasks push [`HostEvent`]s into a [`HostEvents`] queue; the host takes
+//! them in batches either by polling from its own thread ([`HostEvents::poll`],
+//! with [`HostEvents::notify_fd`] for event loops), or through a
+//! [`Dispatcher`]: one thread owned by the library that hands batches to a
+//! handler. Actions go the other way through [`crate::NodeHandle`], callable
+//! from any thread.
+//!
+//! The queue is bounded: when the host falls behind, connection tasks wait
+//! for room (that client's reads pause), so no event is lost and memory stays
+//! bounded.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::ConnId;
+
+/// Which events the host wants, and how messages are routed.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Handle `add_group` / `leave_group` / `send_to_group` in Rust. When
+    /// off, every client message goes to the host.
+    pub builtin_commands: bool,
+    /// Deliver [`HostEvent::Connect`].
+    pub connect_events: bool,
+    /// Hold each new connection until the host calls
+    /// [`crate::NodeHandle::admit`] (or refuses it with
+    /// [`crate::NodeHandle::close`]); implies `connect_events`.
+    pub approve_connections: bool,
+    /// Deliver [`HostEvent::Message`] for messages that are not built-in
+    /// commands (all messages when `builtin_commands` is off). Such messages
+    /// then reach the host instead of getting an error reply.
+    pub message_events: bool,
+    /// Deliver [`HostEvent::Close`].
+    pub close_events: bool,
+    /// Most events queued for the host before connection tasks wait.
+    pub queue_capacity: usize,
+    /// How long a connection waits for the host's verdict before it is
+    /// refused (with `approve_connections`).
+    pub approval_timeout: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            builtin_commands: true,
+            connect_events: false,
+            approve_connections: false,
+            message_events: false,
+            close_events: false,
+            queue_capacity: 65_536,
+            approval_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl HostConfig {
+    /// Whether any event goes to the host, so a queue is needed.
+    pub(crate) fn wants_events(&self) -> bool {
+        self.connect_events
+            || self.approve_connections
+            || self.message_events
+            || self.close_events
+            || !self.builtin_commands
+    }
+}
+
+/// A message's payload as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A text frame.
+    Text(String),
+    /// A binary frame.
+    Binary(Vec<u8>),
+}
+
+/// Something the host is told about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    /// A client completed the websocket handshake.
+    Connect {
+        /// Its id, for actions.
+        conn: ConnId,
+        /// Its address.
+        peer: SocketAddr,
+        /// The request path, e.g. `/chat`.
+        path: String,
+        /// The query string without `?`, empty when none (where tokens go).
+        query: String,
+    },
+    /// A client message for the host.
+    Message {
+        /// Who sent it.
+        conn: ConnId,
+        /// What it sent.
+        payload: Payload,
+    },
+    /// A connection closed; it has already left all its groups.
+    Close {
+        /// Its id.
+        conn: ConnId,
+        /// The close code sent or received; `None` when the socket just
+        /// ended (1006 in websocket terms).
+        code: Option<u16>,
+    },
+    /// Data published on a channel the host subscribed to.
+    Channel {
+        /// The channel.
+        channel: String,
+        /// The data, as JSON text.
+        data: String,
+    },
+}
+
+/// The queue of events for the host. Shared by the node's tasks (pushing)
+/// and the host (polling).
+pub struct HostEvents {
+    /// Queued events and whether the queue is closed; behind a plain mutex
+    /// never held across `.await`.
+    state: Mutex<QueueState>,
+    /// Wakes a host thread blocked in `poll`.
+    readable: Condvar,
+    /// Wakes connection tasks waiting for room.
+    room: Notify,
+    /// Most events held.
+    capacity: usize,
+    /// Readable while events are queued, for hosts' event loops.
+    notify_reader: UnixStream,
+    /// Our end of the notification pair: one byte when the queue stops being
+    /// empty, drained when it empties.
+    notify_writer: UnixStream,
+}
+
+#[derive(Default)]
+struct QueueState {
+    events: VecDeque<HostEvent>,
+    closed: bool,
+    /// Whether a byte is waiting in the notification pair.
+    signalled: bool,
+}
+
+impl HostEvents {
+    pub(crate) fn new(capacity: usize) -> std::io::Result<Arc<Self>> {
+        let (notify_reader, notify_writer) = UnixStream::pair()?;
+        notify_reader.set_nonblocking(true)?;
+        notify_writer.set_nonblocking(true)?;
+        Ok(Arc::new(HostEvents {
+            state: Mutex::default(),
+            readable: Condvar::new(),
+            room: Notify::new(),
+            capacity: capacity.max(1),
+            notify_reader,
+            notify_writer,
+        }))
+    }
+
+    /// Queues an event, waiting while the queue is full. Once `stopping` is
+    /// cancelled it stops waiting and queues the event anyway (a host thread
+    /// that is itself stopping the node must not deadlock with it). Returns
+    /// at once, dropping the event, when the queue is closed.
+    pub(crate) async fn push(&self, event: HostEvent, stopping: &CancellationToken) {
+        let mut event = Some(event);
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut state = self.state.lock();
+                if state.closed {
+                    return;
+                }
+                if state.events.len() < self.capacity {
+                    if let Some(event) = event.take() {
+                        state.events.push_back(event);
+                    }
+                    self.signal(&mut state);
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = room => {}
+                _ = stopping.cancelled() => {
+                    if let Some(event) = event.take() {
+                        self.push_now(event);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Queues an event even when full: for the few events of a connection's
+    /// end, which must not wait (the node may be stopping).
+    pub(crate) fn push_now(&self, event: HostEvent) {
+        let mut state = self.state.lock();
+        if !state.closed {
+            state.events.push_back(event);
+            self.signal(&mut state);
+        }
+    }
+
+    fn signal(&self, state: &mut QueueState) {
+        if !state.signalled {
+            state.signalled = true;
+            let _ = (&self.notify_writer).write(&[1]);
+        }
+        self.readable.notify_one();
+    }
+
+    /// Takes up to `max` events, waiting up to `timeout` for the first one
+    /// (`None`: wait until one comes or the queue closes). Returns an empty
+    /// vector on timeout or once the queue is closed and empty.
+    pub fn poll(&self, timeout: Option<Duration>, max: usize) -> Vec<HostEvent> {
+        let mut batch = Vec::new();
+        self.poll_into(&mut batch, timeout, max);
+        batch
+    }
+
+    /// Like [`HostEvents::poll`], appending to `batch`; returns how many
+    /// were taken.
+    pub fn poll_into(
+        &self,
+        batch: &mut Vec<HostEvent>,
+        timeout: Option<Duration>,
+        max: usize,
+    ) -> usize {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = self.state.lock();
+        while state.events.is_empty() && !state.closed {
+            match deadline {
+                Some(deadline) => {
+                    if self.readable.wait_until(&mut state, deadline).timed_out() {
+                        break;
+                    }
+                }
+                None => self.readable.wait(&mut state),
+            }
+        }
+        let take = state.events.len().min(max.max(1));
+        batch.extend(state.events.drain(..take));
+        if state.events.is_empty() && state.signalled {
+            state.signalled = false;
+            let mut sink = [0u8; 16];
+            while matches!((&self.notify_reader).read(&mut sink), Ok(n) if n > 0) {}
+        }
+        drop(state);
+        if take > 0 {
+            self.room.notify_waiters();
+        }
+        take
+    }
+
+    /// Events waiting now.
+    pub fn len(&self) -> usize {
+        self.state.lock().events.len()
+    }
+
+    /// Whether no event is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is closed (the node stopped) and drained.
+    pub fn is_finished(&self) -> bool {
+        let state = self.state.lock();
+        state.closed && state.events.is_empty()
+    }
+
+    /// A file descriptor that is readable while events are waiting (and once
+    /// the node has stopped). Do not read from it: `poll` drains it.
+    pub fn notify_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.notify_reader.as_raw_fd()
+    }
+
+    /// Closes the queue: pollers wake up, pushers stop waiting. Events
+    /// already queued can still be polled.
+    pub(crate) fn close(&self) {
+        let mut state = self.state.lock();
+        state.closed = true;
+        if !state.signalled {
+            state.signalled = true;
+            let _ = (&self.notify_writer).write(&[1]);
+        }
+        drop(state);
+        self.readable.notify_all();
+        self.room.notify_waiters();
+    }
+}
+
+/// Most events handed to the handler in one batch.
+const DISPATCH_BATCH: usize = 1024;
+
+/// A thread owned by the library that hands queued events to a handler, in
+/// batches, until the queue closes. Host callbacks run there and only there.
+pub struct Dispatcher {
+    thread: Option<JoinHandle<()>>,
+    thread_id: ThreadId,
+}
+
+impl Dispatcher {
+    /// Starts the thread. `handler` gets each batch in queue order.
+    ///
+    /// # Errors
+    ///
+    /// When the OS refuses a new thread.
+    pub fn spawn(
+        events: Arc<HostEvents>,
+        mut handler: impl FnMut(&mut Vec<HostEvent>) + Send + 'static,
+    ) -> std::io::Result<Dispatcher> {
+        let thread = thread::Builder::new()
+            .name("groupcast-host".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(64);
+                loop {
+                    events.poll_into(&mut batch, None, DISPATCH_BATCH);
+                    if batch.is_empty() {
+                        if events.is_finished() {
+                            return;
+                        }
+                        continue;
+                    }
+                    handler(&mut batch);
+                    batch.clear();
+                }
+            })?;
+        let thread_id = thread.thread().id();
+        Ok(Dispatcher {
+            thread: Some(thread),
+            thread_id,
+        })
+    }
+
+    /// Waits for the thread to end (the queue must be closed first). Called
+    /// from the dispatcher thread itself (a handler stopping the server), it
+    /// returns at once: the thread ends after the handler returns.
+    pub fn join(&mut self) {
+        if thread::current().id() == self.thread_id {
+            return;
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close_event(conn: ConnId) -> HostEvent {
+        HostEvent::Close { conn, code: None }
+    }
+
+    #[test]
+    fn poll_times_out_empty_and_takes_in_order() {
+        let events = HostEvents::new(8).unwrap();
+        assert!(events.poll(Some(Duration::from_millis(10)), 10).is_empty());
+        events.push_now(close_event(1));
+        events.push_now(close_event(2));
+        events.push_now(close_event(3));
+        assert_eq!(
+            events.poll(Some(Duration::ZERO), 2),
+            vec![close_event(1), close_event(2)]
+        );
+        assert_eq!(events.poll(None, 10), vec![close_event(3)]);
+    }
+
+    #[test]
+    fn notify_fd_is_readable_exactly_while_events_wait() {
+        let events = HostEvents::new(8).unwrap();
+        let readable = || {
+            let mut fd = libc::pollfd {
+                fd: events.notify_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, zero timeout.
+            unsafe { libc::poll(&mut fd, 1, 0) == 1 }
+        };
+        assert!(!readable());
+        events.push_now(close_event(1));
+        assert!(readable());
+        events.poll(Some(Duration::ZERO), 10);
+        assert!(!readable());
+        events.close();
+        assert!(readable());
+    }
+
+    #[test]
+    fn a_full_queue_makes_pushers_wait_until_polled() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let events = HostEvents::new(1).unwrap();
+        rt.block_on(events.push(close_event(1), &CancellationToken::new()));
+        let pushing = {
+            let events = events.clone();
+            thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(events.push(close_event(2), &CancellationToken::new()));
+            })
+        };
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(events.len(), 1, "second push waits for room");
+        assert_eq!(events.poll(None, 1), vec![close_event(1)]);
+        pushing.join().unwrap();
+        assert_eq!(events.poll(None, 1), vec![close_event(2)]);
+    }
+
+    #[test]
+    fn dispatcher_ends_when_the_queue_closes() {
+        let events = HostEvents::new(8).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut dispatcher = {
+            let seen = seen.clone();
+            Dispatcher::spawn(events.clone(), move |batch| {
+                seen.lock().extend(batch.drain(..))
+            })
+            .unwrap()
+        };
+        events.push_now(close_event(7));
+        events.close();
+        dispatcher.join();
+        assert_eq!(*seen.lock(), vec![close_event(7)]);
+    }
+}
