@@ -22,6 +22,8 @@
 //! - [`bus`]: how nodes reach each other (local, or through a channel server).
 //! - [`channel`]: the seed's pub/sub protocol, its server and its client.
 //! - [`cli`]: the `groupcast` command line.
+//! - [`ffi`]: the C ABI, for C and PHP-FFI hosts (header in `include/`).
+//! - `python` (feature `python`): the Python module `groupcast._groupcast`.
 //! - [`error`]: the error type.
 
 pub mod bus;
@@ -30,10 +32,13 @@ pub mod cli;
 pub mod config;
 mod connection;
 pub mod error;
+pub mod ffi;
 pub mod host;
 pub mod node;
 mod outbound;
 pub mod protocol;
+#[cfg(feature = "python")]
+mod python;
 pub mod registry;
 pub mod server;
 
