@@ -1,0 +1,214 @@
+//! The `groupcast` binary as a user runs it: separate processes, printed
+//! addresses, signals, exit codes.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{ARRIVES, Client};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// A `groupcast` process and the addresses it printed.
+struct Process {
+    child: Child,
+    line: String,
+}
+
+impl Process {
+    fn start(args: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_groupcast"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("groupcast starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("address line");
+        assert!(line.starts_with("groupcast listening "), "{line:?}");
+        Process { child, line }
+    }
+
+    /// The address printed as `key=ADDR`.
+    fn addr(&self, key: &str) -> SocketAddr {
+        let prefix = format!("{key}=");
+        self.line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {key} in {:?}", self.line))
+            .parse()
+            .unwrap()
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for the exit and returns its code.
+    fn wait(mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + ARRIVES;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "groupcast did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_seed_and_sigterm_stops_it_with_1001() {
+    let server = Process::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--channel-listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ]);
+    let mut client = Client::connect(server.addr("websocket")).await;
+    assert!(server.addr("channel").port() != 0);
+    client
+        .send(r#"{"cmd":"add_group", "group_id":"123"}"#)
+        .await;
+    client
+        .send(r#"{"cmd":"send_to_group", "group_id":"123", "message":"C'est le message"}"#)
+        .await;
+    assert_eq!(client.recv_text().await, "C'est le message");
+
+    server.signal(libc::SIGTERM);
+    let close = client.recv_close().await.expect("close frame");
+    assert_eq!(close.code, CloseCode::Away);
+    assert_eq!(
+        tokio::task::spawn_blocking(move || server.wait())
+            .await
+            .unwrap(),
+        Some(0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_a_channel_server() {
+    let channel = Process::start(&["channel", "--listen", "127.0.0.1:0"]);
+    assert!(
+        tokio::net::TcpStream::connect(channel.addr("channel"))
+            .await
+            .is_ok()
+    );
+    channel.signal(libc::SIGINT);
+    assert_eq!(
+        tokio::task::spawn_blocking(move || channel.wait())
+            .await
+            .unwrap(),
+        Some(0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_in_separate_processes_form_a_cluster() {
+    let channel = Process::start(&["channel", "--listen", "127.0.0.1:0"]);
+    let hub = channel.addr("channel").to_string();
+    let node_a = Process::start(&["serve", "--listen", "127.0.0.1:0", "--channel", &hub]);
+    let node_b = Process::start(&["serve", "--listen", "127.0.0.1:0", "--channel", &hub]);
+    let mut sender = Client::connect(node_a.addr("websocket")).await;
+    let mut member_b = Client::connect(node_b.addr("websocket")).await;
+    let mut member_a = Client::connect(node_a.addr("websocket")).await;
+    member_b.join("g").await;
+    member_a.join("g").await;
+    member_a.sync().await;
+
+    // Node b subscribes asynchronously: probe until a message crosses.
+    let mut probes = 0;
+    loop {
+        probes += 1;
+        sender.send_to_group("g", &format!("probe {probes}")).await;
+        assert_eq!(member_a.recv_text().await, format!("probe {probes}"));
+        let crossed = tokio::time::timeout(Duration::from_millis(100), member_b.recv_text()).await;
+        if crossed.is_ok() {
+            break;
+        }
+        assert!(probes < 50, "no cross-node delivery");
+    }
+    // Drain probes still in flight, then check exactly-once delivery.
+    while tokio::time::timeout(Duration::from_millis(300), member_b.recv_text())
+        .await
+        .is_ok()
+    {}
+    for i in 0..20 {
+        sender.send_to_group("g", &format!("m{i}")).await;
+    }
+    for i in 0..20 {
+        assert_eq!(member_b.recv_text().await, format!("m{i}"));
+        assert_eq!(member_a.recv_text().await, format!("m{i}"));
+    }
+    member_b.expect_nothing().await;
+    member_a.expect_nothing().await;
+    sender.expect_nothing().await;
+
+    for process in [node_a, node_b, channel] {
+        process.signal(libc::SIGTERM);
+        assert_eq!(
+            tokio::task::spawn_blocking(move || process.wait())
+                .await
+                .unwrap(),
+            Some(0)
+        );
+    }
+}
+
+#[test]
+fn help_lists_the_flags_and_bad_arguments_fail() {
+    let help = Command::new(env!("CARGO_BIN_EXE_groupcast"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--listen", "--workers", "--channel-listen", "--channel"] {
+        assert!(text.contains(flag), "{flag} missing from:\n{text}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_groupcast"))
+        .args(["serve", "--workers", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_groupcast"))
+        .args([
+            "serve",
+            "--listen",
+            &addr,
+            "--channel-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,308 @@
+//! The host bridge from Rust: events by polling and on the dispatcher
+//! thread, message routing, approval, and host actions.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{ARRIVES, Client, eventually};
+use groupcast::{Config, HostConfig, HostEvent, HostEvents, Node, Payload, Server};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+async fn host_node(host: HostConfig) -> Node {
+    let config = Config {
+        host,
+        ..Config::local("127.0.0.1:0")
+    };
+    Node::start(config).await.expect("node starts")
+}
+
+/// The next event, polled from a blocking thread as a host would.
+async fn next_event(events: &Arc<HostEvents>) -> HostEvent {
+    let events = events.clone();
+    tokio::task::spawn_blocking(move || events.poll(Some(ARRIVES), 1))
+        .await
+        .unwrap()
+        .pop()
+        .expect("an event arrives")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_in_order_and_unknown_messages_go_to_the_host() {
+    let node = host_node(HostConfig {
+        connect_events: true,
+        message_events: true,
+        close_events: true,
+        ..HostConfig::default()
+    })
+    .await;
+    let handle = node.handle();
+    let events = handle.events().unwrap().clone();
+    let mut client = Client::connect_path(node.addresses().websocket, "/room?token=abc").await;
+    let conn = match next_event(&events).await {
+        HostEvent::Connect {
+            conn,
+            path,
+            query,
+            peer,
+        } => {
+            assert_eq!(path, "/room");
+            assert_eq!(query, "token=abc");
+            assert!(peer.ip().is_loopback());
+            conn
+        }
+        other => panic!("{other:?}"),
+    };
+    // Built-ins still work and do not reach the host.
+    client.join("g").await;
+    client.send_to_group("g", "built-in").await;
+    assert_eq!(client.recv_text().await, "built-in");
+    // Not a built-in: to the host, no error reply.
+    client.send(r#"{"cmd":"custom","x":1}"#).await;
+    client.send("plain text").await;
+    client.send_message(Message::binary(vec![1, 2, 3])).await;
+    // A malformed built-in still gets the core's error reply.
+    client.send(r#"{"cmd":"add_group"}"#).await;
+    assert_eq!(client.recv_error_code().await, "missing_group_id");
+    let expected = [
+        Payload::Text(r#"{"cmd":"custom","x":1}"#.into()),
+        Payload::Text("plain text".into()),
+        Payload::Binary(vec![1, 2, 3]),
+    ];
+    for payload in expected {
+        assert_eq!(
+            next_event(&events).await,
+            HostEvent::Message { conn, payload }
+        );
+    }
+    // Host actions reach the client.
+    handle.send_text(conn, "hello from host").unwrap();
+    assert_eq!(client.recv_text().await, "hello from host");
+    assert!(handle.join(conn, "host-group").unwrap());
+    assert_eq!(handle.connection_groups(conn).unwrap().len(), 2);
+    assert_eq!(
+        handle.send_to_group("host-group", "to group", &[]).unwrap(),
+        1
+    );
+    assert_eq!(client.recv_text().await, "to group");
+    assert_eq!(
+        handle
+            .send_to_group("host-group", "excluded", &[conn])
+            .unwrap(),
+        0
+    );
+    assert_eq!(handle.broadcast("to all", &[]), 1);
+    assert_eq!(client.recv_text().await, "to all");
+    handle.close(conn, 4000, "bye").unwrap();
+    let close = client.recv_close().await.unwrap();
+    assert_eq!(u16::from(close.code), 4000);
+    assert_eq!(close.reason.as_str(), "bye");
+    assert_eq!(
+        next_event(&events).await,
+        HostEvent::Close {
+            conn,
+            code: Some(4000)
+        }
+    );
+    assert!(matches!(
+        handle.send_text(conn, "gone"),
+        Err(groupcast::Error::UnknownConnection(c)) if c == conn
+    ));
+    node.stop().await;
+    assert!(events.is_finished());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_builtins_every_message_goes_to_the_host() {
+    let node = host_node(HostConfig {
+        builtin_commands: false,
+        ..HostConfig::default()
+    })
+    .await;
+    let events = node.handle().events().unwrap().clone();
+    let mut client = Client::connect(node.addresses().websocket).await;
+    client.join("g").await;
+    match next_event(&events).await {
+        HostEvent::Message { payload, .. } => {
+            assert_eq!(
+                payload,
+                Payload::Text(r#"{"cmd":"add_group","group_id":"g"}"#.into())
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(node.handle().group_count(), 0, "the core did not join");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_host_unknown_commands_get_an_error_reply() {
+    let node = host_node(HostConfig::default()).await;
+    assert!(node.handle().events().is_none());
+    let mut client = Client::connect(node.addresses().websocket).await;
+    client.send(r#"{"cmd":"custom"}"#).await;
+    assert_eq!(client.recv_error_code().await, "unknown_cmd");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_holds_the_connection_until_admitted_or_refused() {
+    let node = host_node(HostConfig {
+        approve_connections: true,
+        ..HostConfig::default()
+    })
+    .await;
+    let handle = node.handle();
+    let events = handle.events().unwrap().clone();
+
+    let mut refused = Client::connect_path(node.addresses().websocket, "/?token=bad").await;
+    let HostEvent::Connect { conn, query, .. } = next_event(&events).await else {
+        panic!("connect event expected")
+    };
+    assert_eq!(query, "token=bad");
+    handle.close(conn, 4001, "bad token").unwrap();
+    let close = refused.recv_close().await.unwrap();
+    assert_eq!(u16::from(close.code), 4001);
+
+    let mut admitted = Client::connect_path(node.addresses().websocket, "/?token=good").await;
+    let HostEvent::Connect { conn, .. } = next_event(&events).await else {
+        panic!("connect event expected")
+    };
+    // Held: a command sent now is not read until admitted.
+    admitted.join("g").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(handle.group_size("g"), 0);
+    handle.send_text(conn, "welcome").unwrap();
+    assert_eq!(admitted.recv_text().await, "welcome");
+    handle.admit(conn).unwrap();
+    eventually("the held command to be read", || {
+        handle.group_size("g") == 1
+    })
+    .await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_approval_times_out_with_1008() {
+    let node = host_node(HostConfig {
+        approve_connections: true,
+        approval_timeout: Duration::from_millis(200),
+        ..HostConfig::default()
+    })
+    .await;
+    let mut client = Client::connect(node.addresses().websocket).await;
+    assert_eq!(client.recv_close().await.unwrap().code, CloseCode::Policy);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_channel_publish_and_subscribe_across_nodes() {
+    let config = |channel_listen: Option<String>, channel: Option<String>| Config {
+        listen: "127.0.0.1:0".into(),
+        channel_listen,
+        channel,
+        host: HostConfig {
+            message_events: true,
+            ..HostConfig::default()
+        },
+        ..Config::default()
+    };
+    let a = Node::start(config(Some("127.0.0.1:0".into()), None))
+        .await
+        .unwrap();
+    let hub = a.addresses().channel.unwrap();
+    let b = Node::start(config(None, Some(hub.to_string())))
+        .await
+        .unwrap();
+    b.handle().wait_bus_connected().await;
+    b.handle().channel_subscribe("news").unwrap();
+    eventually("b subscribed to news", || {
+        a.channel_server().unwrap().subscriber_count("news") == 1
+    })
+    .await;
+    a.handle()
+        .channel_publish("news", r#"{"headline":"hi"}"#)
+        .unwrap();
+    let events = b.handle().events().unwrap().clone();
+    assert_eq!(
+        next_event(&events).await,
+        HostEvent::Channel {
+            channel: "news".into(),
+            data: r#"{"headline":"hi"}"#.into()
+        }
+    );
+    let bad = a.handle().channel_publish("news", "not json");
+    assert!(matches!(bad, Err(groupcast::Error::Channel(_))), "{bad:?}");
+    let reserved = a.handle().channel_publish("groupcast:group:1", "1");
+    assert!(matches!(reserved, Err(groupcast::Error::Channel(_))));
+    b.stop().await;
+    a.stop().await;
+}
+
+#[test]
+fn server_dispatches_on_one_host_thread_and_stop_from_a_callback_returns() {
+    let config = Config {
+        host: HostConfig {
+            message_events: true,
+            close_events: true,
+            ..HostConfig::default()
+        },
+        ..Config::local("127.0.0.1:0")
+    };
+    let server = Arc::new(parking_lot::Mutex::new(Server::start(config).unwrap()));
+    let addr = server.lock().addresses().websocket;
+    let (seen_tx, seen_rx) = mpsc::channel();
+    let for_callback = server.clone();
+    server
+        .lock()
+        .dispatch(move |batch| {
+            for event in batch.drain(..) {
+                let thread = std::thread::current().name().map(str::to_owned);
+                if let HostEvent::Message {
+                    payload: Payload::Text(text),
+                    ..
+                } = &event
+                    && text == "stop"
+                {
+                    // Stopping from inside the callback must not deadlock.
+                    for_callback.lock().stop();
+                }
+                seen_tx.send((thread, event)).unwrap();
+            }
+        })
+        .unwrap();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = Client::connect(addr).await;
+        client.send("hello").await;
+        client.send("stop").await;
+        let close = client.recv_close().await.unwrap();
+        assert_eq!(close.code, CloseCode::Away);
+    });
+    let mut events = Vec::new();
+    while let Ok(seen) = seen_rx.recv_timeout(ARRIVES) {
+        events.push(seen);
+    }
+    assert!(
+        events
+            .iter()
+            .all(|(thread, _)| thread.as_deref() == Some("groupcast-host"))
+    );
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|(_, e)| match e {
+            HostEvent::Message {
+                payload: Payload::Text(t),
+                ..
+            } => t.clone(),
+            HostEvent::Close { code, .. } => format!("close {code:?}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["hello", "stop", "close Some(1001)"]);
+    assert!(!server.lock().is_running());
+}
