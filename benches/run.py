@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""Runs the groupcast benchmark scenarios and writes BENCHMARKS.md.
+
+Started by benches/run.sh, which builds the binaries and installs the
+baselines first. Every server is started here on a free port (port 0, the
+address is read from its first line of output), gets a fresh process for
+each scenario, and is stopped with SIGTERM. Servers of one scenario run back
+to back so they share the machine's conditions as closely as possible.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHES = ROOT / "benches"
+GROUPCAST = os.environ.get("GROUPCAST_BIN", str(BENCHES / "target/release/groupcast"))
+LOADGEN = os.environ.get("LOADGEN_BIN", str(BENCHES / "target/release/loadgen"))
+NODE_SERVER = BENCHES / "baselines/node/server.js"
+PYTHON = BENCHES / ".venv/bin/python"
+PYTHON_SERVER = BENCHES / "baselines/python/server.py"
+
+SERVERS = ["groupcast", "node-ws", "python-websockets"]
+
+
+# ---------------------------------------------------------------------------
+# Servers
+
+
+class Proc:
+    """A started server process and the address it printed."""
+
+    def __init__(self, argv, pattern):
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 20
+        line = ""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line and self.proc.poll() is not None:
+                break
+            match = re.search(pattern, line)
+            if match:
+                self.address = match.group(1)
+                return
+        self.stop()
+        raise RuntimeError(f"{shlex.join(argv)} did not report its address (last line: {line!r})")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Deployment:
+    """One or more server processes under test: URLs and pids for loadgen."""
+
+    def __init__(self, kind, cluster=False):
+        self.procs = []
+        self.urls = []
+        try:
+            if cluster:
+                # The seed's layout: a channel server and two websocket
+                # processes joined through it (the baselines use groupcast's
+                # channel server, which speaks the seed's framing).
+                channel = self._start([GROUPCAST, "channel", "--listen", "127.0.0.1:0"], r"channel=(\S+)")
+                for _ in range(2):
+                    if kind == "groupcast":
+                        self._start_node([GROUPCAST, "serve", "--listen", "127.0.0.1:0", "--channel", channel.address])
+                    elif kind == "node-ws":
+                        self._start_node(["node", str(NODE_SERVER), "0", "127.0.0.1", channel.address])
+                    elif kind == "python-websockets":
+                        self._start_node([str(PYTHON), str(PYTHON_SERVER), "0", "127.0.0.1", channel.address])
+                    else:
+                        raise ValueError(kind)
+            elif kind == "groupcast":
+                self._start_node([GROUPCAST, "serve", "--listen", "127.0.0.1:0", "--channel-listen", "127.0.0.1:0"])
+            elif kind == "node-ws":
+                self._start_node(["node", str(NODE_SERVER), "0", "127.0.0.1"])
+            elif kind == "python-websockets":
+                self._start_node([str(PYTHON), str(PYTHON_SERVER), "0", "127.0.0.1"])
+            else:
+                raise ValueError(kind)
+        except Exception:
+            self.stop()
+            raise
+
+    def _start(self, argv, pattern):
+        proc = Proc(argv, pattern)
+        self.procs.append(proc)
+        return proc
+
+    def _start_node(self, argv):
+        proc = self._start(argv, r"websocket=(\S+)")
+        self.urls.append(f"ws://{proc.address}")
+
+    @property
+    def pids(self):
+        return [p.pid for p in self.procs]
+
+    def stop(self):
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+def loadgen(deployment, args, label, timeout=180):
+    argv = [LOADGEN, "run", "--label", label]
+    for url in deployment.urls:
+        argv += ["--url", url]
+    argv += ["--server-pid", ",".join(map(str, deployment.pids))]
+    argv += [str(a) for a in args]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"label": label, "failed": f"loadgen timed out after {timeout}s"}
+    sys.stderr.write(done.stderr)
+    lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
+    if not lines:
+        return {"label": label, "failed": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+    result = json.loads(lines[-1])
+    result["exit_code"] = done.returncode
+    result["elapsed_s"] = time.monotonic() - started
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Scenarios
+
+COMMON = ["--duration", "3", "--probes", "4"]
+
+
+def scenarios(smoke):
+    if smoke:
+        return [
+            dict(
+                id="smoke",
+                title="Smoke: paced fan-out, 200 members, 2 senders x 100 msg/s",
+                servers=["groupcast"],
+                runs=[("200 members, 2 x 100 msg/s, 64 B",
+                       ["--mode", "paced", "--members", "200", "--senders", "2", "--rate", "100",
+                        "--duration", "2", "--probes", "2"])],
+            )
+        ]
+    flood = []
+    for members in (1000, 5000):
+        for size in (64, 1024):
+            flood.append((
+                f"{members} members, {'64 B' if size == 64 else '1 KiB'}",
+                ["--mode", "flood", "--members", members, "--senders", "1", "--size", size,
+                 "--window", "16", *COMMON],
+            ))
+    return [
+        dict(
+            id="flood",
+            title="1. Flood fan-out: 1 sender, one group, as fast as a 16-message window allows",
+            target="groupcast ≤ 0.3 µs server CPU per delivery at 1000 and at 5000 members.",
+            servers=SERVERS,
+            runs=flood,
+        ),
+        dict(
+            id="paced",
+            title="2. Paced fan-out",
+            target="250,000 deliveries/s (1000 members × 5 senders × 50 msg/s): ≤ 1.5 µs per delivery, "
+                   "nothing lost, probe p99 ≤ 5 ms. 10,000 deliveries/s (100 members × 100 msg/s): p99 ≤ 1 ms.",
+            servers=SERVERS,
+            runs=[
+                ("1000 members, 5 senders × 50 msg/s (250k deliveries/s)",
+                 ["--mode", "paced", "--members", "1000", "--senders", "5", "--rate", "50", *COMMON]),
+                ("1000 members, 1 sender × 50 msg/s (50k deliveries/s)",
+                 ["--mode", "paced", "--members", "1000", "--senders", "1", "--rate", "50", *COMMON]),
+                ("100 members, 1 sender × 100 msg/s (10k deliveries/s)",
+                 ["--mode", "paced", "--members", "100", "--senders", "1", "--rate", "100", *COMMON]),
+            ],
+        ),
+        dict(
+            id="groups",
+            title="3. Many groups: 10,000 connections in 1,000 groups of 10, one member of each group sends 10 msg/s",
+            target="Cost grows with the members of a group, not with the number of groups.",
+            servers=SERVERS,
+            runs=[
+                ("1000 groups × 10, 1000 senders × 10 msg/s (100k deliveries/s)",
+                 ["--mode", "paced", "--groups", "1000", "--members", "10", "--senders", "1",
+                  "--senders-are-members", "--rate", "10", *COMMON]),
+            ],
+        ),
+        dict(
+            id="cluster",
+            title="4. Cluster: 2 nodes + `groupcast channel`, members split across the nodes, sender on node A",
+            target="≥ 80% of single-node deliveries/s.",
+            servers=SERVERS,
+            cluster=True,
+            runs=[
+                ("1000 members, flood, 64 B",
+                 ["--mode", "flood", "--members", "1000", "--senders", "1", "--size", "64", "--window", "16", *COMMON]),
+                ("1000 members, 5 senders × 50 msg/s",
+                 ["--mode", "paced", "--members", "1000", "--senders", "5", "--rate", "50", *COMMON]),
+            ],
+        ),
+        dict(
+            id="idle",
+            title="5. Idle memory: 10,000 connections joined to 1,000 groups of 10, then grown to 19,000",
+            target="≤ 4 KiB per idle connection; 19,000 connections held within the fd limit.",
+            servers=SERVERS,
+            runs=[
+                ("10,000 idle connections, hold 19,000",
+                 ["--mode", "idle", "--groups", "1000", "--members", "10", "--probes", "0", "--hold", "19000"]),
+            ],
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Report
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception:
+        return "?"
+
+
+def machine():
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": sh("nproc"),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "memory": sh("free -g | awk '/Mem:/ {print $2 \" GiB\"}'"),
+        "rustc": sh("rustc --version"),
+        "node": sh("node --version"),
+        "ws": sh(f"node -e \"console.log(require('{BENCHES}/baselines/node/node_modules/ws/package.json').version)\""),
+        "python": sh(f"{PYTHON} --version"),
+        "websockets": sh(f"{PYTHON} -c 'import websockets; print(websockets.__version__)'"),
+        "commit": os.environ.get("GROUPCAST_COMMIT") or (
+            sh(f"git -C {ROOT} rev-parse --short HEAD")
+            + (" (+ uncommitted changes)" if sh(f"git -C {ROOT} status --porcelain --untracked-files=no -- src Cargo.toml") else "")),
+        "load_before": sh("cat /proc/loadavg"),
+    }
+
+
+def fmt(value, digits=2):
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if value >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def ratio(base, value):
+    if not base or value is None:
+        return "–"
+    return f"{value / base:.1f}×"
+
+
+def table_runs(scenario, results):
+    idle = scenario["id"] == "idle"
+    out = []
+    for label, _ in scenario["runs"]:
+        rows = [r for r in results if r["scenario"] == scenario["id"] and r["run"] == label]
+        out.append(f"**{label}**\n")
+        if idle:
+            out.append("| server | KiB per idle connection | vs groupcast | RSS before → at 10,000 (MiB) | joins verified | held at 19,000 | RSS at 19,000 (MiB) | load |")
+            out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+            base = next((r["result"].get("idle", {}) or {} for r in rows if r["server"] == "groupcast"), {})
+            for row in rows:
+                res = row["result"]
+                i = res.get("idle")
+                if not i:
+                    out.append(f"| {row['server']} | failed: {res.get('failed', '?')} | | | | | | |")
+                    continue
+                out.append(
+                    f"| {row['server']} | {i['kib_per_connection']:.1f} | {ratio(base.get('kib_per_connection'), i['kib_per_connection'])} "
+                    f"| {i['rss_before_kib'] / 1024:.1f} → {i['rss_after_kib'] / 1024:.1f} | {i['joined_verified']:,} / {i['connections']:,} "
+                    f"| {i['held']:,} / {i['hold_target']:,} | {i['rss_at_hold_kib'] / 1024:.1f} | {row['load1']:.1f} |"
+                )
+        else:
+            out.append("| server | deliveries/s | server µs CPU / delivery | vs groupcast | server cores | server RSS (MiB) | probe p50 / p99 / p99.9 (ms) | generator cores | lost | load |")
+            out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            base = next((r["result"].get("server_cpu_us_per_delivery") for r in rows if r["server"] == "groupcast"), None)
+            for row in rows:
+                res = row["result"]
+                if "failed" in res:
+                    out.append(f"| {row['server']} | failed: {res['failed']} | | | | | | | | |")
+                    continue
+                p = res.get("probe") or {}
+                lat = f"{p.get('p50_us', 0) / 1000:.2f} / {p.get('p99_us', 0) / 1000:.2f} / {p.get('p999_us', 0) / 1000:.2f}" if p else "–"
+                lost = res["lost"]
+                lost_text = f"**{lost:,}** of {res['expected_deliveries']:,}" if lost else f"0 of {res['expected_deliveries']:,}"
+                out.append(
+                    f"| {row['server']} | {res['deliveries_per_s']:,.0f} | {res['server_cpu_us_per_delivery']:.3f} "
+                    f"| {ratio(base, res['server_cpu_us_per_delivery'])} | {res['server_cpu_util']:.2f} "
+                    f"| {res['server_rss_kib'] / 1024:.1f} | {lat} | {res['generator_cpu_util']:.2f} | {lost_text} | {row['load1']:.1f} |"
+                )
+        cmd = next((row["command"] for row in rows), None)
+        if cmd:
+            out.append(f"\nloadgen arguments: `{cmd}`\n")
+    return out
+
+
+def write_markdown(path, results, info, command, scenario_list, started, finished):
+    lines = [
+        "# groupcast benchmarks",
+        "",
+        "Generated by the benchmark suite; do not edit by hand. Every figure below comes from one run of",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"run from {started} to {finished} (UTC), groupcast commit {info['commit']}.",
+        "",
+        "## Machine",
+        "",
+        f"- `nproc`: {info['nproc']}, CPU: {info['cpu']}, memory: {info['memory']}",
+        f"- kernel: {info['kernel']}; load average before the run: {info['load_before']}",
+        f"- {info['rustc']}; Node {info['node']} with ws {info['ws']}; {info['python']} with websockets {info['websockets']}",
+        "",
+        "The load generator and the servers share these cores, and the machine is shared with other",
+        "work, so absolute throughput moves between runs: read the **ratios** between servers measured",
+        "in the same run, and the server CPU per delivery, which does not depend on how fast the",
+        "generator reads.",
+        "",
+        "## How it is measured",
+        "",
+        "- `benches/loadgen` (Rust, tokio + tokio-tungstenite) opens the member and sender connections;",
+        "  a few **probe** connections run in a separate `loadgen probe` process so latency is not",
+        "  inflated by the bulk receivers' own queueing. Each message carries its CLOCK_MONOTONIC send time.",
+        "- Joins are confirmed before measuring: sync messages are sent to every group until every member",
+        "  and probe has received one.",
+        "- **server µs CPU / delivery**: utime+stime from `/proc/<pid>/stat`, summed over the server's process",
+        "  tree (all nodes and the channel server in the cluster scenario), from the first data message to",
+        "  the last delivery, divided by deliveries. **server cores** is that CPU over the same wall time.",
+        "- **server RSS**: VmRSS summed over the tree at the end. **generator cores**: the bulk generator",
+        "  process's own CPU over the same time; near 2.0 means the run was bounded by the generator, not the server.",
+        "- **load**: the machine's 1-minute load average when the run started (other work included);",
+        "  a run with load well above 2 was sharing the cores and its wall-clock figures suffer.",
+        "- **lost** = expected deliveries − received (bulk members + probes); must be 0.",
+        "- **vs groupcast**: the server's CPU per delivery (or KiB per connection) divided by groupcast's;",
+        "  above 1× means groupcast spends less.",
+        "- Flood: the sender keeps at most 16 messages in flight (sent and not yet received by every member),",
+        "  so no server is pushed into dropping slow consumers; deliveries/s there is mostly bounded by the",
+        "  generator reading 1000-5000 copies of each message on the same 2 cores.",
+        "",
+    ]
+    for scenario in scenario_list:
+        lines.append(f"## {scenario['title']}")
+        lines.append("")
+        if scenario.get("target"):
+            lines.append(f"Target (issue 5): {scenario['target']}")
+            lines.append("")
+        if scenario["id"] == "cluster":
+            lines += cluster_notes(results)
+        lines += table_runs(scenario, results)
+        lines.append("")
+    lines += [
+        "## 6. Host hooks",
+        "",
+        "Not measured yet: the host bridge (Python/C/PHP callbacks and polling) is still being built.",
+        "When it lands, add a scenario where every message goes through a host `on_message` hook that",
+        "calls `send_to_group`, to measure the cost of the event queue and the host thread.",
+        "",
+        "## Running it",
+        "",
+        "```",
+        "bash benches/run.sh            # everything above, about 10 minutes; rewrites BENCHMARKS.md",
+        "bash benches/run.sh --only flood,paced   # a subset (ids: flood, paced, groups, cluster, idle)",
+        "bash benches/run.sh --smoke    # ~10 s, groupcast only; exit status 1 if anything was lost",
+        "```",
+        "",
+        "One scenario by hand, against any server speaking the protocol:",
+        "",
+        "```",
+        "benches/target/release/loadgen run --url ws://127.0.0.1:1234 --server-pid PID \\",
+        "    --mode paced --members 1000 --senders 5 --rate 50 --duration 3",
+        "```",
+        "",
+        "Raw results of the last run: `benches/results/latest.json` (not committed).",
+        "",
+    ]
+    Path(path).write_text("\n".join(lines))
+
+
+def cluster_notes(results):
+    single = next((r["result"] for r in results
+                   if r["scenario"] == "flood" and r["server"] == "groupcast" and r["run"].startswith("1000 members, 64 B")), None)
+    cluster = next((r["result"] for r in results
+                    if r["scenario"] == "cluster" and r["run"].startswith("1000 members, flood")), None)
+    out = ["The baselines run as the seed's cluster does: two processes, each subscribed to the",
+           "`send_to_group` channel of the same `groupcast channel` server, publishing every",
+           "send_to_group there and delivering each event to their local members. Server CPU and RSS",
+           "include the channel server.", ""]
+    if single and cluster and "failed" not in single and "failed" not in cluster:
+        out.append(
+            f"Cluster flood deliveries/s vs groupcast single node (scenario 1, 1000 members, 64 B): "
+            f"{cluster['deliveries_per_s']:,.0f} / {single['deliveries_per_s']:,.0f} = "
+            f"**{100 * cluster['deliveries_per_s'] / single['deliveries_per_s']:.0f}%**; server CPU per delivery "
+            f"{cluster['server_cpu_us_per_delivery']:.3f} µs vs {single['server_cpu_us_per_delivery']:.3f} µs."
+        )
+        out.append("")
+    return out
+
+
+# ---------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="one tiny scenario against groupcast only")
+    parser.add_argument("--only", help="comma-separated scenario ids: flood,paced,groups,cluster,idle")
+    parser.add_argument("--servers", help="comma-separated subset of " + ",".join(SERVERS))
+    parser.add_argument("--output", help="markdown report [default: BENCHMARKS.md, or benches/results/partial.md with --only/--servers]")
+    args = parser.parse_args()
+
+    selected = scenarios(args.smoke)
+    if args.only:
+        wanted = set(args.only.split(","))
+        selected = [s for s in selected if s["id"] in wanted]
+    servers_wanted = set(args.servers.split(",")) if args.servers else None
+
+    if args.output is None:
+        partial = args.only or args.servers
+        args.output = str(BENCHES / "results/partial.md" if partial else ROOT / "BENCHMARKS.md")
+    info = machine()
+    started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    results = []
+    failed = False
+    for scenario in selected:
+        for label, run_args in scenario["runs"]:
+            for server in scenario["servers"]:
+                if servers_wanted and server not in servers_wanted:
+                    continue
+                name = f"{scenario['id']}/{server}/{label}"
+                load1 = float(open("/proc/loadavg").read().split()[0])
+                print(f"== {name}", file=sys.stderr, flush=True)
+                try:
+                    deployment = Deployment(server, cluster=scenario.get("cluster", False))
+                except Exception as error:
+                    result = {"label": name, "failed": f"server did not start: {error}"}
+                else:
+                    try:
+                        result = loadgen(deployment, run_args, name)
+                    finally:
+                        deployment.stop()
+                    time.sleep(0.5)
+                if "failed" in result or result.get("lost", 0) != 0 or result.get("exit_code", 0) != 0:
+                    failed = failed or server == "groupcast"
+                results.append(dict(
+                    scenario=scenario["id"], server=server, run=label, load1=load1,
+                    command=" ".join(str(a) for a in run_args), result=result,
+                ))
+    finished = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+
+    out_dir = BENCHES / "results"
+    out_dir.mkdir(exist_ok=True)
+    json_name = "smoke.json" if args.smoke else ("partial.json" if args.only or args.servers else "latest.json")
+    (out_dir / json_name).write_text(
+        json.dumps(dict(machine=info, results=results), indent=1))
+    if args.smoke:
+        for row in results:
+            r = row["result"]
+            print(f"smoke: {row['run']}: " + (f"FAILED {r['failed']}" if "failed" in r else
+                  f"{r['received_deliveries']}/{r['expected_deliveries']} delivered, lost {r['lost']}, "
+                  f"{r['server_cpu_us_per_delivery']:.2f} µs server CPU/delivery"))
+        return 1 if failed else 0
+    command = "bash benches/run.sh" + ("" if len(sys.argv) == 1 else " " + shlex.join(sys.argv[1:]))
+    write_markdown(args.output, results, info, command, selected, started, finished)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
