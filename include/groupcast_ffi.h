@@ -1,0 +1,189 @@
+enum groupcast_result
+ {
+  GROUPCAST_OK = 0,
+  GROUPCAST_ERR_NULL_PARAMETER = 1,
+  GROUPCAST_ERR_INVALID_UTF8 = 2,
+  GROUPCAST_ERR_INVALID_ARGUMENT = 3,
+  GROUPCAST_ERR_CONFIG = 4,
+  GROUPCAST_ERR_BIND = 5,
+  GROUPCAST_ERR_RUNTIME = 6,
+  GROUPCAST_ERR_UNKNOWN_CONNECTION = 7,
+  GROUPCAST_ERR_INVALID_GROUP = 8,
+  GROUPCAST_ERR_JOIN = 9,
+  GROUPCAST_ERR_INVALID_CLOSE_CODE = 10,
+  GROUPCAST_ERR_CHANNEL = 11,
+  GROUPCAST_ERR_STOPPED = 12,
+  GROUPCAST_ERR_MODE = 13,
+  GROUPCAST_ERR_BUFFER_TOO_SMALL = 14,
+  GROUPCAST_ERR_PANIC = 15,
+};
+typedef uint32_t groupcast_result;
+enum groupcast_events
+ {
+  GROUPCAST_EVENTS_CONNECT = 1,
+  GROUPCAST_EVENTS_APPROVE = 2,
+  GROUPCAST_EVENTS_MESSAGE = 4,
+  GROUPCAST_EVENTS_CLOSE = 8,
+  GROUPCAST_EVENTS_CHANNEL = 16,
+};
+typedef uint32_t groupcast_events;
+enum groupcast_event_kind
+ {
+  GROUPCAST_EVENT_CONNECT = 1,
+  GROUPCAST_EVENT_MESSAGE = 2,
+  GROUPCAST_EVENT_CLOSE = 3,
+  GROUPCAST_EVENT_CHANNEL = 4,
+};
+typedef uint32_t groupcast_event_kind;
+typedef struct groupcast_config groupcast_config;
+typedef struct groupcast_groups groupcast_groups;
+typedef struct groupcast_server groupcast_server;
+typedef struct groupcast_event {
+  uint32_t kind;
+  uint64_t conn;
+  uint16_t close_code;
+  bool is_binary;
+  const uint8_t *data;
+  size_t data_len;
+  const char *channel;
+  size_t channel_len;
+  const char *peer;
+  size_t peer_len;
+  const char *path;
+  size_t path_len;
+  const char *query;
+  size_t query_len;
+} groupcast_event;
+typedef bool (*groupcast_connect_callback)(void *userdata,
+                                           struct groupcast_server *server,
+                                           const struct groupcast_event *event);
+typedef void (*groupcast_userdata_free)(void *userdata);
+typedef void (*groupcast_event_callback)(void *userdata,
+                                         struct groupcast_server *server,
+                                         const struct groupcast_event *event);
+const char *groupcast_version(void);
+void groupcast_result_message(uint32_t code,
+                              char *buf,
+                              size_t len,
+                              size_t *out_len);
+void groupcast_last_error_message(char *buf,
+                                  size_t len,
+                                  size_t *out_len);
+groupcast_result groupcast_config_new(struct groupcast_config **out_config);
+void groupcast_config_free(struct groupcast_config *config);
+groupcast_result groupcast_config_set_listen(struct groupcast_config *config,
+                                             const char *addr,
+                                             size_t addr_len);
+groupcast_result groupcast_config_set_channel_listen(struct groupcast_config *config,
+                                                     const char *addr,
+                                                     size_t addr_len);
+groupcast_result groupcast_config_set_channel(struct groupcast_config *config,
+                                              const char *addr,
+                                              size_t addr_len);
+groupcast_result groupcast_config_set_workers(struct groupcast_config *config,
+                                              size_t workers);
+groupcast_result groupcast_config_set_builtin_commands(struct groupcast_config *config,
+                                                       bool enabled);
+groupcast_result groupcast_config_set_events(struct groupcast_config *config,
+                                             uint32_t events);
+groupcast_result groupcast_config_set_queue_capacity(struct groupcast_config *config,
+                                                     size_t capacity);
+groupcast_result groupcast_config_on_connect(struct groupcast_config *config,
+                                             groupcast_connect_callback callback_fn,
+                                             void *userdata,
+                                             groupcast_userdata_free free_userdata);
+groupcast_result groupcast_config_on_message(struct groupcast_config *config,
+                                             groupcast_event_callback callback_fn,
+                                             void *userdata,
+                                             groupcast_userdata_free free_userdata);
+groupcast_result groupcast_config_on_close(struct groupcast_config *config,
+                                           groupcast_event_callback callback_fn,
+                                           void *userdata,
+                                           groupcast_userdata_free free_userdata);
+groupcast_result groupcast_config_on_channel_event(struct groupcast_config *config,
+                                                   groupcast_event_callback callback_fn,
+                                                   void *userdata,
+                                                   groupcast_userdata_free free_userdata);
+groupcast_result groupcast_server_start(const struct groupcast_config *config,
+                                        struct groupcast_server **out_server);
+groupcast_result groupcast_server_stop(struct groupcast_server *server);
+void groupcast_server_free(struct groupcast_server *server);
+groupcast_result groupcast_server_websocket_address(const struct groupcast_server *server,
+                                                    char *buf,
+                                                    size_t len,
+                                                    size_t *out_len);
+groupcast_result groupcast_server_channel_address(const struct groupcast_server *server,
+                                                  char *buf,
+                                                  size_t len,
+                                                  size_t *out_len);
+groupcast_result groupcast_server_poll(struct groupcast_server *server,
+                                       int32_t timeout_ms,
+                                       struct groupcast_event *events,
+                                       size_t capacity,
+                                       size_t *out_count);
+groupcast_result groupcast_server_notify_fd(const struct groupcast_server *server,
+                                            int *out_fd);
+groupcast_result groupcast_server_send_text(const struct groupcast_server *server,
+                                            uint64_t conn,
+                                            const char *text,
+                                            size_t text_len);
+groupcast_result groupcast_server_send_binary(const struct groupcast_server *server,
+                                              uint64_t conn,
+                                              const uint8_t *data,
+                                              size_t data_len);
+groupcast_result groupcast_server_close(const struct groupcast_server *server,
+                                        uint64_t conn,
+                                        uint16_t code,
+                                        const char *reason,
+                                        size_t reason_len);
+groupcast_result groupcast_server_admit(const struct groupcast_server *server,
+                                        uint64_t conn);
+groupcast_result groupcast_server_join(const struct groupcast_server *server,
+                                       uint64_t conn,
+                                       const char *group,
+                                       size_t group_len,
+                                       bool *out_joined);
+groupcast_result groupcast_server_leave(const struct groupcast_server *server,
+                                        uint64_t conn,
+                                        const char *group,
+                                        size_t group_len,
+                                        bool *out_left);
+groupcast_result groupcast_server_send_to_group(const struct groupcast_server *server,
+                                                const char *group,
+                                                size_t group_len,
+                                                const char *text,
+                                                size_t text_len,
+                                                const uint64_t *exclude,
+                                                size_t exclude_count,
+                                                size_t *out_delivered);
+groupcast_result groupcast_server_broadcast(const struct groupcast_server *server,
+                                            const char *text,
+                                            size_t text_len,
+                                            const uint64_t *exclude,
+                                            size_t exclude_count,
+                                            size_t *out_delivered);
+groupcast_result groupcast_server_group_size(const struct groupcast_server *server,
+                                             const char *group,
+                                             size_t group_len,
+                                             size_t *out_size);
+groupcast_result groupcast_server_connection_count(const struct groupcast_server *server,
+                                                   size_t *out_count);
+groupcast_result groupcast_server_groups(const struct groupcast_server *server,
+                                         struct groupcast_groups **out_groups);
+size_t groupcast_groups_count(const struct groupcast_groups *groups);
+groupcast_result groupcast_groups_get(const struct groupcast_groups *groups,
+                                      size_t index,
+                                      const char **out_name,
+                                      size_t *out_len);
+void groupcast_groups_free(struct groupcast_groups *groups);
+groupcast_result groupcast_server_channel_publish(const struct groupcast_server *server,
+                                                  const char *channel,
+                                                  size_t channel_len,
+                                                  const char *data_json,
+                                                  size_t data_json_len);
+groupcast_result groupcast_server_channel_subscribe(const struct groupcast_server *server,
+                                                    const char *channel,
+                                                    size_t channel_len);
+groupcast_result groupcast_server_channel_unsubscribe(const struct groupcast_server *server,
+                                                      const char *channel,
+                                                      size_t channel_len);
