@@ -239,13 +239,15 @@ impl Session {
             .filter(|_| shared.host_config.message_events || !shared.host_config.builtin_commands);
         let max_group = shared.limits.max_group_id_len;
         let command = match &message {
-            _ if !shared.host_config.builtin_commands => Err(None),
-            Message::Text(text) => parse_command(text.as_str(), max_group).map_err(Some),
-            Message::Binary(data) => parse_binary_command(data, max_group).map_err(Some),
+            // Before the built-ins switch: a client's close code is recorded
+            // (for the host's close event) whether or not built-ins are on.
             Message::Close(frame) => {
                 self.close_code = Some(frame.as_ref().map_or(1005, |f| f.code.into()));
                 return Next::Continue;
             }
+            _ if !shared.host_config.builtin_commands => Err(None),
+            Message::Text(text) => parse_command(text.as_str(), max_group).map_err(Some),
+            Message::Binary(data) => parse_binary_command(data, max_group).map_err(Some),
             // Pings are answered by tungstenite.
             _ => return Next::Continue,
         };
