@@ -29,6 +29,9 @@ PYTHON = BENCHES / ".venv/bin/python"
 PYTHON_SERVER = BENCHES / "baselines/python/server.py"
 
 SERVERS = ["groupcast", "node-ws", "python-websockets"]
+# In the cluster scenario: groupcast as one node, run next to the cluster
+# runs so the ratio compares runs made under the same machine load.
+SINGLE_NODE = "groupcast, 1 node"
 
 
 # ---------------------------------------------------------------------------
@@ -80,6 +83,8 @@ class Deployment:
     def __init__(self, kind, cluster=False):
         self.procs = []
         self.urls = []
+        if kind == SINGLE_NODE:
+            kind, cluster = "groupcast", False
         try:
             if cluster:
                 # The seed's layout: a channel server and two websocket
@@ -210,7 +215,7 @@ def scenarios(smoke):
             id="cluster",
             title="4. Cluster: 2 nodes + `groupcast channel`, members split across the nodes, sender on node A",
             target="≥ 80% of single-node deliveries/s.",
-            servers=SERVERS,
+            servers=[SINGLE_NODE, *SERVERS],
             cluster=True,
             runs=[
                 ("1000 members, flood, 64 B",
@@ -307,7 +312,7 @@ def table_runs(scenario, results):
                     f"| {i['held']:,} / {i['hold_target']:,} | {i['rss_at_hold_kib'] / 1024:.1f} | {row['load1']:.1f} |"
                 )
         else:
-            out.append("| server | deliveries/s | server µs CPU / delivery | vs groupcast | server cores | server RSS (MiB) | probe p50 / p99 / p99.9 (ms) | generator cores | lost | load |")
+            out.append("| server | deliveries/s | server µs CPU / delivery | vs groupcast | server cores (kernel share) | server RSS (MiB) | probe p50 / p99 / p99.9 (ms) | generator cores | lost | load |")
             out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             base = next((r["result"].get("server_cpu_us_per_delivery") for r in rows if r["server"] == "groupcast"), None)
             for row in rows:
@@ -321,7 +326,7 @@ def table_runs(scenario, results):
                 lost_text = f"**{lost:,}** of {res['expected_deliveries']:,}" if lost else f"0 of {res['expected_deliveries']:,}"
                 out.append(
                     f"| {row['server']} | {res['deliveries_per_s']:,.0f} | {res['server_cpu_us_per_delivery']:.3f} "
-                    f"| {ratio(base, res['server_cpu_us_per_delivery'])} | {res['server_cpu_util']:.2f} "
+                    f"| {ratio(base, res['server_cpu_us_per_delivery'])} | {res['server_cpu_util']:.2f} ({100 * res.get('server_sys_fraction', 0):.0f}%) "
                     f"| {res['server_rss_kib'] / 1024:.1f} | {lat} | {res['generator_cpu_util']:.2f} | {lost_text} | {row['load1']:.1f} |"
                 )
         cmd = next((row["command"] for row in rows), None)
@@ -385,6 +390,9 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
             lines += cluster_notes(results)
         lines += table_runs(scenario, results)
         lines.append("")
+    findings = BENCHES / "FINDINGS.md"
+    if findings.exists():
+        lines += [findings.read_text().rstrip(), ""]
     lines += [
         "## 6. Host hooks",
         "",
@@ -414,22 +422,24 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
 
 
 def cluster_notes(results):
-    single = next((r["result"] for r in results
-                   if r["scenario"] == "flood" and r["server"] == "groupcast" and r["run"].startswith("1000 members, 64 B")), None)
-    cluster = next((r["result"] for r in results
-                    if r["scenario"] == "cluster" and r["run"].startswith("1000 members, flood")), None)
     out = ["The baselines run as the seed's cluster does: two processes, each subscribed to the",
            "`send_to_group` channel of the same `groupcast channel` server, publishing every",
            "send_to_group there and delivering each event to their local members. Server CPU and RSS",
-           "include the channel server.", ""]
-    if single and cluster and "failed" not in single and "failed" not in cluster:
-        out.append(
-            f"Cluster flood deliveries/s vs groupcast single node (scenario 1, 1000 members, 64 B): "
-            f"{cluster['deliveries_per_s']:,.0f} / {single['deliveries_per_s']:,.0f} = "
-            f"**{100 * cluster['deliveries_per_s'] / single['deliveries_per_s']:.0f}%**; server CPU per delivery "
-            f"{cluster['server_cpu_us_per_delivery']:.3f} µs vs {single['server_cpu_us_per_delivery']:.3f} µs."
-        )
-        out.append("")
+           "include the channel server. The row *groupcast, 1 node* is the single-node reference, run",
+           "right before the cluster runs.", ""]
+    runs = {}
+    for r in results:
+        if r["scenario"] == "cluster" and "failed" not in r["result"]:
+            runs.setdefault(r["run"], {})[r["server"]] = r["result"]
+    for run, by_server in runs.items():
+        single, cluster = by_server.get(SINGLE_NODE), by_server.get("groupcast")
+        if single and cluster:
+            out.append(
+                f"- {run}: cluster {cluster['deliveries_per_s']:,.0f} deliveries/s vs one node "
+                f"{single['deliveries_per_s']:,.0f} = **{100 * cluster['deliveries_per_s'] / single['deliveries_per_s']:.0f}%**; "
+                f"server CPU per delivery {cluster['server_cpu_us_per_delivery']:.3f} µs vs {single['server_cpu_us_per_delivery']:.3f} µs."
+            )
+    out.append("")
     return out
 
 
@@ -476,7 +486,7 @@ def main():
                         deployment.stop()
                     time.sleep(0.5)
                 if "failed" in result or result.get("lost", 0) != 0 or result.get("exit_code", 0) != 0:
-                    failed = failed or server == "groupcast"
+                    failed = failed or server.startswith("groupcast")
                 results.append(dict(
                     scenario=scenario["id"], server=server, run=label, load1=load1,
                     command=" ".join(str(a) for a in run_args), result=result,

@@ -39,7 +39,10 @@ type Sink = SplitSink<Ws, Message>;
 type Stream = SplitStream<Ws>;
 
 #[derive(Parser)]
-#[command(name = "loadgen", about = "Load generator for group-broadcast websocket servers")]
+#[command(
+    name = "loadgen",
+    about = "Load generator for group-broadcast websocket servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -202,13 +205,17 @@ fn process_tree(roots: &[u32]) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
-            if let Some(fields) = stat_fields(pid) {
-                if let Some(ppid) = fields.get(1).and_then(|s| s.parse::<u32>().ok()) {
-                    children.entry(ppid).or_default().push(pid);
-                }
+            if let Some(ppid) =
+                stat_fields(pid).and_then(|f| f.get(1).and_then(|s| s.parse::<u32>().ok()))
+            {
+                children.entry(ppid).or_default().push(pid);
             }
         }
     }
@@ -231,8 +238,8 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-/// Server CPU seconds (utime + stime), summed over the process trees.
-fn server_cpu_s(roots: &[u32]) -> f64 {
+/// Server CPU seconds (user, system), summed over the process trees.
+fn server_cpu_split(roots: &[u32]) -> (f64, f64) {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     process_tree(roots)
@@ -241,9 +248,9 @@ fn server_cpu_s(roots: &[u32]) -> f64 {
         .map(|f| {
             let utime: f64 = f.get(11).and_then(|s| s.parse().ok()).unwrap_or(0.0);
             let stime: f64 = f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-            (utime + stime) / hz
+            (utime / hz, stime / hz)
         })
-        .sum()
+        .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
 }
 
 /// Server resident memory in KiB (VmRSS), summed over the process trees.
@@ -255,7 +262,11 @@ fn server_rss_kib(roots: &[u32]) -> u64 {
             status
                 .lines()
                 .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
         })
         .sum()
 }
@@ -275,7 +286,12 @@ fn source_ip(index: usize, src_ips: u8) -> Option<Ipv4Addr> {
     if src_ips == 0 {
         return None;
     }
-    Some(Ipv4Addr::new(127, 0, 0, 2 + (index % src_ips as usize) as u8))
+    Some(Ipv4Addr::new(
+        127,
+        0,
+        0,
+        2 + (index % src_ips as usize) as u8,
+    ))
 }
 
 async fn connect(url: &str, src: Option<Ipv4Addr>) -> Result<Ws> {
@@ -425,7 +441,11 @@ struct Conn {
 }
 
 /// Opens the connections, joins groups, starts their readers.
-async fn open_all(specs: Vec<ConnSpec>, counters: &Arc<Counters>, concurrency: usize) -> Result<Vec<Conn>> {
+async fn open_all(
+    specs: Vec<ConnSpec>,
+    counters: &Arc<Counters>,
+    concurrency: usize,
+) -> Result<Vec<Conn>> {
     let results: Vec<Result<Conn>> = futures_util::stream::iter(specs)
         .map(|spec| {
             let counters = counters.clone();
@@ -468,7 +488,9 @@ impl Probe {
         let mut command = tokio::process::Command::new(std::env::current_exe()?);
         command.arg("probe");
         for (url, group) in conns {
-            command.arg("--conn").arg(format!("{url},{}", group_name(*group)));
+            command
+                .arg("--conn")
+                .arg(format!("{url},{}", group_name(*group)));
         }
         let mut child = command
             .stdin(Stdio::piped())
@@ -506,7 +528,9 @@ impl Probe {
     }
 
     async fn report(mut self, expected: u64) -> Result<ProbeReport> {
-        self.stdin.write_all(format!("report {expected}\n").as_bytes()).await?;
+        self.stdin
+            .write_all(format!("report {expected}\n").as_bytes())
+            .await?;
         self.stdin.flush().await?;
         let line = tokio::time::timeout(Duration::from_secs(30), self.reports.recv())
             .await?
@@ -552,10 +576,8 @@ async fn probe(args: ProbeArgs) -> Result<u8> {
                         let b = text.as_bytes();
                         match b.first() {
                             Some(b'D') => {
-                                let sent: u64 = text
-                                    .get(2..22)
-                                    .and_then(|s| s.parse().ok())
-                                    .unwrap_or(now);
+                                let sent: u64 =
+                                    text.get(2..22).and_then(|s| s.parse().ok()).unwrap_or(now);
                                 latencies.lock().unwrap().push(now.saturating_sub(sent));
                             }
                             Some(b'S') if !seen_sync => {
@@ -565,7 +587,10 @@ async fn probe(args: ProbeArgs) -> Result<u8> {
                                 }
                             }
                             Some(b'S') => {}
-                            _ => errors.lock().unwrap().push(format!("{:.120}", text.as_str())),
+                            _ => errors
+                                .lock()
+                                .unwrap()
+                                .push(format!("{:.120}", text.as_str())),
                         }
                     }
                     Ok(Message::Close(frame)) => {
@@ -655,6 +680,8 @@ struct Report {
     server_cpu_s: f64,
     server_cpu_us_per_delivery: f64,
     server_cpu_util: f64,
+    /// Share of the server's CPU spent in the kernel (stime).
+    server_sys_fraction: f64,
     server_rss_kib: u64,
     generator_cpu_s: f64,
     generator_cpu_util: f64,
@@ -767,7 +794,13 @@ async fn run(args: RunArgs) -> Result<u8> {
     // Members ordered so each group's sender/first member precedes the
     // rest: `open_all` keeps no order, so sort afterwards.
     let mut conns = open_all(specs, &counters, args.connect_concurrency).await?;
-    conns.sort_by_key(|c| (c.group, c.role != Role::Sender, c.role != Role::MemberSender));
+    conns.sort_by_key(|c| {
+        (
+            c.group,
+            c.role != Role::Sender,
+            c.role != Role::MemberSender,
+        )
+    });
     eprintln!(
         "loadgen: {} connections open in {:.1}s",
         conns.len(),
@@ -791,18 +824,30 @@ async fn run(args: RunArgs) -> Result<u8> {
     if args.mode == Mode::Idle {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let rss_after = server_rss_kib(&args.server_pid);
-        let joined_ok = barrier(&mut conns, groups, &counters, bulk_members, None, Duration::from_secs(30)).await;
+        let joined_ok = barrier(
+            &mut conns,
+            groups,
+            &counters,
+            bulk_members,
+            None,
+            Duration::from_secs(30),
+        )
+        .await;
         let mut idle = IdleReport {
             connections: total_conns,
             rss_before_kib: rss_before,
             rss_after_kib: rss_after,
-            kib_per_connection: rss_after.saturating_sub(rss_before) as f64 / total_conns.max(1) as f64,
+            kib_per_connection: rss_after.saturating_sub(rss_before) as f64
+                / total_conns.max(1) as f64,
             joined_verified: counters.synced.load(Ordering::SeqCst),
             hold_target: args.hold,
             ..IdleReport::default()
         };
         if !joined_ok {
-            eprintln!("loadgen: only {} of {} joins verified", idle.joined_verified, bulk_members);
+            eprintln!(
+                "loadgen: only {} of {} joins verified",
+                idle.joined_verified, bulk_members
+            );
         }
         if args.hold > total_conns {
             let extra: Vec<ConnSpec> = (total_conns..args.hold)
@@ -819,7 +864,15 @@ async fn run(args: RunArgs) -> Result<u8> {
             }
             conns.sort_by_key(|c| c.group);
             tokio::time::sleep(Duration::from_millis(500)).await;
-            barrier(&mut conns, groups, &counters, args.hold, None, Duration::from_secs(30)).await;
+            barrier(
+                &mut conns,
+                groups,
+                &counters,
+                args.hold,
+                None,
+                Duration::from_secs(30),
+            )
+            .await;
             idle.held = counters
                 .synced
                 .load(Ordering::SeqCst)
@@ -838,7 +891,12 @@ async fn run(args: RunArgs) -> Result<u8> {
 
     // Probes: spread over the groups and the URLs.
     let probe_conns: Vec<(String, usize)> = (0..args.probes)
-        .map(|i| (args.url[i % args.url.len()].clone(), i * groups / args.probes.max(1)))
+        .map(|i| {
+            (
+                args.url[i % args.url.len()].clone(),
+                i * groups / args.probes.max(1),
+            )
+        })
         .collect();
     let mut probes_in_group = vec![0u64; groups];
     for (_, g) in &probe_conns {
@@ -858,12 +916,23 @@ async fn run(args: RunArgs) -> Result<u8> {
         Some(probe)
     };
 
-    if !barrier(&mut conns, groups, &counters, bulk_members, probe.as_ref(), Duration::from_secs(30)).await {
+    if !barrier(
+        &mut conns,
+        groups,
+        &counters,
+        bulk_members,
+        probe.as_ref(),
+        Duration::from_secs(30),
+    )
+    .await
+    {
         return Err(format!(
             "joins not confirmed: {} of {} members synced, probe synced: {}",
             counters.synced.load(Ordering::SeqCst),
             bulk_members,
-            probe.as_ref().is_some_and(|p| p.synced.load(Ordering::SeqCst))
+            probe
+                .as_ref()
+                .is_some_and(|p| p.synced.load(Ordering::SeqCst))
         )
         .into());
     }
@@ -882,7 +951,8 @@ async fn run(args: RunArgs) -> Result<u8> {
         }
     }
     let n_senders = senders.len();
-    let cpu0 = server_cpu_s(&args.server_pid);
+    let (user0, sys0) = server_cpu_split(&args.server_pid);
+    let cpu0 = user0 + sys0;
     let gen0 = self_cpu_s();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.duration);
@@ -908,12 +978,20 @@ async fn run(args: RunArgs) -> Result<u8> {
                             if counters.received.load(Ordering::SeqCst) >= need {
                                 break;
                             }
-                            let _ = tokio::time::timeout(Duration::from_millis(50), counters.notify.notified()).await;
+                            let _ = tokio::time::timeout(
+                                Duration::from_millis(50),
+                                counters.notify.notified(),
+                            )
+                            .await;
                             if Instant::now() >= deadline {
                                 return (group, seq, sink);
                             }
                         }
-                        if sink.send(send_to_group(&name, &data_message(i, seq, args.size))).await.is_err() {
+                        if sink
+                            .send(send_to_group(&name, &data_message(i, seq, args.size)))
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                         seq += 1;
@@ -929,7 +1007,11 @@ async fn run(args: RunArgs) -> Result<u8> {
                     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
                     while seq < count {
                         ticks.tick().await;
-                        if sink.send(send_to_group(&name, &data_message(i, seq, args.size))).await.is_err() {
+                        if sink
+                            .send(send_to_group(&name, &data_message(i, seq, args.size)))
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                         seq += 1;
@@ -949,7 +1031,11 @@ async fn run(args: RunArgs) -> Result<u8> {
         sinks.push(sink);
     }
     let expected_bulk: u64 = sent_per_group.iter().map(|s| s * args.members as u64).sum();
-    let expected_probe: u64 = sent_per_group.iter().zip(&probes_in_group).map(|(s, p)| s * p).sum();
+    let expected_probe: u64 = sent_per_group
+        .iter()
+        .zip(&probes_in_group)
+        .map(|(s, p)| s * p)
+        .sum();
 
     // Drain.
     let mut last = (0u64, Instant::now());
@@ -968,7 +1054,8 @@ async fn run(args: RunArgs) -> Result<u8> {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let cpu1 = server_cpu_s(&args.server_pid);
+    let (user1, sys1) = server_cpu_split(&args.server_pid);
+    let cpu1 = user1 + sys1;
     let gen1 = self_cpu_s();
     let rss = server_rss_kib(&args.server_pid);
     let probe_report = match probe {
@@ -990,6 +1077,11 @@ async fn run(args: RunArgs) -> Result<u8> {
     report.server_cpu_s = cpu1 - cpu0;
     report.server_cpu_us_per_delivery = (cpu1 - cpu0) * 1e6 / received.max(1) as f64;
     report.server_cpu_util = (cpu1 - cpu0) / wall;
+    report.server_sys_fraction = if cpu1 > cpu0 {
+        (sys1 - sys0) / (cpu1 - cpu0)
+    } else {
+        0.0
+    };
     report.server_rss_kib = rss;
     report.generator_cpu_s = gen1 - gen0;
     report.generator_cpu_util = (gen1 - gen0) / wall;
@@ -1012,10 +1104,12 @@ async fn run(args: RunArgs) -> Result<u8> {
         report.server_cpu_us_per_delivery,
         report.server_cpu_util,
         report.generator_cpu_util,
-        report.probe.as_ref().map(|p| (p.p50_us, p.p99_us, p.p999_us)),
+        report
+            .probe
+            .as_ref()
+            .map(|p| (p.p50_us, p.p99_us, p.p999_us)),
     );
     drop(sinks);
     drop(others);
     Ok(u8::from(report.lost != 0))
 }
-
