@@ -1,7 +1,8 @@
 //! The bus: how the nodes of a cluster hand each other group messages.
 //!
 //! A node publishes a group message once, on the group's own channel
-//! (`groupcast:group:<id>`), and subscribes only to the channels of groups it
+//! (`groupcast:group:<id>` on a channel server, `groupcast:<id>` on Redis:
+//! see [`crate::redis_bus`]), and subscribes only to the channels of groups it
 //! has local members in (interest-based routing): a node never receives
 //! traffic for groups it cannot deliver. Local members are served directly
 //! by the sending node; each publication carries the sender's node id so the
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::{ChannelClient, ChannelEvent};
 use crate::host::{HostEvent, HostEvents};
+use crate::redis_bus::RedisBus;
 use crate::registry::{Interest, Registry};
 
 /// Prefix of the channel that carries a group's messages.
@@ -25,12 +27,15 @@ pub const GROUP_CHANNEL_PREFIX: &str = "groupcast:group:";
 /// A group message as it travels between nodes. Field names follow the
 /// seed's `send_to_group` event, plus the sending node.
 #[derive(Serialize, Deserialize)]
-struct Envelope<'a> {
+pub(crate) struct Envelope<'a> {
+    /// The group the message is for.
     #[serde(borrow)]
-    group_id: Cow<'a, str>,
+    pub(crate) group_id: Cow<'a, str>,
+    /// The text every member receives.
     #[serde(borrow)]
-    message: Cow<'a, str>,
-    node: u64,
+    pub(crate) message: Cow<'a, str>,
+    /// The sending node, which ignores its own publications.
+    pub(crate) node: u64,
 }
 
 /// A node's way out to other nodes.
@@ -39,20 +44,26 @@ pub(crate) enum Bus {
     Local,
     /// Nodes meet on a channel server.
     Channel { client: ChannelClient, node_id: u64 },
+    /// Nodes meet on a Redis deployment (standalone or cluster).
+    Redis(RedisBus),
 }
 
 impl Bus {
     /// Hands a group message to the other nodes (the local members are
     /// served by the caller).
     pub(crate) fn publish(&self, group: &str, message: &str) {
-        if let Bus::Channel { client, node_id } = self {
-            let envelope = Envelope {
-                group_id: Cow::Borrowed(group),
-                message: Cow::Borrowed(message),
-                node: *node_id,
-            };
-            // Only fails once the node is stopping.
-            let _ = client.publish(&group_channel(group), &envelope);
+        match self {
+            Bus::Local => {}
+            Bus::Channel { client, node_id } => {
+                let envelope = Envelope {
+                    group_id: Cow::Borrowed(group),
+                    message: Cow::Borrowed(message),
+                    node: *node_id,
+                };
+                // Only fails once the node is stopping.
+                let _ = client.publish(&group_channel(group), &envelope);
+            }
+            Bus::Redis(redis) => redis.publish(group, message),
         }
     }
 }

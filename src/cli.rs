@@ -3,11 +3,13 @@
 //! [`run`] too, so both share one CLI.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::channel::{ChannelServer, ChannelServerConfig};
-use crate::config::{Config, DEFAULT_CHANNEL_LISTEN, DEFAULT_LISTEN, Limits};
+use crate::config::{Config, DEFAULT_CHANNEL_LISTEN, DEFAULT_LISTEN, Limits, SlowConsumerPolicy};
 use crate::server::Server;
 
 /// Group broadcasting for websocket clients.
@@ -22,7 +24,7 @@ struct Cli {
 enum CliCommand {
     /// Run a websocket node (by default with an embedded channel server, as
     /// in the seed: websocket on 0.0.0.0:1234, channel on 127.0.0.1:2206).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a channel server alone, for nodes started with --channel.
     Channel(ChannelArgs),
 }
@@ -43,16 +45,112 @@ struct ServeArgs {
     /// Join the channel server at HOST:PORT instead of embedding one.
     #[arg(long, value_name = "HOST:PORT")]
     channel: Option<String>,
+    /// Use Redis as the bus instead of a channel server (none is embedded):
+    /// redis://HOST:PORT, or redis+cluster://HOST:PORT,HOST:PORT,... for a
+    /// Redis Cluster; ?prefix=P names the groups' channels [default:
+    /// groupcast:].
+    #[arg(long, value_name = "URL", conflicts_with_all = ["channel", "channel_listen"])]
+    bus: Option<String>,
+    /// Shared secret of the channel server (required when the embedded one
+    /// listens beyond loopback).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "GROUPCAST_CHANNEL_SECRET",
+        hide_env_values = true
+    )]
+    channel_secret: Option<String>,
+    /// Serve Prometheus metrics on ADDR (GET /metrics).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Client limits and policies (`Limits`), defaults in brackets.
+#[derive(clap::Args, Debug)]
+struct LimitArgs {
     /// Largest client message, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_message_size)]
     max_message_size: usize,
+    /// Most bytes queued for one client before the slow-consumer policy applies.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().outbound_queue_bytes)]
+    outbound_queue_bytes: usize,
+    /// What to do with a client whose queue is full: close it (1008) or drop the message.
+    #[arg(long, value_enum, default_value = "close")]
+    slow_consumer: SlowConsumerArg,
+    /// Most groups one connection may be in.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_groups_per_connection)]
+    max_groups_per_connection: usize,
+    /// Longest group id, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_group_id_len)]
+    max_group_id_len: usize,
+    /// Most connections open at once (more are refused with HTTP 503) [default: no limit].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Seconds between server pings.
+    #[arg(long, value_name = "SECONDS", default_value_t = 25.0)]
+    ping_interval: f64,
+    /// Seconds of silence (no frame, no pong) after which a client is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    idle_timeout: f64,
+    /// Seconds a client has to complete the websocket handshake.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    handshake_timeout: f64,
+    /// Seconds a stopping server lets clients take to receive what is queued.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    drain_timeout: f64,
+    /// Browser origin allowed to connect (repeat for several) [default: any].
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SlowConsumerArg {
+    Close,
+    Drop,
+}
+
+impl LimitArgs {
+    fn into_limits(self) -> crate::Result<Limits> {
+        let seconds = |name: &str, value: f64| {
+            Duration::try_from_secs_f64(value).map_err(|_| {
+                crate::Error::Config(format!("--{name} must be a number of seconds >= 0"))
+            })
+        };
+        Ok(Limits {
+            max_message_size: self.max_message_size,
+            outbound_queue_bytes: self.outbound_queue_bytes,
+            slow_consumer: match self.slow_consumer {
+                SlowConsumerArg::Close => SlowConsumerPolicy::Close,
+                SlowConsumerArg::Drop => SlowConsumerPolicy::Drop,
+            },
+            max_groups_per_connection: self.max_groups_per_connection,
+            max_group_id_len: self.max_group_id_len,
+            max_connections: self.max_connections,
+            ping_interval: seconds("ping-interval", self.ping_interval)?,
+            idle_timeout: seconds("idle-timeout", self.idle_timeout)?,
+            handshake_timeout: seconds("handshake-timeout", self.handshake_timeout)?,
+            drain_timeout: seconds("drain-timeout", self.drain_timeout)?,
+            allowed_origins: (!self.allowed_origins.is_empty()).then_some(self.allowed_origins),
+            ..Limits::default()
+        })
+    }
 }
 
 #[derive(clap::Args, Debug)]
 struct ChannelArgs {
-    /// Listen address.
+    /// Listen address (beyond loopback a secret is required).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_CHANNEL_LISTEN)]
     listen: String,
+    /// Shared secret clients must send first.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "GROUPCAST_CHANNEL_SECRET",
+        hide_env_values = true
+    )]
+    secret: Option<String>,
 }
 
 /// Parses `args` (program name first) and runs the command until SIGINT or
@@ -71,7 +169,7 @@ where
         }
     };
     let result = match cli.command {
-        CliCommand::Serve(args) => serve(args),
+        CliCommand::Serve(args) => serve(*args),
         CliCommand::Channel(args) => channel(args),
     };
     match result {
@@ -84,19 +182,20 @@ where
 }
 
 fn serve(args: ServeArgs) -> crate::Result<()> {
-    let channel_listen = match (&args.channel, args.channel_listen) {
-        (Some(_), _) => None,
-        (None, given) => Some(given.unwrap_or_else(|| DEFAULT_CHANNEL_LISTEN.to_owned())),
+    let elsewhere = args.channel.is_some() || args.bus.is_some();
+    let channel_listen = match (elsewhere, args.channel_listen) {
+        (true, _) => None,
+        (false, given) => Some(given.unwrap_or_else(|| DEFAULT_CHANNEL_LISTEN.to_owned())),
     };
     let config = Config {
         listen: args.listen,
         workers: args.workers.map(usize::from),
         channel_listen,
         channel: args.channel.clone(),
-        limits: Limits {
-            max_message_size: args.max_message_size,
-            ..Limits::default()
-        },
+        bus: args.bus.clone(),
+        channel_secret: args.channel_secret,
+        metrics_listen: args.metrics,
+        limits: args.limits.into_limits()?,
         ..Config::default()
     };
     let mut server = Server::start(config)?;
@@ -104,13 +203,20 @@ fn serve(args: ServeArgs) -> crate::Result<()> {
     let channel = match (addresses.channel, &args.channel) {
         (Some(embedded), _) => format!("channel={embedded}"),
         (None, Some(remote)) => format!("channel-remote={remote}"),
+        // Not the URL: it may hold a password.
+        (None, None) if args.bus.is_some() => "bus=redis".to_owned(),
         (None, None) => String::new(),
     };
+    let channel = match addresses.metrics {
+        Some(metrics) => format!("{channel} metrics={metrics}"),
+        None => channel,
+    };
+    let mut signals = server.block_on(async { StopSignals::register() })??;
     println!(
         "groupcast listening websocket={} {channel}",
         addresses.websocket
     );
-    server.block_on(shutdown_signal())?;
+    server.block_on(signals.recv())?;
     server.stop();
     Ok(())
 }
@@ -122,35 +228,40 @@ fn channel(args: ChannelArgs) -> crate::Result<()> {
         .build()
         .map_err(crate::Error::Runtime)?;
     runtime.block_on(async {
-        let server = ChannelServer::bind(&args.listen, ChannelServerConfig::default()).await?;
+        let config = ChannelServerConfig {
+            secret: args.secret,
+            ..ChannelServerConfig::default()
+        };
+        let server = ChannelServer::bind(&args.listen, config).await?;
+        let mut signals = StopSignals::register()?;
         println!("groupcast listening channel={}", server.local_addr());
-        shutdown_signal().await;
+        signals.recv().await;
         server.stop().await;
         Ok(())
     })
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).ok();
-        let term = async {
-            match term.as_mut() {
-                Some(term) => {
-                    term.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
+/// SIGINT (Ctrl-C) and SIGTERM, registered before the "listening" line is
+/// printed so that a signal sent right after it is never missed.
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    /// Registers the handlers; must run inside the runtime that will wait.
+    fn register() -> crate::Result<Self> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).map_err(crate::Error::Runtime)?,
+            terminate: signal(SignalKind::terminate()).map_err(crate::Error::Runtime)?,
+        })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves on the first of them.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }

@@ -21,6 +21,18 @@ pub struct Config {
     /// Join the channel server at this `host:port` as this node's bus instead
     /// of embedding one. Exclusive with `channel_listen`.
     pub channel: Option<String>,
+    /// Use Redis as this node's bus instead of a channel server:
+    /// `redis://host:port` or, on a Redis Cluster (sharded pub/sub, Redis 7
+    /// or later), `redis+cluster://host:port,host:port,...`; `?prefix=P`
+    /// names the groups' channels `P<group id>` (default `groupcast:`).
+    /// Exclusive with `channel` and `channel_listen`.
+    pub bus: Option<String>,
+    /// Shared secret of the channel server: required from clients by the
+    /// embedded one, sent by this node when it joins one. Required for an
+    /// embedded channel server that listens beyond loopback.
+    pub channel_secret: Option<String>,
+    /// Serve Prometheus metrics over HTTP on this address (`GET /metrics`).
+    pub metrics_listen: Option<String>,
     /// Client limits.
     pub limits: Limits,
     /// What the host takes part in (nothing by default).
@@ -44,6 +56,36 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Largest channel protocol frame, header included.
     pub max_channel_frame: usize,
+    /// What happens when a client's outbound queue is full.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// How often the server pings each client.
+    pub ping_interval: Duration,
+    /// A client that sends nothing (not even a pong) for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; more are refused at the handshake
+    /// (HTTP 503). `None`: no limit but the OS's.
+    pub max_connections: Option<usize>,
+    /// Browser origins allowed to connect (exact `Origin` header values, e.g.
+    /// `https://example.com`). `None`: any. Requests without an `Origin`
+    /// header (not from a browser) are not affected.
+    pub allowed_origins: Option<Vec<String>>,
+    /// On stop, how long connections may take to send what is queued before
+    /// they are closed anyway.
+    pub drain_timeout: Duration,
+    /// Kernel send buffer of each client socket (`SO_SNDBUF`), in bytes.
+    /// `None`: the OS's autotuning, which may hold megabytes for a client
+    /// that does not read before the outbound queue even starts to fill.
+    pub send_buffer_size: Option<usize>,
+}
+
+/// What to do with a client whose outbound queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumerPolicy {
+    /// Close it with code 1008 (what it had queued is dropped).
+    #[default]
+    Close,
+    /// Keep it, and drop the message that does not fit.
+    Drop,
 }
 
 impl Default for Limits {
@@ -57,6 +99,13 @@ impl Default for Limits {
             // A 1 MiB message escaped as JSON inside an envelope can grow
             // several times over; leave room for that.
             max_channel_frame: 8 << 20,
+            slow_consumer: SlowConsumerPolicy::Close,
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
+            allowed_origins: None,
+            drain_timeout: Duration::from_secs(5),
+            send_buffer_size: None,
         }
     }
 }
@@ -73,6 +122,9 @@ impl Default for Config {
             workers: None,
             channel_listen: Some(DEFAULT_CHANNEL_LISTEN.to_owned()),
             channel: None,
+            bus: None,
+            channel_secret: None,
+            metrics_listen: None,
             limits: Limits::default(),
             host: HostConfig::default(),
         }
@@ -101,6 +153,14 @@ impl Config {
                 "set either channel (join a channel server) or channel_listen (embed one), not both",
             );
         }
+        if let Some(url) = &self.bus {
+            if self.channel.is_some() || self.channel_listen.is_some() {
+                return bad(
+                    "set either bus (Redis) or a channel server (channel, channel_listen), not both; Config::local has no channel server",
+                );
+            }
+            crate::redis_bus::RedisTarget::parse(url).map_err(crate::Error::Config)?;
+        }
         if self.workers == Some(0) {
             return bad("workers must be at least 1");
         }
@@ -113,6 +173,9 @@ impl Config {
         }
         if self.host.queue_capacity == 0 {
             return bad("host queue_capacity must be greater than 0");
+        }
+        if l.ping_interval.is_zero() || l.idle_timeout < l.ping_interval {
+            return bad("ping_interval must be above 0 and idle_timeout at least ping_interval");
         }
         if l.max_channel_frame < 64 {
             return bad("max_channel_frame must be at least 64 bytes");

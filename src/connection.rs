@@ -8,12 +8,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -23,6 +26,7 @@ use crate::node::Shared;
 use crate::outbound::{Outbound, OutboxReceiver};
 use crate::protocol::{Command, ProtocolError, error_reply, parse_binary_command, parse_command};
 use crate::registry::Connection;
+use crate::stats::Counters;
 
 /// How long a closing connection waits for the client's close reply.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -44,18 +48,28 @@ pub(crate) struct RequestTarget {
 /// closes. Never panics on client input; every exit removes the connection
 /// from the registry.
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let _socket = OpenSocket::count(&shared);
     let _ = stream.set_nodelay(true);
+    if let Some(size) = shared.limits.send_buffer_size {
+        // Best effort: the OS may round it, and a failure only leaves the
+        // default in place.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
+    }
     let mut target = RequestTarget::default();
-    // The handshake's error type is tungstenite's, large but never built
-    // here: this callback only records the request target.
+    // The handshake's error type is tungstenite's and large; it is built only
+    // to refuse a connection.
     #[allow(clippy::result_large_err)]
-    let capture = |request: &Request, response: Response| {
+    let check = |request: &Request, response: Response| {
+        if let Some(refusal) = refusal(&shared, request) {
+            Counters::add(&shared.counters.connections_refused, 1);
+            return Err(refusal);
+        }
         target.path = request.uri().path().to_owned();
         target.query = request.uri().query().unwrap_or_default().to_owned();
         Ok(response)
     };
     let handshake =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, capture, Some(shared.ws_config));
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(shared.ws_config));
     let ws = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
         result = tokio::time::timeout(shared.limits.handshake_timeout, handshake) => match result {
@@ -84,6 +98,46 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             code: session.close_code,
         });
     }
+}
+
+/// Counts a socket for `max_connections` from accept to the end of its
+/// task, whichever way it ends.
+struct OpenSocket<'a>(&'a Shared);
+
+impl<'a> OpenSocket<'a> {
+    fn count(shared: &'a Shared) -> Self {
+        shared.open_sockets.fetch_add(1, Ordering::Relaxed);
+        OpenSocket(shared)
+    }
+}
+
+impl Drop for OpenSocket<'_> {
+    fn drop(&mut self) {
+        self.0.open_sockets.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a handshake is refused, as the HTTP response to send: over the
+/// connection limit (503), or a browser origin not allowed (403).
+fn refusal(shared: &Shared, request: &Request) -> Option<ErrorResponse> {
+    let limits = &shared.limits;
+    let refuse = |status: StatusCode, why: &str| {
+        let mut response = ErrorResponse::new(Some(why.to_owned()));
+        *response.status_mut() = status;
+        Some(response)
+    };
+    if let Some(max) = limits.max_connections
+        && shared.open_sockets.load(Ordering::Relaxed) > max
+    {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+    }
+    if let (Some(allowed), Some(origin)) =
+        (&limits.allowed_origins, request.headers().get("origin"))
+        && !allowed.iter().any(|a| a.as_bytes() == origin.as_bytes())
+    {
+        return refuse(StatusCode::FORBIDDEN, "origin not allowed");
+    }
+    None
 }
 
 struct Session {
@@ -117,8 +171,12 @@ impl Session {
         match next {
             Next::Close(frame) => self.close(frame, true).await,
             Next::Terminate => {
+                // Stopping node: send what is queued first, within the
+                // drain timeout. Terminated for cause (a slow consumer):
+                // drop it.
                 let frame = self.conn.outbox.termination_frame();
-                self.close(frame, false).await;
+                let drain = !self.conn.outbox.terminated_for_cause();
+                self.close(frame, drain).await;
             }
             Next::Continue | Next::End => {}
         }
@@ -177,13 +235,32 @@ impl Session {
         }
     }
 
-    /// The main loop: client frames in, queued frames out.
+    /// The main loop: client frames in, queued frames out, pings on time.
     async fn serve(&mut self, batch: &mut Vec<Outbound>) -> Next {
         let terminated = self.conn.outbox.terminated().clone();
+        let limits = &self.shared.limits;
+        let (ping_interval, idle_timeout) = (limits.ping_interval, limits.idle_timeout);
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
         loop {
             let next = tokio::select! {
                 biased;
                 _ = terminated.cancelled() => Next::Terminate,
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() >= idle_timeout {
+                        Counters::add(&self.shared.counters.heartbeat_timeouts, 1);
+                        Next::Close(CloseFrame {
+                            code: CloseCode::Away,
+                            reason: "no answer to pings".into(),
+                        })
+                    } else {
+                        // Through the queue, so it never jumps a frame
+                        // being written; refused only when closing anyway.
+                        let _ = self.conn.outbox.push(Message::Ping(Default::default()));
+                        Next::Continue
+                    }
+                }
                 _ = self.outbox_rx.recv_batch(batch, WRITE_BATCH) => {
                     tokio::select! {
                         next = self.write_batch(batch) => next,
@@ -191,7 +268,10 @@ impl Session {
                     }
                 }
                 incoming = self.ws.next() => match incoming {
-                    Some(Ok(message)) => self.on_message(message).await,
+                    Some(Ok(message)) => {
+                        last_heard = Instant::now();
+                        self.on_message(message).await
+                    }
                     Some(Err(error)) => self.on_read_error(error),
                     None => Next::End,
                 },
@@ -238,6 +318,10 @@ impl Session {
             .as_ref()
             .filter(|_| shared.host_config.message_events || !shared.host_config.builtin_commands);
         let max_group = shared.limits.max_group_id_len;
+        if message.is_text() || message.is_binary() {
+            Counters::add(&shared.counters.messages_in, 1);
+            Counters::add(&shared.counters.bytes_in, message.len() as u64);
+        }
         let command = match &message {
             // Before the built-ins switch: a client's close code is recorded
             // (for the host's close event) whether or not built-ins are on.
@@ -341,17 +425,22 @@ impl Session {
     /// all), then the close frame, and waits briefly for the client's reply.
     async fn close(&mut self, frame: CloseFrame, drain: bool) {
         self.close_code.get_or_insert(frame.code.into());
-        let close = async {
+        let send_timeout = match drain {
+            true => self.shared.limits.drain_timeout,
+            false => CLOSE_TIMEOUT,
+        };
+        let send = async {
             while let Some(item) = drain.then(|| self.outbox_rx.try_recv()).flatten() {
                 if let Outbound::Frame(frame) = item {
                     self.ws.feed(frame).await?;
                 }
             }
-            self.ws.send(Message::Close(Some(frame))).await?;
-            // The stream ends once the client answers the close.
-            while self.ws.next().await.is_some_and(|r| r.is_ok()) {}
-            Ok::<(), WsError>(())
+            self.ws.send(Message::Close(Some(frame))).await
         };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+        if let Ok(Ok(())) = tokio::time::timeout(send_timeout, send).await {
+            // The stream ends once the client answers the close.
+            let reply = async { while self.ws.next().await.is_some_and(|r| r.is_ok()) {} };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, reply).await;
+        }
     }
 }

@@ -20,10 +20,13 @@
 //! - `connection`: one websocket client's task.
 //! - `outbound`: a connection's outbound queue, bounded in bytes.
 //! - [`bus`]: how nodes reach each other (local, or through a channel server).
+//! - [`redis_bus`]: the bus on Redis pub/sub, standalone or sharded on a
+//!   Redis Cluster.
 //! - [`channel`]: the seed's pub/sub protocol, its server and its client.
 //! - [`cli`]: the `groupcast` command line.
 //! - [`ffi`]: the C ABI, for C and PHP-FFI hosts (header in `include/`).
 //! - `python` (feature `python`): the Python module `groupcast._groupcast`.
+//! - [`stats`]: counters a node keeps, as a snapshot or Prometheus text.
 //! - [`error`]: the error type.
 
 pub mod bus;
@@ -34,17 +37,21 @@ mod connection;
 pub mod error;
 pub mod ffi;
 pub mod host;
+mod metrics;
 pub mod node;
 mod outbound;
 pub mod protocol;
 #[cfg(feature = "python")]
 mod python;
+pub mod redis_bus;
 pub mod registry;
 pub mod server;
+pub mod stats;
 
-pub use config::{Config, Limits};
+pub use config::{Config, Limits, SlowConsumerPolicy};
 pub use error::{Error, Result};
 pub use host::{Dispatcher, HostConfig, HostEvent, HostEvents, Payload};
 pub use node::{Addresses, Node, NodeHandle};
 pub use registry::{ConnId, GroupId};
 pub use server::Server;
+pub use stats::Stats;

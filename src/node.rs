@@ -5,7 +5,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -21,7 +21,9 @@ use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
 use crate::host::{HostConfig, HostEvents};
 use crate::outbound::{Outbox, OutboxReceiver};
+use crate::redis_bus::{RedisBus, RedisTarget};
 use crate::registry::{ConnId, Connection, GroupId, Registry};
+use crate::stats::{Counters, Stats};
 
 /// How long a node's start waits for its bus to reach the channel server it
 /// embeds (a loopback connection: this only guards against a stuck runtime).
@@ -34,6 +36,8 @@ pub struct Addresses {
     pub websocket: SocketAddr,
     /// The embedded channel server, if the node runs one.
     pub channel: Option<SocketAddr>,
+    /// The Prometheus metrics endpoint, if asked for.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// State shared by the node's tasks and handles.
@@ -54,16 +58,30 @@ pub(crate) struct Shared {
     pub(crate) host: Option<Arc<HostEvents>>,
     /// Next connection id.
     next_conn_id: AtomicU64,
+    /// Counters for [`NodeHandle::stats`].
+    pub(crate) counters: Arc<Counters>,
+    /// Sockets accepted and not yet finished (handshaking or open), for
+    /// `max_connections`.
+    pub(crate) open_sockets: AtomicUsize,
 }
 
 impl Shared {
+    /// Counts `messages` queued messages of `len` bytes each.
+    pub(crate) fn count_out(&self, messages: usize, len: usize) {
+        Counters::add(&self.counters.messages_out, messages as u64);
+        Counters::add(&self.counters.bytes_out, (messages * len) as u64);
+    }
+
     /// Registers a new connection and returns it with its queue's receiver.
     pub(crate) fn open_connection(&self, peer: SocketAddr) -> (Arc<Connection>, OutboxReceiver) {
         let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let (outbox, receiver) = Outbox::new(
             self.limits.outbound_queue_bytes,
+            self.limits.slow_consumer,
+            self.counters.clone(),
             self.shutdown.child_token(),
         );
+        Counters::add(&self.counters.connections_opened, 1);
         let conn = Connection::new(id, peer, outbox);
         self.registry.add_connection(conn.clone());
         (conn, receiver)
@@ -73,6 +91,7 @@ impl Shared {
     /// hands it to the other nodes. Returns the number of local deliveries.
     pub(crate) fn send_to_group(&self, group: &str, frame: Message, exclude: &[ConnId]) -> usize {
         let delivered = self.registry.fan_out(group, &frame, exclude);
+        self.count_out(delivered, frame.len());
         if let Message::Text(text) = &frame {
             self.bus.publish(group, text.as_str());
         }
@@ -110,6 +129,7 @@ impl Node {
             Some(addr) => {
                 let server_config = ChannelServerConfig {
                     max_frame: limits.max_channel_frame,
+                    secret: config.channel_secret.clone(),
                     ..ChannelServerConfig::default()
                 };
                 Some(ChannelServer::bind(addr, server_config).await?)
@@ -123,13 +143,22 @@ impl Node {
             .local_addr()
             .map_err(|e| Error::bind(&config.listen, e))?;
 
+        let metrics_listener = match &config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Error::bind(addr, e))?,
+            ),
+            None => None,
+        };
+        let metrics = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let bus_addr = config
             .channel
             .clone()
             .or_else(|| channel_server.as_ref().map(|s| s.local_addr().to_string()));
-        let (interest_tx, interest_rx) = match bus_addr {
+        let (interest_tx, interest_rx) = match bus_addr.as_ref().or(config.bus.as_ref()) {
             Some(_) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 (Some(tx), Some(rx))
@@ -142,9 +171,24 @@ impl Node {
             false => None,
         };
         let bus = match (bus_addr, interest_rx) {
+            (_, Some(interest_rx)) if config.bus.is_some() => {
+                let url = config.bus.as_deref().unwrap_or_default();
+                let target = RedisTarget::parse(url).map_err(Error::Config)?;
+                let node_id = RandomState::new().hash_one(websocket);
+                let (registry, shutdown) = (registry.clone(), shutdown.child_token());
+                Bus::Redis(RedisBus::start(
+                    target,
+                    node_id,
+                    registry,
+                    interest_rx,
+                    shutdown,
+                    &tasks,
+                ))
+            }
             (Some(addr), Some(interest_rx)) => {
                 let client_config = ChannelClientConfig {
                     max_frame: limits.max_channel_frame,
+                    secret: config.channel_secret.clone(),
                     ..ChannelClientConfig::default()
                 };
                 let (client, events) =
@@ -183,14 +227,27 @@ impl Node {
             host_config: config.host,
             host,
             next_conn_id: AtomicU64::new(1),
+            counters: Arc::default(),
+            open_sockets: AtomicUsize::new(0),
         });
         tasks.spawn(accept_loop(listener, shared.clone(), tasks.clone()));
+        let handle = NodeHandle { shared };
+        if let Some(listener) = metrics_listener {
+            let shutdown = handle.shared.shutdown.clone();
+            tasks.spawn(crate::metrics::serve(
+                listener,
+                handle.clone(),
+                shutdown,
+                tasks.clone(),
+            ));
+        }
         Ok(Node {
-            handle: NodeHandle { shared },
+            handle,
             tasks,
             addresses: Addresses {
                 websocket,
                 channel: channel_server.as_ref().map(ChannelServer::local_addr),
+                metrics,
             },
             channel_server,
         })
@@ -289,10 +346,13 @@ impl NodeHandle {
     }
 
     fn send(&self, conn: ConnId, frame: Message) -> Result<()> {
+        let len = frame.len();
         self.connection(conn)?
             .outbox
             .push(frame)
-            .map_err(|_| Error::UnknownConnection(conn))
+            .map_err(|_| Error::UnknownConnection(conn))?;
+        self.shared.count_out(1, len);
+        Ok(())
     }
 
     /// Closes a connection with `code` and `reason` after what is already
@@ -364,7 +424,25 @@ impl NodeHandle {
                 queued += 1;
             }
         });
+        self.shared.count_out(queued, frame.len());
         queued
+    }
+
+    /// A snapshot of the node's counters.
+    pub fn stats(&self) -> Stats {
+        let shared = &self.shared;
+        let mut stats = Stats::read(&shared.counters);
+        stats.connections = shared.registry.connection_count() as u64;
+        stats.groups = shared.registry.group_count() as u64;
+        if let Bus::Channel { client, .. } = &shared.bus {
+            stats.bus_reconnects = client.reconnects();
+            stats.bus_dropped_publishes = client.dropped_publishes();
+        }
+        if let Bus::Redis(redis) = &shared.bus {
+            stats.bus_reconnects = redis.reconnects();
+            stats.bus_dropped_publishes = redis.dropped_publishes();
+        }
+        stats
     }
 
     /// Local members of `group`.
@@ -433,6 +511,9 @@ impl NodeHandle {
             Bus::Local => Err(Error::Channel(
                 "this node has no channel server: set channel or channel_listen".into(),
             )),
+            Bus::Redis(_) => Err(Error::Channel(
+                "this node's bus is Redis: host channels need a channel server".into(),
+            )),
         }
     }
 
@@ -476,12 +557,14 @@ impl NodeHandle {
         self.channel_client()?.unsubscribe(channel)
     }
 
-    /// Whether the node is connected to its channel server (`true` for a
-    /// node without one: it has nothing to wait for).
+    /// Whether the node is connected to its channel server, or to Redis
+    /// with every group that has members subscribed (`true` for a node
+    /// without a bus: it has nothing to wait for).
     pub fn bus_connected(&self) -> bool {
         match &self.shared.bus {
             Bus::Local => true,
             Bus::Channel { client, .. } => client.is_connected(),
+            Bus::Redis(redis) => redis.is_connected(),
         }
     }
 
@@ -489,6 +572,9 @@ impl NodeHandle {
     pub async fn wait_bus_connected(&self) {
         if let Bus::Channel { client, .. } = &self.shared.bus {
             client.wait_connected().await;
+        }
+        if let Bus::Redis(redis) = &self.shared.bus {
+            redis.wait_connected().await;
         }
     }
 }

@@ -3,18 +3,22 @@
 //! Fan-out pushes the same shared frame into many queues, so a push must be
 //! cheap and lock-free: an unbounded tokio channel carries the frames and an
 //! atomic counter holds the bytes queued. When a push would go over the bound
-//! the consumer is too slow to keep up; the queue refuses the frame and
-//! terminates the connection (close code 1008), so one stalled client never
-//! makes the server's memory grow or delays the others.
+//! the consumer is too slow to keep up, and the slow-consumer policy applies:
+//! terminate the connection (close code 1008, the default) or drop the frame.
+//! Either way one stalled client never makes the server's memory grow or
+//! delays the others, and the event is counted.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
+
+use crate::config::SlowConsumerPolicy;
+use crate::stats::Counters;
 
 /// Something that can be queued: its size counts against the bound.
 pub(crate) trait Payload {
@@ -56,6 +60,10 @@ pub(crate) struct Outbox<T = Message> {
     queued: AtomicUsize,
     /// Most payload bytes the queue may hold.
     limit: usize,
+    /// What a push over the limit does.
+    policy: SlowConsumerPolicy,
+    /// Where drops and slow-consumer closes are counted.
+    counters: Arc<Counters>,
     /// Cancelled to make the connection close at once (slow consumer, node
     /// stopping); `terminated_with` says how.
     terminate: CancellationToken,
@@ -69,12 +77,19 @@ pub(crate) struct NotQueued;
 
 impl<T: Payload> Outbox<T> {
     /// Creates a queue bounded to `limit` payload bytes, and its receiver.
-    pub(crate) fn new(limit: usize, terminate: CancellationToken) -> (Self, OutboxReceiver<T>) {
+    pub(crate) fn new(
+        limit: usize,
+        policy: SlowConsumerPolicy,
+        counters: Arc<Counters>,
+        terminate: CancellationToken,
+    ) -> (Self, OutboxReceiver<T>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let outbox = Outbox {
             tx,
             queued: AtomicUsize::new(0),
             limit,
+            policy,
+            counters,
             terminate,
             terminated_with: OnceLock::new(),
         };
@@ -86,14 +101,22 @@ impl<T: Payload> Outbox<T> {
     /// # Errors
     ///
     /// [`NotQueued`] when the connection is gone, or when the frame would take
-    /// the queue over its bound; the connection is then terminated as a slow
-    /// consumer.
+    /// the queue over its bound; the slow-consumer policy then terminates the
+    /// connection or drops the frame.
     pub(crate) fn push(&self, frame: T) -> Result<(), NotQueued> {
         let len = frame.payload_len();
         let before = self.queued.fetch_add(len, Ordering::Relaxed);
         if before + len > self.limit && before > 0 {
             self.queued.fetch_sub(len, Ordering::Relaxed);
-            self.terminate_with(SLOW_CONSUMER.0, SLOW_CONSUMER.1);
+            match self.policy {
+                SlowConsumerPolicy::Close => {
+                    if !self.terminate.is_cancelled() {
+                        Counters::add(&self.counters.slow_consumer_closes, 1);
+                    }
+                    self.terminate_with(SLOW_CONSUMER.0, SLOW_CONSUMER.1);
+                }
+                SlowConsumerPolicy::Drop => Counters::add(&self.counters.dropped_messages, 1),
+            }
             return Err(NotQueued);
         }
         self.tx.send(Outbound::Frame(frame)).map_err(|_| {
@@ -115,6 +138,12 @@ impl<T: Payload> Outbox<T> {
     pub(crate) fn terminate_with(&self, code: u16, reason: &str) {
         let _ = self.terminated_with.set((code, reason.to_owned()));
         self.terminate.cancel();
+    }
+
+    /// Whether the connection was terminated for a reason of its own (not
+    /// because the node is stopping).
+    pub(crate) fn terminated_for_cause(&self) -> bool {
+        self.terminated_with.get().is_some()
     }
 
     /// The token the connection's task watches.
@@ -176,10 +205,17 @@ impl<T> OutboxReceiver<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Stats;
+
+    fn outbox(limit: usize, policy: SlowConsumerPolicy) -> (Outbox, OutboxReceiver, Arc<Counters>) {
+        let counters = Arc::new(Counters::default());
+        let (outbox, rx) = Outbox::new(limit, policy, counters.clone(), CancellationToken::new());
+        (outbox, rx, counters)
+    }
 
     #[test]
     fn a_full_queue_refuses_and_terminates() {
-        let (outbox, _rx) = Outbox::<Message>::new(10, CancellationToken::new());
+        let (outbox, _rx, counters) = outbox(10, SlowConsumerPolicy::Close);
         assert!(outbox.push(Message::text("123456")).is_ok());
         assert!(outbox.push(Message::text("1234")).is_ok());
         assert_eq!(outbox.queued_bytes(), 10);
@@ -187,13 +223,31 @@ mod tests {
         assert_eq!(outbox.queued_bytes(), 10);
         assert!(outbox.terminated().is_cancelled());
         assert_eq!(u16::from(outbox.termination_frame().code), 1008);
+        assert_eq!(outbox.push(Message::text("1")), Err(NotQueued));
+        assert_eq!(
+            Stats::read(&counters).slow_consumer_closes,
+            1,
+            "counted once"
+        );
+    }
+
+    #[test]
+    fn the_drop_policy_drops_and_keeps_the_connection() {
+        let (outbox, _rx, counters) = outbox(10, SlowConsumerPolicy::Drop);
+        assert!(outbox.push(Message::text("0123456789")).is_ok());
+        assert_eq!(outbox.push(Message::text("x")), Err(NotQueued));
+        assert_eq!(outbox.push(Message::text("y")), Err(NotQueued));
+        assert!(!outbox.terminated().is_cancelled());
+        assert_eq!(Stats::read(&counters).dropped_messages, 2);
+        outbox.written(10);
+        assert!(outbox.push(Message::text("z")).is_ok());
     }
 
     #[test]
     fn one_frame_larger_than_the_bound_passes_an_empty_queue() {
         // A single message bigger than the bound must still reach a client
         // that keeps up; only a backlog counts as slow.
-        let (outbox, _rx) = Outbox::<Message>::new(4, CancellationToken::new());
+        let (outbox, _rx, _) = outbox(4, SlowConsumerPolicy::Close);
         assert!(outbox.push(Message::text("0123456789")).is_ok());
         outbox.written(10);
         assert_eq!(outbox.queued_bytes(), 0);
@@ -202,9 +256,9 @@ mod tests {
 
     #[test]
     fn termination_without_reason_means_going_away() {
-        let token = CancellationToken::new();
-        let (outbox, _rx) = Outbox::<Message>::new(10, token.clone());
-        token.cancel();
+        let (outbox, _rx, _) = outbox(10, SlowConsumerPolicy::Close);
+        outbox.terminated().cancel();
+        assert!(!outbox.terminated_for_cause());
         assert_eq!(u16::from(outbox.termination_frame().code), 1001);
     }
 }

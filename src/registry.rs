@@ -342,7 +342,12 @@ mod tests {
     use crate::outbound::OutboxReceiver;
 
     fn conn(id: ConnId) -> (Arc<Connection>, OutboxReceiver) {
-        let (outbox, rx) = Outbox::new(1 << 20, CancellationToken::new());
+        let (outbox, rx) = Outbox::new(
+            1 << 20,
+            crate::config::SlowConsumerPolicy::Close,
+            Default::default(),
+            CancellationToken::new(),
+        );
         (
             Connection::new(id, "127.0.0.1:1".parse().unwrap(), outbox),
             rx,

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::codec::FrameDecoder;
-use super::message::{ChannelEvent, parse_event, publish_frame, subscription_frame};
+use super::message::{ChannelEvent, auth_frame, parse_event, publish_frame, subscription_frame};
 
 /// How a channel client behaves when the server is away.
 #[derive(Debug, Clone)]
@@ -37,6 +37,8 @@ pub struct ChannelClientConfig {
     pub reconnect_max: Duration,
     /// Most bytes of publishes kept while disconnected; more are dropped.
     pub offline_buffer_bytes: usize,
+    /// The server's shared secret, sent first on every connection.
+    pub secret: Option<String>,
 }
 
 impl Default for ChannelClientConfig {
@@ -44,8 +46,9 @@ impl Default for ChannelClientConfig {
         ChannelClientConfig {
             max_frame: crate::Limits::default().max_channel_frame,
             reconnect_min: Duration::from_millis(50),
-            reconnect_max: Duration::from_secs(2),
+            reconnect_max: Duration::from_secs(1),
             offline_buffer_bytes: 1 << 20,
+            secret: None,
         }
     }
 }
@@ -301,6 +304,9 @@ impl Session {
 
     /// After (re)connecting: subscribe to everything, send what was buffered.
     async fn resume(&mut self, writer: &mut BufWriter<OwnedWriteHalf>) -> std::io::Result<()> {
+        if let Some(secret) = &self.config.secret {
+            writer.write_all(&auth_frame(secret)?).await?;
+        }
         if !self.subscriptions.is_empty() {
             let channels: Vec<&str> = self.subscriptions.iter().map(String::as_str).collect();
             writer

@@ -15,6 +15,9 @@ use super::codec::encode_frame;
 pub(crate) enum Request<'a> {
     /// Empty body: keeps the connection alive, needs no answer.
     Ping,
+    /// `{"type":"auth","secret":"..."}`: the first frame of a client when the
+    /// server requires a shared secret.
+    Auth(String),
     /// Deliver this connection every publish to these channels.
     Subscribe(Vec<String>),
     /// Stop delivering these channels.
@@ -30,6 +33,7 @@ impl PartialEq for Request<'_> {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Request::Ping, Request::Ping) => true,
+            (Request::Auth(a), Request::Auth(b)) => a == b,
             (Request::Subscribe(a), Request::Subscribe(b)) => a == b,
             (Request::Unsubscribe(a), Request::Unsubscribe(b)) => a == b,
             (
@@ -69,6 +73,7 @@ struct WireRequest<'a> {
     channels: Option<Channels>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
+    secret: Option<String>,
 }
 
 /// Parses a client's frame body.
@@ -89,6 +94,7 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<Request<'_>, String> {
             .ok_or_else(|| format!("{} needs \"channels\"", wire.kind))
     };
     match &*wire.kind {
+        "auth" => Ok(Request::Auth(wire.secret.ok_or("auth needs \"secret\"")?)),
         "subscribe" => Ok(Request::Subscribe(channels()?)),
         "unsubscribe" => Ok(Request::Unsubscribe(channels()?)),
         "publish" => {
@@ -143,6 +149,13 @@ pub(crate) fn event_frame(channel: &str, data: &RawValue) -> std::io::Result<Byt
         channel,
         data,
     })?;
+    encode_frame(&body)
+}
+
+/// Encodes the `auth` request a client sends first when the server wants a
+/// shared secret.
+pub(crate) fn auth_frame(secret: &str) -> std::io::Result<Bytes> {
+    let body = serde_json::to_vec(&serde_json::json!({ "type": "auth", "secret": secret }))?;
     encode_frame(&body)
 }
 

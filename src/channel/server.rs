@@ -18,7 +18,9 @@ use tokio_util::task::TaskTracker;
 
 use super::codec::FrameDecoder;
 use super::message::{Request, event_frame, parse_request};
+use crate::config::SlowConsumerPolicy;
 use crate::outbound::{Outbound, Outbox};
+use crate::stats::Counters;
 
 /// Limits of a channel server.
 #[derive(Debug, Clone)]
@@ -28,6 +30,11 @@ pub struct ChannelServerConfig {
     pub max_frame: usize,
     /// Most bytes queued for one subscriber before it is disconnected.
     pub outbound_queue_bytes: usize,
+    /// Shared secret every client must send in its first frame
+    /// (`{"type":"auth","secret":"..."}`). Required when listening on an
+    /// address other than loopback: the channel carries every group's
+    /// traffic.
+    pub secret: Option<String>,
 }
 
 impl Default for ChannelServerConfig {
@@ -38,6 +45,7 @@ impl Default for ChannelServerConfig {
             // Channel clients are nodes carrying many clients' traffic: give
             // them more room than a single websocket client.
             outbound_queue_bytes: 64 << 20,
+            secret: None,
         }
     }
 }
@@ -60,6 +68,8 @@ pub struct ChannelServer {
 struct Hub {
     channels: Mutex<HashMap<String, HashMap<u64, Arc<Subscriber>>>>,
     next_id: AtomicU64,
+    /// Subscribers closed for being too slow, among others.
+    counters: Arc<Counters>,
 }
 
 struct Subscriber {
@@ -80,6 +90,11 @@ impl ChannelServer {
         let local_addr = listener
             .local_addr()
             .map_err(|e| crate::Error::bind(addr, e))?;
+        if !local_addr.ip().is_loopback() && config.secret.is_none() {
+            return Err(crate::Error::Config(format!(
+                "a channel server listening on {local_addr} (not loopback) needs a secret"
+            )));
+        }
         let server = ChannelServer {
             local_addr,
             hub: Arc::default(),
@@ -166,9 +181,15 @@ async fn serve_client(
     let (read, write) = stream.into_split();
     let mut frames = FramedRead::new(read, FrameDecoder::new(config.max_frame));
     let mut writer = BufWriter::with_capacity(64 * 1024, write);
-    let (outbox, mut outbox_rx) = Outbox::new(config.outbound_queue_bytes, terminate.clone());
+    let (outbox, mut outbox_rx) = Outbox::new(
+        config.outbound_queue_bytes,
+        SlowConsumerPolicy::Close,
+        hub.counters.clone(),
+        terminate.clone(),
+    );
     let me = Arc::new(Subscriber { outbox });
     let mut subscribed = HashSet::new();
+    let mut authenticated = config.secret.is_none();
     let mut batch = Vec::new();
     loop {
         tokio::select! {
@@ -201,6 +222,17 @@ async fn serve_client(
             }
             frame = frames.next() => {
                 let Some(Ok(body)) = frame else { break };
+                if !authenticated {
+                    // The first frame must prove the secret; anything else
+                    // closes the connection before it can do anything.
+                    match (parse_request(&body), &config.secret) {
+                        (Ok(Request::Auth(given)), Some(secret)) if same_secret(&given, secret) => {
+                            authenticated = true;
+                            continue;
+                        }
+                        _ => break,
+                    }
+                }
                 if handle_request(&hub, id, &me, &mut subscribed, &body).is_err() {
                     break;
                 }
@@ -220,7 +252,7 @@ fn handle_request(
     body: &[u8],
 ) -> Result<(), String> {
     match parse_request(body)? {
-        Request::Ping => {}
+        Request::Ping | Request::Auth(_) => {}
         Request::Subscribe(channels) => {
             let mut map = hub.channels.lock();
             for channel in channels {
@@ -245,6 +277,17 @@ fn handle_request(
         }
     }
     Ok(())
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn same_secret(given: &str, expected: &str) -> bool {
+    let (given, expected) = (given.as_bytes(), expected.as_bytes());
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
 }
 
 impl Hub {

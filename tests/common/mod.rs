@@ -39,6 +39,22 @@ pub async fn cluster_node(channel: SocketAddr) -> Node {
     node
 }
 
+/// A node joining the channel server at `channel` with a shared secret.
+pub async fn cluster_node_with_secret(channel: SocketAddr, secret: &str) -> Node {
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        channel: Some(channel.to_string()),
+        channel_listen: None,
+        channel_secret: Some(secret.into()),
+        ..Config::default()
+    };
+    let node = Node::start(config).await.expect("node starts");
+    tokio::time::timeout(ARRIVES, node.handle().wait_bus_connected())
+        .await
+        .expect("node reaches the channel server");
+    node
+}
+
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }

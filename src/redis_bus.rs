@@ -1,0 +1,740 @@
+//! The Redis bus: nodes that share no channel server meet on a Redis
+//! deployment, standalone (`redis://host:port`) or a Redis Cluster
+//! (`redis+cluster://h1:p1,h2:p2,...`).
+//!
+//! Each group has its own Redis channel, `<prefix><group id>` (prefix
+//! `groupcast:` unless the URL says `?prefix=...`). A node subscribes to a
+//! group's channel only while it has local members in the group, following
+//! the registry's [`Interest`] stream, so Redis never sends a node traffic it
+//! cannot deliver. A group message is published once, as the same JSON
+//! envelope the channel bus carries; the node id in it lets the sender ignore
+//! its own echo (its local members were served directly), so every member
+//! gets a message exactly once.
+//!
+//! On a cluster the channels are sharded (`SSUBSCRIBE` / `SPUBLISH`, Redis
+//! 7 or later): a group's traffic stays on the shard that owns the channel's
+//! slot instead of being broadcast over the whole cluster bus.
+//!
+//! Messages from other nodes are delivered to local members right in the
+//! connection's push callback (a registry fan-out queues frames and never
+//! blocks), so no extra hop or task sits on the receive path.
+//!
+//! # Outages
+//!
+//! Local delivery never waits for Redis. While the connection is down,
+//! publications are **dropped and counted** ([`RedisBus::dropped_publishes`]),
+//! not buffered: a message replayed seconds late to a chat room or a live
+//! dashboard is worse than a gap, and a buffer that must be bounded loses
+//! messages anyway. Publications already queued when the connection breaks
+//! are counted too. The bus reconnects with a backoff (50 ms doubling to
+//! 1 s) and resubscribes every group that has members by then.
+//!
+//! On a cluster, one unreachable master only affects the groups whose slots
+//! it serves: publications to them fail and are counted, the others flow; a
+//! lost node connection makes the bus resubscribe every group (idempotent on
+//! the nodes that stayed up) until each subscription is confirmed again. The
+//! crate follows MOVED/ASK redirections and refreshes the slot map; a shard
+//! channel that Redis unsubscribes (slot migrated away) is subscribed again
+//! on its new owner.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
+    Value,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus::Envelope;
+use crate::registry::{Interest, Registry};
+
+/// Channel prefix when the URL does not set one.
+pub const DEFAULT_PREFIX: &str = "groupcast:";
+
+/// Publications waiting for the connection. Bounded so that a Redis that
+/// cannot keep up costs messages, counted, rather than memory.
+const PUBLISH_QUEUE: usize = 16 * 1024;
+/// Most publications sent in one pipeline (one write, one round trip).
+const PUBLISH_BATCH: usize = 512;
+/// Most channels named in one SUBSCRIBE / UNSUBSCRIBE.
+const SUBSCRIBE_CHUNK: usize = 1024;
+/// Most sharded (un)subscriptions in flight at once on a cluster.
+const CLUSTER_CONCURRENCY: usize = 256;
+/// First wait before reconnecting, doubled on each failure...
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// ...up to this, so a Redis that comes back is found within a second.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How often an idle connection is checked with a PING, to notice a
+/// half-open connection (a peer that vanished without closing).
+const HEALTH_CHECK: Duration = Duration::from_secs(1);
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a command may wait for its reply.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How soon a cluster retries subscriptions that failed (a master down).
+const RESYNC_RETRY: Duration = Duration::from_millis(200);
+
+/// Where the bus connects, parsed from the `bus` URL.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisTarget {
+    /// One server, or a cluster's seed nodes.
+    deployment: Deployment,
+    /// Prepended to a group id to name its channel.
+    prefix: String,
+}
+
+#[derive(Debug, Clone)]
+enum Deployment {
+    Standalone(ConnectionInfo),
+    Cluster(Vec<ConnectionInfo>),
+}
+
+impl RedisTarget {
+    /// Parses `redis://[user:password@]host:port[/db][?prefix=P]` or
+    /// `redis+cluster://[user:password@]h1:p1,h2:p2,...[?prefix=P]`.
+    /// Other query parameters go to the Redis client as they are.
+    ///
+    /// # Errors
+    ///
+    /// A message for people when the URL cannot be used.
+    pub(crate) fn parse(url: &str) -> Result<RedisTarget, String> {
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (url, None),
+        };
+        let mut prefix = DEFAULT_PREFIX.to_owned();
+        let mut passed_on = Vec::new();
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            match pair.split_once('=') {
+                Some(("prefix", value)) => prefix = percent_decode(value)?,
+                _ if pair.is_empty() => {}
+                _ => passed_on.push(pair),
+            }
+        }
+        let query = match passed_on.is_empty() {
+            true => String::new(),
+            false => format!("?{}", passed_on.join("&")),
+        };
+        let bad = |why: String| format!("bus URL {url:?}: {why}");
+        let deployment = if let Some(rest) = base.strip_prefix("redis+cluster://") {
+            let (userinfo, hosts) = match rest.rsplit_once('@') {
+                Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+                None => (String::new(), rest),
+            };
+            let hosts = hosts.split('/').next().unwrap_or_default();
+            let nodes = hosts
+                .split(',')
+                .map(|host| {
+                    if host.is_empty() {
+                        return Err(bad("empty host in the node list".into()));
+                    }
+                    resp3(&format!("redis://{userinfo}{host}{query}")).map_err(bad)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Deployment::Cluster(nodes)
+        } else if base.starts_with("redis://") {
+            Deployment::Standalone(resp3(&format!("{base}{query}")).map_err(bad)?)
+        } else if base.starts_with("rediss://") {
+            return Err(bad("TLS (rediss://) is not built in".into()));
+        } else {
+            return Err(bad(
+                "expected redis://host:port or redis+cluster://host:port,host:port,...".into(),
+            ));
+        };
+        Ok(RedisTarget { deployment, prefix })
+    }
+}
+
+/// The connection info for `url`, speaking RESP3: pushes (pub/sub messages)
+/// and replies share one connection, which both publishes and subscribes.
+fn resp3(url: &str) -> Result<ConnectionInfo, String> {
+    let info = url.into_connection_info().map_err(|e| e.to_string())?;
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    Ok(info.set_redis_settings(settings))
+}
+
+/// Decodes `%XX` escapes, so a prefix may hold `&`, `?` or `%`.
+fn percent_decode(value: &str) -> Result<String, String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = value
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad %-escape in prefix {value:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("prefix {value:?} is not UTF-8"))
+}
+
+/// One group message on its way to Redis: the channel and the encoded
+/// envelope.
+struct Publication {
+    channel: String,
+    payload: Vec<u8>,
+}
+
+/// What the node keeps of its Redis bus: the way to publish, and the state
+/// the handle reports. Cheap to share; the connection lives in the bus task.
+pub(crate) struct RedisBus {
+    /// This node's id, carried in each envelope.
+    node_id: u64,
+    /// Prepended to group ids.
+    prefix: String,
+    /// To the bus task, which owns the connection.
+    queue: mpsc::Sender<Publication>,
+    /// Whether the bus can reach Redis now; also lets callers wait for it.
+    connected: watch::Receiver<bool>,
+    /// Standalone: publications are dropped without a try while the
+    /// connection is down. A cluster tries each (other shards may be up).
+    gate_on_connected: bool,
+    /// Counters shared with the bus task.
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    /// Publications that did not reach Redis.
+    dropped: AtomicU64,
+    /// Connections re-established after a loss.
+    reconnects: AtomicU64,
+}
+
+impl RedisBus {
+    /// Starts the bus task on the current runtime (tracked by `tasks`, ended
+    /// by `shutdown`). Returns at once: connecting happens in the background,
+    /// and a node starts even while Redis is down.
+    pub(crate) fn start(
+        target: RedisTarget,
+        node_id: u64,
+        registry: Arc<Registry>,
+        interest: mpsc::UnboundedReceiver<Interest>,
+        shutdown: CancellationToken,
+        tasks: &TaskTracker,
+    ) -> RedisBus {
+        let (queue, publications) = mpsc::channel(PUBLISH_QUEUE);
+        let (connected_tx, connected) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let gate_on_connected = matches!(target.deployment, Deployment::Standalone(_));
+        let task = BusTask {
+            prefix: target.prefix.clone(),
+            node_id,
+            registry,
+            interest,
+            publications,
+            connected: connected_tx,
+            counters: counters.clone(),
+            shutdown,
+            wanted: HashSet::new(),
+            subscribed: HashSet::new(),
+            generation: 0,
+        };
+        tasks.spawn(task.run(target.deployment));
+        RedisBus {
+            node_id,
+            prefix: target.prefix,
+            queue,
+            connected,
+            gate_on_connected,
+            counters,
+        }
+    }
+
+    /// Hands a group message to the other nodes, without waiting. Counted
+    /// as dropped when Redis is unreachable or the queue is full.
+    pub(crate) fn publish(&self, group: &str, message: &str) {
+        if self.gate_on_connected && !self.is_connected() {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let envelope = Envelope {
+            group_id: group.into(),
+            message: message.into(),
+            node: self.node_id,
+        };
+        let Ok(payload) = serde_json::to_vec(&envelope) else {
+            return;
+        };
+        let publication = Publication {
+            channel: self.channel(group),
+            payload,
+        };
+        match self.queue.try_send(publication) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            // The node is stopping: nobody routes any more.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Whether Redis is reachable and every group with members is
+    /// subscribed.
+    pub(crate) fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Waits until [`RedisBus::is_connected`] (or the bus task ended).
+    pub(crate) async fn wait_connected(&self) {
+        let mut connected = self.connected.clone();
+        let _ = connected.wait_for(|c| *c).await;
+    }
+
+    /// Publications that never reached Redis (outage, full queue, failed
+    /// command).
+    pub(crate) fn dropped_publishes(&self) -> u64 {
+        self.counters.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Times the connection was re-established after a loss.
+    pub(crate) fn reconnects(&self) -> u64 {
+        self.counters.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// The Redis channel of `group`.
+    pub(crate) fn channel(&self, group: &str) -> String {
+        format!("{}{group}", self.prefix)
+    }
+}
+
+/// What the connection's push callback tells the bus task.
+enum Signal {
+    /// The connection of this generation closed (standalone), or one of the
+    /// cluster's node connections did.
+    Lost { generation: u64 },
+    /// Redis dropped a shard channel subscription by itself (its slot moved).
+    ShardUnsubscribed { channel: String },
+}
+
+/// A live connection to the deployment.
+enum Link {
+    Standalone(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+/// How a session with one connection ended.
+enum SessionEnd {
+    Shutdown,
+    Lost,
+}
+
+/// The bus task: owns the connection, follows interest, sends publications.
+struct BusTask {
+    prefix: String,
+    node_id: u64,
+    registry: Arc<Registry>,
+    interest: mpsc::UnboundedReceiver<Interest>,
+    publications: mpsc::Receiver<Publication>,
+    connected: watch::Sender<bool>,
+    counters: Arc<Counters>,
+    shutdown: CancellationToken,
+    /// Channels of the groups with local members, as the registry said.
+    wanted: HashSet<String>,
+    /// Channels Redis confirmed on the current connection.
+    subscribed: HashSet<String>,
+    /// Tells a stale connection's signals from the current one's.
+    generation: u64,
+}
+
+impl BusTask {
+    async fn run(mut self, deployment: Deployment) {
+        let (signals_tx, mut signals) = mpsc::unbounded_channel();
+        let mut backoff = BACKOFF_MIN;
+        let mut ever_connected = false;
+        loop {
+            self.generation += 1;
+            let connecting = connect(
+                &deployment,
+                self.push_handler(signals_tx.clone(), self.generation),
+            );
+            let link = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                link = connecting => link,
+            };
+            match link {
+                Ok(link) => {
+                    backoff = BACKOFF_MIN;
+                    if ever_connected {
+                        self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ever_connected = true;
+                    self.subscribed.clear();
+                    if let SessionEnd::Shutdown = self.session(link, &mut signals).await {
+                        return;
+                    }
+                    self.connected.send_replace(false);
+                }
+                Err(_) => {
+                    if !self.wait_disconnected(backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// The connection's push callback: delivers other nodes' messages to
+    /// local members, and signals losses to the task.
+    fn push_handler(
+        &self,
+        signals: mpsc::UnboundedSender<Signal>,
+        generation: u64,
+    ) -> impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static {
+        let registry = self.registry.clone();
+        let node_id = self.node_id;
+        move |push: PushInfo| {
+            match push.kind {
+                PushKind::Message | PushKind::SMessage => deliver(&registry, node_id, &push.data),
+                PushKind::Disconnection => {
+                    let _ = signals.send(Signal::Lost { generation });
+                }
+                PushKind::SUnsubscribe => {
+                    if let Some(Value::BulkString(channel)) = push.data.first() {
+                        let channel = String::from_utf8_lossy(channel).into_owned();
+                        let _ = signals.send(Signal::ShardUnsubscribed { channel });
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+    }
+
+    /// Sleeps `delay` while Redis is unreachable: interest changes are still
+    /// followed, queued publications are counted as dropped. Returns `false`
+    /// on shutdown.
+    async fn wait_disconnected(&mut self, delay: Duration) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return false,
+                _ = &mut sleep => return true,
+                change = self.interest.recv() => match change {
+                    Some(change) => self.apply(change),
+                    None => return false,
+                },
+                n = self.publications.recv_many(&mut batch, PUBLISH_BATCH) => {
+                    self.counters.dropped.fetch_add(n as u64, Ordering::Relaxed);
+                    batch.clear();
+                }
+            }
+        }
+    }
+
+    /// Records an interest change in `wanted`.
+    fn apply(&mut self, change: Interest) {
+        match change {
+            Interest::Subscribe(group) => {
+                self.wanted.insert(format!("{}{group}", self.prefix));
+            }
+            Interest::Unsubscribe(group) => {
+                self.wanted.remove(&format!("{}{group}", self.prefix));
+            }
+        }
+    }
+
+    /// Serves one connection until it is lost or the node stops.
+    async fn session(
+        &mut self,
+        mut link: Link,
+        signals: &mut mpsc::UnboundedReceiver<Signal>,
+    ) -> SessionEnd {
+        let cluster = matches!(link, Link::Cluster(_));
+        let mut in_sync = self.sync(&mut link).await;
+        if !cluster && !in_sync {
+            return SessionEnd::Lost;
+        }
+        self.connected.send_replace(in_sync);
+        let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+        let mut health = tokio::time::interval(HEALTH_CHECK);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resync = tokio::time::interval(RESYNC_RETRY);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let needs_sync = tokio::select! {
+                _ = self.shutdown.cancelled() => return SessionEnd::Shutdown,
+                signal = signals.recv() => match signal {
+                    Some(Signal::Lost { generation }) if cluster || generation == self.generation => {
+                        if !cluster {
+                            return SessionEnd::Lost;
+                        }
+                        // Which node went is not said: subscribe everything
+                        // again (a no-op on the nodes that stayed up).
+                        self.subscribed.clear();
+                        self.connected.send_replace(false);
+                        true
+                    }
+                    Some(Signal::ShardUnsubscribed { channel }) => {
+                        self.subscribed.remove(&channel) && self.wanted.contains(&channel)
+                    }
+                    Some(Signal::Lost { .. }) => false,
+                    None => return SessionEnd::Shutdown,
+                },
+                change = self.interest.recv() => match change {
+                    Some(change) => {
+                        self.apply(change);
+                        // Take every change already queued: one sync for a
+                        // burst of joins.
+                        while let Ok(change) = self.interest.try_recv() {
+                            self.apply(change);
+                        }
+                        true
+                    }
+                    None => return SessionEnd::Shutdown,
+                },
+                n = self.publications.recv_many(&mut batch, PUBLISH_BATCH) => {
+                    if n == 0 {
+                        return SessionEnd::Shutdown;
+                    }
+                    let failed = link.publish(&batch).await;
+                    batch.clear();
+                    if failed > 0 {
+                        self.counters.dropped.fetch_add(failed as u64, Ordering::Relaxed);
+                        if !cluster {
+                            return SessionEnd::Lost;
+                        }
+                    }
+                    false
+                }
+                _ = health.tick() => {
+                    if !cluster && link.ping().await.is_err() {
+                        return SessionEnd::Lost;
+                    }
+                    false
+                }
+                _ = resync.tick(), if !in_sync => true,
+            };
+            if needs_sync {
+                in_sync = self.sync(&mut link).await;
+                if !cluster && !in_sync {
+                    return SessionEnd::Lost;
+                }
+                self.connected.send_replace(in_sync);
+            }
+        }
+    }
+
+    /// Subscribes what is wanted and not subscribed, unsubscribes the rest.
+    /// Returns whether Redis confirmed all of it.
+    async fn sync(&mut self, link: &mut Link) -> bool {
+        let subscribe: Vec<String> = self.wanted.difference(&self.subscribed).cloned().collect();
+        let unsubscribe: Vec<String> = self.subscribed.difference(&self.wanted).cloned().collect();
+        match link {
+            Link::Standalone(conn) => {
+                for chunk in unsubscribe.chunks(SUBSCRIBE_CHUNK) {
+                    if conn.unsubscribe(chunk).await.is_err() {
+                        return false;
+                    }
+                    for channel in chunk {
+                        self.subscribed.remove(channel);
+                    }
+                }
+                for chunk in subscribe.chunks(SUBSCRIBE_CHUNK) {
+                    if conn.subscribe(chunk).await.is_err() {
+                        return false;
+                    }
+                    self.subscribed.extend(chunk.iter().cloned());
+                }
+                true
+            }
+            Link::Cluster(conn) => {
+                // A sharded (un)subscription names channels of one slot
+                // only: one command per channel, many in flight.
+                let unsubscribed: Vec<_> = futures_util::stream::iter(unsubscribe)
+                    .map(|channel| {
+                        let mut conn = conn.clone();
+                        async move { (conn.sunsubscribe(&channel).await, channel) }
+                    })
+                    .buffer_unordered(CLUSTER_CONCURRENCY)
+                    .collect()
+                    .await;
+                for (_, channel) in unsubscribed {
+                    // Even when the command failed (its node is down), the
+                    // subscription is gone with that node's connection.
+                    self.subscribed.remove(&channel);
+                }
+                let subscribed: Vec<_> = futures_util::stream::iter(subscribe)
+                    .map(|channel| {
+                        let mut conn = conn.clone();
+                        async move { (conn.ssubscribe(&channel).await, channel) }
+                    })
+                    .buffer_unordered(CLUSTER_CONCURRENCY)
+                    .collect()
+                    .await;
+                let mut all = true;
+                for (result, channel) in subscribed {
+                    match result {
+                        // Interest may have changed while this was in
+                        // flight; the next sync settles it.
+                        Ok(()) => {
+                            self.subscribed.insert(channel);
+                        }
+                        Err(_) => all = false,
+                    }
+                }
+                all && self.subscribed == self.wanted
+            }
+        }
+    }
+}
+
+/// Connects to the deployment with `on_push` receiving its pushes.
+async fn connect(
+    deployment: &Deployment,
+    on_push: impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static,
+) -> redis::RedisResult<Link> {
+    match deployment {
+        Deployment::Standalone(info) => {
+            let client = redis::Client::open(info.clone())?;
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_push_sender(on_push);
+            let conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            Ok(Link::Standalone(conn))
+        }
+        Deployment::Cluster(nodes) => {
+            let client = ClusterClientBuilder::new(nodes.clone())
+                .use_protocol(ProtocolVersion::RESP3)
+                .push_sender(on_push)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                // The bus retries subscriptions itself; a command for a
+                // master that is down should fail soon, not stall the bus.
+                .retries(2)
+                .min_retry_wait(10)
+                .max_retry_wait(100)
+                .build()?;
+            Ok(Link::Cluster(client.get_async_connection().await?))
+        }
+    }
+}
+
+impl Link {
+    /// Sends a batch of publications. Returns how many failed.
+    async fn publish(&mut self, batch: &[Publication]) -> usize {
+        match self {
+            Link::Standalone(conn) => {
+                let mut pipe = redis::pipe();
+                for p in batch {
+                    pipe.cmd("PUBLISH")
+                        .arg(&p.channel)
+                        .arg(&p.payload[..])
+                        .ignore();
+                }
+                match pipe.exec_async(conn).await {
+                    Ok(()) => 0,
+                    Err(_) => batch.len(),
+                }
+            }
+            Link::Cluster(conn) => {
+                // Each channel may live on another shard: one command each,
+                // all in flight at once (issued in order).
+                let results = futures_util::future::join_all(batch.iter().map(|p| {
+                    let mut conn = conn.clone();
+                    async move {
+                        redis::cmd("SPUBLISH")
+                            .arg(&p.channel)
+                            .arg(&p.payload[..])
+                            .exec_async(&mut conn)
+                            .await
+                    }
+                }))
+                .await;
+                results.iter().filter(|r| r.is_err()).count()
+            }
+        }
+    }
+
+    async fn ping(&mut self) -> redis::RedisResult<()> {
+        match self {
+            Link::Standalone(conn) => redis::cmd("PING").exec_async(conn).await,
+            Link::Cluster(conn) => redis::cmd("PING").exec_async(conn).await,
+        }
+    }
+}
+
+/// Delivers another node's group message (`[channel, payload]`) to the
+/// local members.
+fn deliver(registry: &Registry, node_id: u64, data: &[Value]) {
+    let Some(Value::BulkString(payload)) = data.last() else {
+        return;
+    };
+    // Data that is not an envelope came from a foreign publisher; ignore it
+    // rather than guess.
+    let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(payload) else {
+        return;
+    };
+    if envelope.node == node_id {
+        return;
+    }
+    let frame = Message::text(envelope.message.into_owned());
+    registry.fan_out(&envelope.group_id, &frame, &[]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standalone_url_with_default_prefix() {
+        let target = RedisTarget::parse("redis://127.0.0.1:6380").unwrap();
+        assert_eq!(target.prefix, "groupcast:");
+        let Deployment::Standalone(info) = target.deployment else {
+            panic!("standalone expected");
+        };
+        assert_eq!(info.addr().to_string(), "127.0.0.1:6380");
+        assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
+    }
+
+    #[test]
+    fn cluster_url_with_prefix() {
+        let target =
+            RedisTarget::parse("redis+cluster://a:7000,b:7001,c:7002/?prefix=app%3Ag%26:").unwrap();
+        assert_eq!(target.prefix, "app:g&:");
+        let Deployment::Cluster(nodes) = target.deployment else {
+            panic!("cluster expected");
+        };
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+        assert_eq!(addrs, ["a:7000", "b:7001", "c:7002"]);
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        for (url, why) in [
+            ("http://x:1", "expected redis://"),
+            ("rediss://x:1", "TLS"),
+            ("redis+cluster://a:1,,b:2", "empty host"),
+            ("redis://x:1?prefix=%zz", "%-escape"),
+        ] {
+            let error = RedisTarget::parse(url).unwrap_err();
+            assert!(error.contains(why), "{url}: {error}");
+        }
+    }
+}

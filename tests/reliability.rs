@@ -1,0 +1,502 @@
+//! Drills: slow consumers, churn, heartbeats, limits, hostile input,
+//! graceful stop and metrics. Each is bounded in time and count.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Client, eventually, local_node};
+use futures_util::StreamExt;
+use groupcast::{Config, Limits, Node, SlowConsumerPolicy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+async fn node_with(limits: Limits) -> Node {
+    Node::start(Config {
+        limits,
+        ..Config::local("127.0.0.1:0")
+    })
+    .await
+    .expect("node starts")
+}
+
+/// This process's resident set, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A websocket client with a tiny receive buffer that never reads: the
+/// slowest consumer there is.
+async fn stalled_client(addr: std::net::SocketAddr) -> Client {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+        .await
+        .unwrap();
+    Client {
+        ws: tokio_tungstenite::WebSocketStream::from_raw_socket(
+            tokio_tungstenite::MaybeTlsStream::Plain(ws.into_inner()),
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await,
+    }
+}
+
+async fn flood_with_a_stalled_member(policy: SlowConsumerPolicy) {
+    const READERS: usize = 200;
+    const MESSAGES: usize = 1000;
+    const SIZE: usize = 1024;
+    /// Messages the sender may be ahead of the slowest healthy reader: 16 KiB,
+    /// well under the 64 KiB bound, so only the stalled client overflows.
+    const WINDOW: usize = 16;
+    let node = node_with(Limits {
+        outbound_queue_bytes: 64 * 1024,
+        // Keep the kernel from absorbing megabytes for the stalled client.
+        send_buffer_size: Some(16 * 1024),
+        slow_consumer: policy,
+        ..Limits::default()
+    })
+    .await;
+    let addr = node.addresses().websocket;
+    let handle = node.handle();
+    let mut stalled = stalled_client(addr).await;
+    stalled.join("g").await;
+    let mut readers = Vec::new();
+    for _ in 0..READERS {
+        let mut c = Client::connect(addr).await;
+        c.join("g").await;
+        readers.push(c);
+    }
+    eventually("everyone joined", || handle.group_size("g") == READERS + 1).await;
+    let rss_before = rss_kib();
+
+    let payload = "x".repeat(SIZE);
+    let started = Instant::now();
+    // The least number of messages every reader has received so far.
+    let progress: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..READERS).map(|_| AtomicUsize::new(0)).collect());
+    let receivers: Vec<_> = readers
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            let progress = progress.clone();
+            tokio::spawn(async move {
+                for n in 1..=MESSAGES {
+                    assert_eq!(c.recv_text().await.len(), SIZE);
+                    progress[i].store(n, Ordering::Relaxed);
+                }
+                c
+            })
+        })
+        .collect();
+    for sent in 1..=MESSAGES {
+        handle.send_to_group("g", &payload, &[]).unwrap();
+        while progress
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .min()
+            .unwrap()
+            + WINDOW
+            < sent
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let mut readers = Vec::new();
+    for r in receivers {
+        readers.push(r.await.expect("every reader receives every message"));
+    }
+    let stats = handle.stats();
+    match policy {
+        SlowConsumerPolicy::Close => {
+            assert_eq!(stats.slow_consumer_closes, 1);
+            eventually("the stalled client removed", || {
+                handle.group_size("g") == READERS
+            })
+            .await;
+        }
+        SlowConsumerPolicy::Drop => {
+            assert!(stats.dropped_messages > 0, "{stats:?}");
+            assert_eq!(stats.slow_consumer_closes, 0);
+            assert_eq!(
+                handle.group_size("g"),
+                READERS + 1,
+                "the stalled client stays"
+            );
+        }
+    }
+    // The stalled member's backlog was bounded at 64 KiB: memory must not
+    // have grown by anything like its 1 MB share.
+    let grown = rss_kib().saturating_sub(rss_before);
+    assert!(grown < 32 * 1024, "RSS grew by {grown} KiB");
+    eprintln!(
+        "slow consumer ({policy:?}): {} deliveries in {:?}, RSS +{grown} KiB, {stats:?}",
+        READERS * MESSAGES,
+        started.elapsed()
+    );
+    drop((stalled, readers));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_is_closed_and_the_others_get_everything() {
+    flood_with_a_stalled_member(SlowConsumerPolicy::Close).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_drop_policy_a_stalled_client_loses_messages_only_its_own() {
+    flood_with_a_stalled_member(SlowConsumerPolicy::Drop).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_of_ten_thousand_connections_leaves_nothing_behind() {
+    let node = local_node().await;
+    let addr = node.addresses().websocket;
+    let handle = node.handle();
+    // Warm up allocator pools before measuring.
+    for _ in 0..200 {
+        let mut c = Client::connect(addr).await;
+        c.join("warm").await;
+    }
+    eventually("warm-up connections removed", || {
+        handle.connection_count() == 0
+    })
+    .await;
+    let rss_before = rss_kib();
+    let workers: Vec<_> = (0..20)
+        .map(|w| {
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    let mut c = Client::connect(addr).await;
+                    c.join(&format!("g{}", (w * 500 + i) % 1000)).await;
+                    c.join("common").await;
+                    if i % 2 == 0 {
+                        let _ = c.ws.close(None).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    eventually("all 10,000 connections removed", || {
+        handle.connection_count() == 0 && handle.group_count() == 0
+    })
+    .await;
+    assert!(handle.groups().is_empty());
+    assert_eq!(handle.stats().connections_opened, 10_200);
+    let grown = rss_kib().saturating_sub(rss_before);
+    assert!(grown < 32 * 1024, "RSS grew by {grown} KiB after churn");
+    eprintln!("churn: RSS +{grown} KiB after 10,000 cycles");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_answering_pings_is_closed() {
+    let node = node_with(Limits {
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(400),
+        ..Limits::default()
+    })
+    .await;
+    let addr = node.addresses().websocket;
+    let mut silent = Client::connect(addr).await;
+    let mut lively = Client::connect(addr).await;
+    // The lively client keeps reading, so its library answers pings.
+    let lively_task = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_millis(1200);
+        let mut pings = 0;
+        while Instant::now() < deadline {
+            if let Ok(Some(Ok(Message::Ping(_)))) =
+                tokio::time::timeout(Duration::from_millis(50), lively.ws.next()).await
+            {
+                pings += 1;
+            }
+        }
+        (lively, pings)
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The silent client read nothing for a second: it was closed.
+    let mut saw_close = None;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(2), silent.ws.next()).await
+    {
+        if let Message::Close(frame) = message {
+            saw_close = frame;
+            break;
+        }
+    }
+    assert_eq!(saw_close.expect("close frame").code, CloseCode::Away);
+    let (mut lively, pings) = lively_task.await.unwrap();
+    assert!(pings >= 5, "lively client saw {pings} pings");
+    lively.join("still").await;
+    lively.send_to_group("still", "here").await;
+    assert_eq!(lively.recv_text().await, "here");
+    assert_eq!(node.handle().stats().heartbeat_timeouts, 1);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused_at_the_handshake() {
+    let node = node_with(Limits {
+        max_connections: Some(2),
+        ..Limits::default()
+    })
+    .await;
+    let addr = node.addresses().websocket;
+    let _a = Client::connect(addr).await;
+    let _b = Client::connect(addr).await;
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("expected HTTP 503, got {other:?}"),
+    }
+    drop(_a);
+    eventually("a slot frees up", || node.handle().connection_count() == 1).await;
+    let _c = Client::connect(addr).await;
+    assert_eq!(node.handle().stats().connections_refused, 1);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allowed_browser_origins_connect() {
+    let node = node_with(Limits {
+        allowed_origins: Some(vec!["https://good.example".into()]),
+        ..Limits::default()
+    })
+    .await;
+    let addr = node.addresses().websocket;
+    let request = |origin: &str| {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{addr}/").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        request
+    };
+    assert!(
+        tokio_tungstenite::connect_async(request("https://good.example"))
+            .await
+            .is_ok()
+    );
+    match tokio_tungstenite::connect_async(request("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("expected HTTP 403, got {other:?}"),
+    }
+    // Non-browser clients send no Origin and are not affected.
+    let _plain = Client::connect(addr).await;
+    node.stop().await;
+}
+
+/// Completes a websocket handshake by hand and returns the raw socket.
+async fn raw_websocket(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// Reads until the server closes; returns the close code of its close frame,
+/// if it sent one.
+async fn close_code(stream: &mut TcpStream) -> Option<u16> {
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(common::ARRIVES, stream.read_to_end(&mut all)).await;
+    // Server frames are unmasked: 0x88, length, code (2 bytes), reason.
+    let at = all.windows(2).position(|w| w[0] == 0x88 && w[1] < 126)?;
+    all.get(at + 2..at + 4)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_websocket_frames_close_only_their_connection() {
+    let node = local_node().await;
+    let addr = node.addresses().websocket;
+    let mut bystander = Client::connect(addr).await;
+    bystander.join("g").await;
+    bystander.sync().await;
+    let cases: [(&str, &[u8]); 4] = [
+        // A client frame without a mask.
+        ("unmasked", &[0x81, 0x02, b'h', b'i']),
+        // Reserved opcode 0x3.
+        ("reserved opcode", &[0x83, 0x80, 0, 0, 0, 0]),
+        // RSV1 set without an extension.
+        ("rsv bit", &[0xC1, 0x80, 0, 0, 0, 0]),
+        // A fragmented control frame (ping without FIN).
+        ("fragmented ping", &[0x09, 0x80, 0, 0, 0, 0]),
+    ];
+    for (name, bytes) in cases {
+        let mut raw = raw_websocket(addr).await;
+        raw.write_all(bytes).await.unwrap();
+        assert_eq!(close_code(&mut raw).await, Some(1002), "{name}");
+    }
+    // Truncated frame, then the client hangs up.
+    let mut raw = raw_websocket(addr).await;
+    raw.write_all(&[0x81, 0xFE, 0x10]).await.unwrap();
+    drop(raw);
+    bystander.send_to_group("g", "unaffected").await;
+    assert_eq!(bystander.recv_text().await, "unaffected");
+    eventually("bad connections removed", || {
+        node.handle().connection_count() == 1
+    })
+    .await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_sends_what_is_queued_before_closing_with_1001() {
+    let node = local_node().await;
+    let mut client = Client::connect(node.addresses().websocket).await;
+    client.join("g").await;
+    client.sync().await;
+    for i in 0..1000 {
+        node.handle()
+            .send_to_group("g", &format!("m{i}"), &[])
+            .unwrap();
+    }
+    let stopping = tokio::spawn(async move { node.stop().await });
+    for i in 0..1000 {
+        assert_eq!(client.recv_text().await, format!("m{i}"));
+    }
+    assert_eq!(client.recv_close().await.unwrap().code, CloseCode::Away);
+    stopping.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_serves_prometheus_text() {
+    let node = Node::start(Config {
+        metrics_listen: Some("127.0.0.1:0".into()),
+        ..Config::local("127.0.0.1:0")
+    })
+    .await
+    .unwrap();
+    let mut client = Client::connect(node.addresses().websocket).await;
+    client.join("g").await;
+    client.send_to_group("g", "hi").await;
+    assert_eq!(client.recv_text().await, "hi");
+    let scrape = |path: &'static str| {
+        let addr = node.addresses().metrics.unwrap();
+        async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            response
+        }
+    };
+    let response = scrape("/metrics").await;
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(
+        response.contains("\ngroupcast_connections 1\n"),
+        "{response}"
+    );
+    assert!(response.contains("\ngroupcast_groups 1\n"), "{response}");
+    assert!(
+        response.contains("\ngroupcast_messages_in_total 2\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("\ngroupcast_messages_out_total 1\n"),
+        "{response}"
+    );
+    assert!(scrape("/other").await.starts_with("HTTP/1.1 404"));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_secret_keeps_out_unauthenticated_clients() {
+    let config = |channel_listen: Option<String>, channel: Option<String>, secret: &str| Config {
+        listen: "127.0.0.1:0".into(),
+        channel_listen,
+        channel,
+        channel_secret: Some(secret.into()),
+        ..Config::default()
+    };
+    let a = Node::start(config(Some("127.0.0.1:0".into()), None, "s3cret"))
+        .await
+        .unwrap();
+    let hub = a.addresses().channel.unwrap();
+    assert!(a.handle().bus_connected(), "the node itself authenticates");
+
+    // No auth frame: closed before it can subscribe.
+    let mut intruder = TcpStream::connect(hub).await.unwrap();
+    let body = br#"{"type":"subscribe","channels":["groupcast:group:g"]}"#;
+    let mut frame = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    intruder.write_all(&frame).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(common::ARRIVES, intruder.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+
+    // A node with the wrong secret never gets in; the right one does.
+    let wrong = Node::start(config(None, Some(hub.to_string()), "guess"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let right = common::cluster_node_with_secret(hub, "s3cret").await;
+    let mut member = Client::connect(right.addresses().websocket).await;
+    member.join("g").await;
+    member.sync().await;
+    let channel = format!("{}g", groupcast::bus::GROUP_CHANNEL_PREFIX);
+    let server = a.channel_server().unwrap();
+    eventually("right node subscribed", || {
+        server.subscriber_count(&channel) == 1
+    })
+    .await;
+    let mut wrong_member = Client::connect(wrong.addresses().websocket).await;
+    wrong_member.join("g").await;
+    wrong_member.sync().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        server.subscriber_count(&channel),
+        1,
+        "wrong secret never subscribes"
+    );
+
+    let mut sender = Client::connect(a.addresses().websocket).await;
+    sender.send_to_group("g", "members only").await;
+    assert_eq!(member.recv_text().await, "members only");
+    wrong_member.expect_nothing().await;
+    for node in [wrong, right, a] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_channel_server_beyond_loopback_needs_a_secret() {
+    let config = groupcast::channel::ChannelServerConfig::default();
+    match groupcast::channel::ChannelServer::bind("0.0.0.0:0", config).await {
+        Err(groupcast::Error::Config(why)) => assert!(why.contains("needs a secret"), "{why}"),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("started without a secret on 0.0.0.0"),
+    }
+}
