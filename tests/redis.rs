@@ -1,0 +1,576 @@
+//! Nodes on Redis instead of a channel server: two nodes on one standalone
+//! Redis (the seed scenario across nodes, leave, exactly-once, no traffic
+//! for a node without members), Redis restarted mid-stream, and a 3-master
+//! Redis Cluster with sharded pub/sub (groups on different shards, one
+//! master restarted).
+//!
+//! Every test starts its own redis-server processes on free loopback ports
+//! and stops them. redis-server and redis-cli must be installed:
+//! `bash tests/redis/run.sh` installs them (Debian) and runs this file.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ARRIVES, Client};
+use futures_util::StreamExt;
+use groupcast::{Config, Error, HostConfig, Node};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The Redis channel of a group, with the default prefix.
+fn channel(group: &str) -> String {
+    format!("{}{group}", groupcast::redis_bus::DEFAULT_PREFIX)
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A redis-server process, killed on drop.
+struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// A standalone server on a free port.
+    async fn start() -> RedisServer {
+        Self::start_with(free_port(), &[]).await
+    }
+
+    async fn start_with(port: u16, extra: &[&str]) -> RedisServer {
+        let dir =
+            std::env::temp_dir().join(format!("groupcast-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut server = RedisServer {
+            port,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Starts (or restarts, same port and directory) the process and waits
+    /// until it answers.
+    async fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "redis-server is not installed: run `bash tests/redis/run.sh`, which installs \
+                 redis-server and redis-tools with apt-get and runs these tests"
+            ),
+            Err(e) => panic!("cannot start redis-server: {e}"),
+        };
+        self.child = Some(child);
+        let deadline = Instant::now() + ARRIVES;
+        loop {
+            if let Ok(mut conn) = self.connection().await {
+                if redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not start",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the process at once (no goodbye to its clients), as a crash.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        redis::Client::open(self.url())?
+            .get_multiplexed_async_connection()
+            .await
+    }
+
+    /// `PUBSUB <subcommand> channel`'s count (NUMSUB or SHARDNUMSUB).
+    async fn subscribers(&self, subcommand: &str, channel: &str) -> i64 {
+        let mut conn = self.connection().await.expect("redis connection");
+        let (_, count): (String, i64) = redis::cmd("PUBSUB")
+            .arg(subcommand)
+            .arg(channel)
+            .query_async(&mut conn)
+            .await
+            .expect("PUBSUB");
+        count
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls an async condition until it holds or `within` passes.
+async fn until<F, Fut>(what: &str, within: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn redis_config(url: &str) -> Config {
+    Config {
+        bus: Some(url.to_owned()),
+        ..Config::local("127.0.0.1:0")
+    }
+}
+
+/// A node on the Redis bus at `url`, connected.
+async fn redis_node(url: &str) -> Node {
+    let node = Node::start(redis_config(url)).await.expect("node starts");
+    tokio::time::timeout(ARRIVES, node.handle().wait_bus_connected())
+        .await
+        .expect("node reaches redis");
+    node
+}
+
+/// Text messages received within `window`.
+async fn drain(client: &mut Client, window: Duration) -> Vec<String> {
+    let mut got = Vec::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(window, client.ws.next()).await {
+        if let Message::Text(text) = message {
+            got.push(text.as_str().to_owned());
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_scenario_across_two_nodes_exactly_once() {
+    let redis = RedisServer::start().await;
+    let node_a = redis_node(&redis.url()).await;
+    let node_b = redis_node(&redis.url()).await;
+    let mut a1 = Client::connect(node_a.addresses().websocket).await;
+    let mut a2 = Client::connect(node_a.addresses().websocket).await;
+    let mut b1 = Client::connect(node_b.addresses().websocket).await;
+    for c in [&mut a1, &mut a2, &mut b1] {
+        c.join("123").await;
+        c.sync().await;
+    }
+    until("both nodes subscribed to group 123", ARRIVES, || async {
+        redis.subscribers("NUMSUB", &channel("123")).await == 2
+    })
+    .await;
+
+    a1.send_to_group("123", "from a").await;
+    b1.send(r#"{"cmd":"send_to_group","group_id":123,"message":"from b"}"#)
+        .await;
+    for c in [&mut a1, &mut a2, &mut b1] {
+        let mut got = vec![c.recv_text().await, c.recv_text().await];
+        got.sort();
+        assert_eq!(got, ["from a", "from b"]);
+        c.expect_nothing().await;
+    }
+    node_a.stop().await;
+    node_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_subscribes_only_while_it_has_members() {
+    let redis = RedisServer::start().await;
+    let node_a = redis_node(&redis.url()).await;
+    let node_b = redis_node(&redis.url()).await;
+    let mut member = Client::connect(node_a.addresses().websocket).await;
+    let mut sender = Client::connect(node_b.addresses().websocket).await;
+    // Node b has members elsewhere only: it must not hear group g.
+    sender.join("elsewhere").await;
+    sender.sync().await;
+    member.join("g").await;
+    member.sync().await;
+    until("node a subscribed", ARRIVES, || async {
+        redis.subscribers("NUMSUB", &channel("g")).await == 1
+    })
+    .await;
+    assert_eq!(redis.subscribers("NUMSUB", &channel("elsewhere")).await, 1);
+
+    for i in 0..20 {
+        sender.send_to_group("g", &format!("cross {i}")).await;
+    }
+    for i in 0..20 {
+        assert_eq!(member.recv_text().await, format!("cross {i}"), "in order");
+    }
+    // Node a published nothing on g, node b is not subscribed to g: the
+    // sender sees nothing of it.
+    sender.expect_nothing().await;
+    member.expect_nothing().await;
+
+    member.send(r#"{"cmd":"leave_group","group_id":"g"}"#).await;
+    until("node a unsubscribed", ARRIVES, || async {
+        redis.subscribers("NUMSUB", &channel("g")).await == 0
+    })
+    .await;
+    assert_eq!(node_a.handle().group_count(), 0);
+    sender.send_to_group("g", "after leave").await;
+    member.expect_nothing().await;
+    node_a.stop().await;
+    node_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_resumes_delivery_within_two_seconds() {
+    let mut redis = RedisServer::start().await;
+    let node_a = redis_node(&redis.url()).await;
+    let node_b = redis_node(&redis.url()).await;
+    let mut a = Client::connect(node_a.addresses().websocket).await;
+    let mut a_local = Client::connect(node_a.addresses().websocket).await;
+    let mut b = Client::connect(node_b.addresses().websocket).await;
+    for c in [&mut a, &mut a_local, &mut b] {
+        c.join("g").await;
+        c.sync().await;
+    }
+    until("both subscribed", ARRIVES, || async {
+        redis.subscribers("NUMSUB", &channel("g")).await == 2
+    })
+    .await;
+    a.send_to_group("g", "before").await;
+    assert_eq!(b.recv_text().await, "before");
+    assert_eq!(a.recv_text().await, "before");
+    assert_eq!(a_local.recv_text().await, "before");
+
+    redis.kill();
+    common::eventually("nodes notice the outage", || {
+        !node_a.handle().bus_connected() && !node_b.handle().bus_connected()
+    })
+    .await;
+    // Local members are still served; the publication is dropped, counted.
+    let dropped = node_a.handle().stats().bus_dropped_publishes;
+    a.send_to_group("g", "during outage").await;
+    assert_eq!(a.recv_text().await, "during outage");
+    assert_eq!(a_local.recv_text().await, "during outage");
+    common::eventually("the publication counted as dropped", || {
+        node_a.handle().stats().bus_dropped_publishes == dropped + 1
+    })
+    .await;
+    b.expect_nothing().await;
+
+    redis.spawn().await;
+    let back = Instant::now();
+    // Send a numbered message every 50 ms until b hears one.
+    let mut first = None;
+    for i in 0..200 {
+        a.send_to_group("g", &format!("after {i}")).await;
+        if let Ok(Some(Ok(Message::Text(text)))) =
+            tokio::time::timeout(Duration::from_millis(50), b.ws.next()).await
+        {
+            first = Some(text.as_str().to_owned());
+            break;
+        }
+    }
+    let resumed = back.elapsed();
+    assert!(first.is_some_and(|t| t.starts_with("after ")));
+    assert!(
+        resumed < Duration::from_secs(2),
+        "delivery resumed {resumed:?} after redis came back"
+    );
+    assert!(node_a.handle().bus_connected() && node_b.handle().bus_connected());
+    assert!(node_a.handle().stats().bus_reconnects >= 1);
+    assert_eq!(redis.subscribers("NUMSUB", &channel("g")).await, 2);
+    node_a.stop().await;
+    node_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_while_redis_is_down_and_joins_it_later() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let node = Node::start(redis_config(&url)).await.expect("node starts");
+    let mut member = Client::connect(node.addresses().websocket).await;
+    member.join("g").await;
+    member.sync().await;
+    assert!(!node.handle().bus_connected());
+    let redis = RedisServer::start_with(port, &[]).await;
+    tokio::time::timeout(ARRIVES, node.handle().wait_bus_connected())
+        .await
+        .expect("node reaches redis once it is up");
+    assert_eq!(redis.subscribers("NUMSUB", &channel("g")).await, 1);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bus_configurations_are_refused() {
+    for (config, why) in [
+        (redis_config("http://127.0.0.1:1"), "expected redis://"),
+        (
+            Config {
+                bus: Some("redis://127.0.0.1:1".into()),
+                listen: "127.0.0.1:0".into(),
+                ..Config::default()
+            },
+            "not both",
+        ),
+    ] {
+        match Node::start(config).await {
+            Err(Error::Config(message)) => assert!(message.contains(why), "{message}"),
+            Err(other) => panic!("expected a configuration error, got {other}"),
+            Ok(_) => panic!("expected a configuration error"),
+        }
+    }
+    let mut config = redis_config("redis://127.0.0.1:1");
+    config.host = HostConfig {
+        message_events: true,
+        ..HostConfig::default()
+    };
+    let node = Node::start(config).await.expect("node starts");
+    match node.handle().channel_publish("news", "1") {
+        Err(Error::Channel(message)) => assert!(message.contains("Redis"), "{message}"),
+        other => panic!("expected a channel error, got {other:?}"),
+    }
+    node.stop().await;
+}
+
+/// A 3-master Redis Cluster on free ports, created with redis-cli.
+struct RedisCluster {
+    masters: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    async fn start() -> RedisCluster {
+        let mut masters = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            masters.push(
+                RedisServer::start_with(
+                    port,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        &format!("nodes-{port}.conf"),
+                        "--cluster-node-timeout",
+                        "5000",
+                        // One master down must not stop the other shards.
+                        "--cluster-require-full-coverage",
+                        "no",
+                    ],
+                )
+                .await,
+            );
+        }
+        let addrs: Vec<String> = masters
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output();
+        match created {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => panic!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "redis-cli is not installed: run `bash tests/redis/run.sh`, which installs \
+                 redis-tools with apt-get"
+            ),
+            Err(e) => panic!("cannot run redis-cli: {e}"),
+        }
+        let cluster = RedisCluster { masters };
+        for master in &cluster.masters {
+            until(
+                "cluster_state:ok on every master",
+                Duration::from_secs(20),
+                || async {
+                    let mut conn = master.connection().await.expect("connection");
+                    let info: String = redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    info.contains("cluster_state:ok")
+                },
+            )
+            .await;
+        }
+        cluster
+    }
+
+    fn url(&self) -> String {
+        let addrs: Vec<String> = self
+            .masters
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.port))
+            .collect();
+        format!("redis+cluster://{}", addrs.join(","))
+    }
+
+    /// The index of the master that owns `channel`'s slot.
+    async fn owner(&self, channel: &str) -> usize {
+        let mut conn = self.masters[0].connection().await.expect("connection");
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(channel)
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER KEYSLOT");
+        // CLUSTER SLOTS: [[first, last, [host, port, id, ...], ...], ...]
+        let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER SLOTS");
+        for range in ranges {
+            let int = |v: &redis::Value| match v {
+                redis::Value::Int(i) => *i,
+                other => panic!("unexpected CLUSTER SLOTS entry {other:?}"),
+            };
+            let (first, last) = (int(&range[0]), int(&range[1]));
+            let redis::Value::Array(master) = &range[2] else {
+                panic!("unexpected CLUSTER SLOTS entry {range:?}");
+            };
+            let port = int(&master[1]);
+            if (first..=last).contains(&slot) {
+                return self
+                    .masters
+                    .iter()
+                    .position(|m| i64::from(m.port) == port)
+                    .expect("slot owner is one of the masters");
+            }
+        }
+        panic!("no master owns slot {slot}");
+    }
+}
+
+/// Group ids whose channels live on master 0, 1 and 2, in that order.
+async fn one_group_per_shard(cluster: &RedisCluster) -> Vec<String> {
+    let mut groups: Vec<Option<String>> = vec![None; cluster.masters.len()];
+    for i in 0.. {
+        let group = format!("room{i}");
+        let owner = cluster.owner(&channel(&group)).await;
+        groups[owner].get_or_insert(group);
+        if groups.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    groups.into_iter().flatten().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_sharded_pubsub_spreads_groups_and_survives_a_master_restart() {
+    let mut cluster = RedisCluster::start().await;
+    let groups = one_group_per_shard(&cluster).await;
+    let node_a = redis_node(&cluster.url()).await;
+    let node_b = redis_node(&cluster.url()).await;
+    let mut on_a = Client::connect(node_a.addresses().websocket).await;
+    let mut on_b = Client::connect(node_b.addresses().websocket).await;
+    for c in [&mut on_a, &mut on_b] {
+        for group in &groups {
+            c.join(group).await;
+        }
+        c.sync().await;
+    }
+    // Each group's channel is subscribed on its own shard only, by both
+    // nodes (sharded pub/sub: no broadcast over the cluster bus).
+    for (owner, group) in groups.iter().enumerate() {
+        for (index, master) in cluster.masters.iter().enumerate() {
+            let want = if index == owner { 2 } else { 0 };
+            until(
+                "sharded subscriptions on the owning shard",
+                ARRIVES,
+                || async { master.subscribers("SHARDNUMSUB", &channel(group)).await == want },
+            )
+            .await;
+        }
+    }
+    for group in &groups {
+        on_a.send_to_group(group, &format!("{group} from a")).await;
+        on_b.send_to_group(group, &format!("{group} from b")).await;
+    }
+    for c in [&mut on_a, &mut on_b] {
+        let mut got = drain(c, Duration::from_millis(500)).await;
+        got.retain(|t| t != "sync");
+        got.sort();
+        let mut want: Vec<String> = groups
+            .iter()
+            .flat_map(|g| [format!("{g} from a"), format!("{g} from b")])
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "every message exactly once");
+    }
+
+    // Restart the master of groups[1]: the other shards keep working while
+    // it is down, and its group's delivery resumes once it is back.
+    cluster.masters[1].kill();
+    on_a.send_to_group(&groups[0], "shard 0 during outage")
+        .await;
+    assert_eq!(on_b.recv_text().await, "shard 0 during outage");
+    assert_eq!(on_a.recv_text().await, "shard 0 during outage");
+    cluster.masters[1].spawn().await;
+    let back = Instant::now();
+    let mut heard = false;
+    while back.elapsed() < Duration::from_secs(10) && !heard {
+        on_a.send_to_group(&groups[1], "shard 1 back").await;
+        heard = drain(&mut on_b, Duration::from_millis(100))
+            .await
+            .iter()
+            .any(|t| t == "shard 1 back");
+    }
+    assert!(heard, "delivery on the restarted shard did not resume");
+    eprintln!(
+        "shard delivery resumed {:?} after the master came back",
+        back.elapsed()
+    );
+    until(
+        "both nodes resubscribed on the restarted master",
+        ARRIVES,
+        || async {
+            cluster.masters[1]
+                .subscribers("SHARDNUMSUB", &channel(&groups[1]))
+                .await
+                == 2
+        },
+    )
+    .await;
+    node_a.stop().await;
+    node_b.stop().await;
+}

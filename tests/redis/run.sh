@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the Redis bus tests (tests/redis.rs). They start their own
+# redis-server processes (standalone and a 3-master cluster) on free loopback
+# ports and stop them, so all this script needs is the Debian packages:
+# redis-server, and redis-tools for `redis-cli --cluster create`.
+#
+#   bash tests/redis/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    echo "installing redis-server and redis-tools"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+# Debian's package starts a system redis on 6379; the tests do not use it
+# (they pick free ports), so it is left alone.
+redis-server --version
+cargo test --test redis "$@"
