@@ -574,3 +574,60 @@ async fn cluster_sharded_pubsub_spreads_groups_and_survives_a_master_restart() {
     node_a.stop().await;
     node_b.stop().await;
 }
+
+/// `CLUSTER <args>` on one master.
+async fn cluster_cmd<T: redis::FromRedisValue>(master: &RedisServer, args: &[&str]) -> T {
+    let mut conn = master.connection().await.expect("connection");
+    redis::cmd("CLUSTER")
+        .arg(args)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("CLUSTER {args:?}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_subscriptions_follow_a_slot_migration() {
+    let cluster = RedisCluster::start().await;
+    let groups = one_group_per_shard(&cluster).await;
+    let group = &groups[0];
+    let node_a = redis_node(&cluster.url()).await;
+    let node_b = redis_node(&cluster.url()).await;
+    let mut on_a = Client::connect(node_a.addresses().websocket).await;
+    let mut on_b = Client::connect(node_b.addresses().websocket).await;
+    for c in [&mut on_a, &mut on_b] {
+        c.join(group).await;
+        c.sync().await;
+    }
+    let (source, target) = (&cluster.masters[0], &cluster.masters[2]);
+    until("both nodes subscribed on the owner", ARRIVES, || async {
+        source.subscribers("SHARDNUMSUB", &channel(group)).await == 2
+    })
+    .await;
+
+    // Move the group's slot from master 0 to master 2 (it holds no keys,
+    // so there is nothing to MIGRATE): Redis unsubscribes the shard
+    // channel's subscribers on the old owner.
+    let slot: i64 = cluster_cmd(source, &["KEYSLOT", &channel(group)]).await;
+    let slot = slot.to_string();
+    let source_id: String = cluster_cmd(source, &["MYID"]).await;
+    let target_id: String = cluster_cmd(target, &["MYID"]).await;
+    let _: () = cluster_cmd(target, &["SETSLOT", &slot, "IMPORTING", &source_id]).await;
+    let _: () = cluster_cmd(source, &["SETSLOT", &slot, "MIGRATING", &target_id]).await;
+    for master in [target, source, &cluster.masters[1]] {
+        let _: () = cluster_cmd(master, &["SETSLOT", &slot, "NODE", &target_id]).await;
+    }
+    until(
+        "both nodes subscribed on the new owner",
+        ARRIVES,
+        || async { target.subscribers("SHARDNUMSUB", &channel(group)).await == 2 },
+    )
+    .await;
+    assert_eq!(source.subscribers("SHARDNUMSUB", &channel(group)).await, 0);
+    on_a.send_to_group(group, "after migration").await;
+    assert_eq!(on_b.recv_text().await, "after migration");
+    assert_eq!(on_a.recv_text().await, "after migration");
+    on_b.expect_nothing().await;
+    on_a.expect_nothing().await;
+    node_a.stop().await;
+    node_b.stop().await;
+}
