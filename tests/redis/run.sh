@@ -4,7 +4,9 @@
 # ports and stop them, so all this script needs is the Debian packages:
 # redis-server, and redis-tools for `redis-cli --cluster create`.
 #
-#   bash tests/redis/run.sh
+#   bash tests/redis/run.sh                  install if missing, then test
+#   bash tests/redis/run.sh --install-only   install if missing (for a test
+#                                            command that runs every target)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -14,7 +16,10 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
     apt-get update -qq
     apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
-# Debian's package starts a system redis on 6379; the tests do not use it
+# If Debian's package started a system redis on 6379, the tests do not use it
 # (they pick free ports), so it is left alone.
 redis-server --version
+if [[ ${1:-} == --install-only ]]; then
+    exit 0
+fi
 cargo test --test redis "$@"
