@@ -7,7 +7,12 @@ from ._groupcast import _cli
 
 
 def main() -> int:
-    return _cli(["groupcast", *sys.argv[1:]])
+    try:
+        return _cli(["groupcast", *sys.argv[1:]])
+    except KeyboardInterrupt:
+        # The CLI handles SIGINT itself (it stops cleanly and returns);
+        # Python's own handler saw the same signal: nothing more to do.
+        return 0
 
 
 if __name__ == "__main__":
