@@ -226,8 +226,53 @@ static void replaced_registration_is_finalized(void) {
     CHECK(atomic_load(&s.finalized) == 2);
 }
 
+typedef struct channel_state {
+    atomic_int events;
+    char channel[32];
+    char data[64];
+} channel_state;
+
+static void on_channel_event(void *userdata, groupcast_server *server, const groupcast_event *event) {
+    (void)server;
+    channel_state *s = userdata;
+    if (event->kind != GROUPCAST_EVENT_CHANNEL) return;
+    if (atomic_load(&s->events) == 0) {
+        snprintf(s->channel, sizeof s->channel, "%.*s", (int)event->channel_len, event->channel);
+        snprintf(s->data, sizeof s->data, "%.*s", (int)event->data_len, (const char *)event->data);
+    }
+    atomic_fetch_add(&s->events, 1);
+}
+
+/* A host that only subscribes to channels gets their data, and no other
+ * callback is needed (the connection events the core needs for its queue
+ * stay inside). */
+static void channel_only_host(void) {
+    channel_state s;
+    memset(&s, 0, sizeof s);
+    groupcast_config *config = test_config();
+    CHECK_OK(groupcast_config_set_channel_listen(config, STR("127.0.0.1:0")));
+    CHECK_OK(groupcast_config_on_channel_event(config, on_channel_event, &s, NULL));
+    groupcast_server *server = NULL;
+    CHECK_OK(groupcast_server_start(config, &server));
+    groupcast_config_free(config);
+    CHECK_OK(groupcast_server_channel_subscribe(server, STR("news")));
+    /* Clients come and go meanwhile: their closes must not disturb anything. */
+    int fd = ws_connect(server_port(server), "/", 5000);
+    CHECK(fd >= 0);
+    CHECK(ws_send_text(fd, "{\"cmd\":\"add_group\",\"group_id\":\"1\"}") == 0);
+    close(fd);
+    for (int i = 0; i < 100 && atomic_load(&s.events) == 0; i++) {
+        CHECK_OK(groupcast_server_channel_publish(server, STR("news"), STR("[1,2]")));
+        sleep_ms(20);
+    }
+    CHECK(atomic_load(&s.events) >= 1);
+    CHECK(strcmp(s.channel, "news") == 0 && strcmp(s.data, "[1,2]") == 0);
+    groupcast_server_free(server);
+}
+
 int main(void) {
     round_trip();
+    channel_only_host();
     stop_from_a_callback();
     replaced_registration_is_finalized();
     report("test_callbacks");

@@ -43,7 +43,79 @@ static taken poll_one(groupcast_server *server) {
     return t;
 }
 
+/* With GROUPCAST_EVENTS_APPROVE a connection reads nothing until admitted,
+ * and closing it instead refuses it. */
+static void approval(void) {
+    groupcast_config *config = test_config();
+    CHECK_OK(groupcast_config_set_events(config, GROUPCAST_EVENTS_APPROVE | GROUPCAST_EVENTS_MESSAGE));
+    groupcast_server *server = NULL;
+    CHECK_OK(groupcast_server_start(config, &server));
+    groupcast_config_free(config);
+
+    int fd = ws_connect(server_port(server), "/", 5000);
+    CHECK(fd >= 0);
+    taken t = poll_one(server);
+    CHECK(t.kind == GROUPCAST_EVENT_CONNECT);
+    CHECK(ws_send_text(fd, "early") == 0);
+    groupcast_event events[4];
+    size_t count = 0;
+    CHECK_OK(groupcast_server_poll(server, 300, events, 4, &count));
+    CHECK(count == 0); /* held: nothing read yet */
+    CHECK_OK(groupcast_server_send_text(server, t.conn, STR("welcome")));
+    CHECK(ws_expect_text(fd, "welcome")); /* the host may talk meanwhile */
+    CHECK_OK(groupcast_server_admit(server, t.conn));
+    t = poll_one(server);
+    CHECK(t.kind == GROUPCAST_EVENT_MESSAGE && strcmp(t.data, "early") == 0);
+    close(fd);
+
+    int refused = ws_connect(server_port(server), "/", 5000);
+    CHECK(refused >= 0);
+    t = poll_one(server);
+    CHECK(t.kind == GROUPCAST_EVENT_CONNECT);
+    CHECK_OK(groupcast_server_close(server, t.conn, 4403, STR("no")));
+    ws_frame f = ws_recv(refused);
+    CHECK(f.opcode == WS_CLOSE && f.close_code == 4403);
+    ws_frame_free(&f);
+    close(refused);
+    groupcast_server_free(server);
+}
+
+/* GROUPCAST_EVENTS_CHANNEL alone: channel data through poll, and none of
+ * the connection events the core queues alongside. */
+static void channel_only(void) {
+    groupcast_config *config = test_config();
+    CHECK_OK(groupcast_config_set_channel_listen(config, STR("127.0.0.1:0")));
+    CHECK_OK(groupcast_config_set_events(config, GROUPCAST_EVENTS_CHANNEL));
+    groupcast_server *server = NULL;
+    CHECK_OK(groupcast_server_start(config, &server));
+    groupcast_config_free(config);
+    CHECK_OK(groupcast_server_channel_subscribe(server, STR("news")));
+    int fd = ws_connect(server_port(server), "/", 5000);
+    CHECK(fd >= 0);
+    CHECK(ws_send_close(fd, 1000) == 0);
+    ws_frame f = ws_recv(fd);
+    ws_frame_free(&f);
+    close(fd);
+    size_t open = 1;
+    WAIT_FOR(groupcast_server_connection_count(server, &open) == GROUPCAST_OK && open == 0);
+    groupcast_event events[8];
+    size_t count = 0;
+    int channel_events = 0;
+    for (int tries = 0; tries < 50 && channel_events == 0; tries++) {
+        CHECK_OK(groupcast_server_channel_publish(server, STR("news"), STR("true")));
+        CHECK_OK(groupcast_server_poll(server, 100, events, 8, &count));
+        for (size_t i = 0; i < count; i++) {
+            CHECK(events[i].kind == GROUPCAST_EVENT_CHANNEL);
+            channel_events++;
+        }
+    }
+    CHECK(channel_events > 0);
+    groupcast_server_free(server);
+}
+
 int main(void) {
+    approval();
+    channel_only();
     groupcast_config *config = test_config();
     CHECK_OK(groupcast_config_set_channel_listen(config, STR("127.0.0.1:0")));
     CHECK_OK(groupcast_config_set_events(
