@@ -335,6 +335,119 @@ def table_runs(scenario, results):
     return out
 
 
+def find(results, scenario, server, run_prefix):
+    for r in results:
+        if r["scenario"] == scenario and r["server"] == server and r["run"].startswith(run_prefix):
+            return None if "failed" in r["result"] else r["result"]
+    return None
+
+
+def summary(results):
+    """Issue 5's targets against this run's groupcast figures."""
+    rows = []
+
+    def add(what, target, value, ok, baseline=""):
+        mark = "–" if ok is None else ("yes" if ok else "**no**")
+        rows.append(f"| {what} | {target} | {value} | {mark} | {baseline} |")
+
+    def base(scenario, run, key, unit):
+        out = []
+        for server in ("node-ws", "python-websockets"):
+            r = find(results, scenario, server, run)
+            if r is not None:
+                value = r["idle"][key] if key == "kib_per_connection" else r[key]
+                out.append(f"{server} {value:.1f} {unit}")
+        return ", ".join(out)
+
+    for members in (1000, 5000):
+        for size in ("64 B", "1 KiB"):
+            run = f"{members} members, {size}"
+            r = find(results, "flood", "groupcast", run)
+            if r:
+                add(f"flood, {run}: server CPU per delivery", "≤ 0.3 µs", f"{r['server_cpu_us_per_delivery']:.2f} µs",
+                    r["server_cpu_us_per_delivery"] <= 0.3, base("flood", run, "server_cpu_us_per_delivery", "µs"))
+    run = "1000 members, 5 senders"
+    r = find(results, "paced", "groupcast", run)
+    if r:
+        add("paced 250k deliveries/s: server CPU per delivery", "≤ 1.5 µs", f"{r['server_cpu_us_per_delivery']:.2f} µs",
+            r["server_cpu_us_per_delivery"] <= 1.5, base("paced", run, "server_cpu_us_per_delivery", "µs"))
+        add("paced 250k deliveries/s: lost", "0", f"{r['lost']:,}", r["lost"] == 0)
+        p99 = (r.get("probe") or {}).get("p99_us", 0) / 1000
+        add("paced 250k deliveries/s: probe p99", "≤ 5 ms", f"{p99:.2f} ms", p99 <= 5)
+    run = "100 members, 1 sender"
+    r = find(results, "paced", "groupcast", run)
+    if r:
+        p99 = (r.get("probe") or {}).get("p99_us", 0) / 1000
+        add("paced 10k deliveries/s: probe p99", "≤ 1 ms", f"{p99:.2f} ms", p99 <= 1)
+    r = find(results, "idle", "groupcast", "")
+    if r and r.get("idle"):
+        i = r["idle"]
+        add("idle: RSS per joined connection at 10,000", "≤ 4 KiB", f"{i['kib_per_connection']:.1f} KiB",
+            i["kib_per_connection"] <= 4, base("idle", "", "kib_per_connection", "KiB"))
+        add("connections held", "19,000", f"{i['held']:,}", i["held"] >= 19000)
+    for run in ("1000 members, flood", "1000 members, 5 senders"):
+        single, cluster = find(results, "cluster", SINGLE_NODE, run), find(results, "cluster", "groupcast", run)
+        if single and cluster:
+            pct = 100 * cluster["deliveries_per_s"] / single["deliveries_per_s"]
+            add(f"cluster, {run}: deliveries/s vs one node", "≥ 80%", f"{pct:.0f}%", pct >= 80)
+    if not rows:
+        return []
+    return [
+        "## Targets (issue 5) at a glance",
+        "",
+        "| what | target | groupcast | met | baselines, same run |",
+        "|---|---|---:|:---:|---|",
+        *rows,
+        "",
+        "![server CPU per delivery](benches/cpu_per_delivery.svg)",
+        "",
+    ]
+
+
+def svg_plot(results, path):
+    """Horizontal bars: server µs CPU per delivery, per run and server."""
+    colors = {"groupcast": "#2b8a3e", "node-ws": "#1c7ed6", "python-websockets": "#e67700"}
+    runs = []
+    for r in results:
+        key = (r["scenario"], r["run"])
+        if r["scenario"] in ("idle", "smoke") or key in runs:
+            continue
+        runs.append(key)
+    rows = []
+    for scenario, run in runs:
+        for server in SERVERS:
+            res = find(results, scenario, server, run)
+            if res is not None:
+                rows.append((f"{scenario}: {run}", server, res["server_cpu_us_per_delivery"]))
+    if not rows:
+        return
+    top = max(v for _, _, v in rows)
+    bar_h, label_w, plot_w = 14, 430, 420
+    height = 40 + len(rows) * (bar_h + 4) + len(runs) * 8
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 80}" height="{height}" '
+           'font-family="sans-serif" font-size="11">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="10" y="18" font-size="13" font-weight="bold">Server CPU per delivery (µs, lower is better)</text>']
+    y = 34
+    last = None
+    for run, server, value in rows:
+        if run != last:
+            y += 8
+            out.append(f'<text x="10" y="{y + 11}">{html_escape(run)}</text>')
+            last = run
+        width = max(1, plot_w * value / top)
+        out.append(f'<rect x="{label_w}" y="{y}" width="{width:.1f}" height="{bar_h}" fill="{colors[server]}"/>')
+        out.append(f'<text x="{label_w + width + 4:.1f}" y="{y + 11}">{value:.2f} {server}</text>')
+        y += bar_h + 4
+    out.append("</svg>")
+    Path(path).write_text("\n".join(out) + "\n")
+
+
+def html_escape(text):
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+
 def write_markdown(path, results, info, command, scenario_list, started, finished):
     lines = [
         "# groupcast benchmarks",
@@ -347,6 +460,7 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
         "",
         f"run from {started} to {finished} (UTC), groupcast commit {info['commit']}.",
         "",
+        *summary(results),
         "## Machine",
         "",
         f"- `nproc`: {info['nproc']}, CPU: {info['cpu']}, memory: {info['memory']}",
@@ -506,6 +620,8 @@ def main():
                   f"{r['server_cpu_us_per_delivery']:.2f} µs server CPU/delivery"))
         return 1 if failed else 0
     command = "bash benches/run.sh" + ("" if len(sys.argv) == 1 else " " + shlex.join(sys.argv[1:]))
+    if args.output.endswith("BENCHMARKS.md"):
+        svg_plot(results, BENCHES / "cpu_per_delivery.svg")
     write_markdown(args.output, results, info, command, selected, started, finished)
     print(f"wrote {args.output}", file=sys.stderr)
     return 1 if failed else 0
