@@ -1051,7 +1051,7 @@ impl Server {
     /// With `events=True`: takes up to `max_events` events, waiting up to
     /// `timeout` seconds for the first (`None`: until one comes or the
     /// server stops). Returns `[]` on timeout and once stopped and drained.
-    #[pyo3(signature = (timeout = None, max_events = DEFAULT_MAX_EVENTS))]
+    #[pyo3(signature = (timeout = None, max_events = 1024))]
     fn poll(
         &self,
         py: Python<'_>,
@@ -1093,7 +1093,7 @@ impl Server {
     }
 
     /// With `events=True`: an async iterator over the events, for asyncio.
-    #[pyo3(signature = (max_events = DEFAULT_MAX_EVENTS))]
+    #[pyo3(signature = (max_events = 1024))]
     fn events<'py>(slf: &Bound<'py, Self>, max_events: usize) -> PyResult<Bound<'py, PyAny>> {
         if !slf.get().poll_mode {
             return Err(PyValueError::new_err(

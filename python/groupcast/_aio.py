@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, AsyncIterator, Union
 if TYPE_CHECKING:
     from ._groupcast import ChannelEvent, CloseEvent, ConnectEvent, MessageEvent, Server
 
-    Event = Union[ConnectEvent, MessageEvent, CloseEvent, ChannelEvent]
+    _Event = Union[ConnectEvent, MessageEvent, CloseEvent, ChannelEvent]
 
 
-async def server_events(server: Server, max_events: int = 1024) -> AsyncIterator[Event]:
+async def server_events(server: Server, max_events: int = 1024) -> AsyncIterator[_Event]:
     """Yields the server's events until it stops and its queue is drained."""
     loop = asyncio.get_running_loop()
     fd = server.fileno()
