@@ -17,8 +17,9 @@ command -v gcc >/dev/null || need+=(gcc)
 if ((${#need[@]})); then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+modules=$(php -m)
 for ext in FFI pcntl; do
-    php -m | grep -qx "$ext" || { echo "php has no $ext extension" >&2; exit 1; }
+    grep -qx "$ext" <<<"$modules" || { echo "php has no $ext extension" >&2; exit 1; }
 done
 
 tests/c/gen-header.sh --check
