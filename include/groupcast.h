@@ -518,7 +518,8 @@ groupcast_result groupcast_config_on_channel_event(struct groupcast_config *conf
  * threads and, when callbacks are registered, its host thread run in the
  * background. `config` is only read; free it when convenient. Without
  * callbacks, events asked for with `groupcast_config_set_events` are taken
- * with `groupcast_server_poll`.
+ * with `groupcast_server_poll`. With callbacks and built-in commands off,
+ * `on_message` is required (`GROUPCAST_ERR_CONFIG`).
  *
  * Must not be called from a callback.
  *

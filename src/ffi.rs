@@ -855,7 +855,8 @@ const EV_CHANNEL: u32 = groupcast_events::GROUPCAST_EVENTS_CHANNEL as u32;
 /// threads and, when callbacks are registered, its host thread run in the
 /// background. `config` is only read; free it when convenient. Without
 /// callbacks, events asked for with `groupcast_config_set_events` are taken
-/// with `groupcast_server_poll`.
+/// with `groupcast_server_poll`. With callbacks and built-in commands off,
+/// `on_message` is required (`GROUPCAST_ERR_CONFIG`).
 ///
 /// Must not be called from a callback.
 ///
@@ -873,6 +874,14 @@ pub unsafe extern "C" fn groupcast_server_start(
             return null_parameter("out_server");
         }
         let callbacks = config.callbacks.clone();
+        if callbacks.any() && callbacks.on_message.is_none() && !config.config.host.builtin_commands
+        {
+            // Every client message would be dropped on the host thread.
+            return fail(
+                GROUPCAST_ERR_CONFIG,
+                "built-in commands are off but no on_message callback is registered",
+            );
+        }
         let mut wanted = config.events;
         if callbacks.on_connect.is_some() {
             wanted |= EV_CONNECT | EV_APPROVE;

@@ -126,6 +126,12 @@ static void unknown_connection_and_bad_values(void) {
     groupcast_config_free(config);
 }
 
+static void on_close_noop(void *userdata, groupcast_server *server, const groupcast_event *event) {
+    (void)userdata;
+    (void)server;
+    (void)event;
+}
+
 static void bind_conflict_names_the_address(void) {
     groupcast_config *config = test_config();
     groupcast_server *first = NULL;
@@ -147,6 +153,13 @@ static void bind_conflict_names_the_address(void) {
     CHECK_OK(groupcast_config_set_channel(config, STR("127.0.0.1:2206")));
     CHECK_RC(groupcast_server_start(config, &second), GROUPCAST_ERR_CONFIG);
     CHECK_RC(groupcast_config_set_events(config, 1u << 10), GROUPCAST_ERR_INVALID_ARGUMENT);
+    groupcast_config_free(config);
+
+    /* Callbacks with built-ins off need on_message: messages would be lost. */
+    config = test_config();
+    CHECK_OK(groupcast_config_set_builtin_commands(config, false));
+    CHECK_OK(groupcast_config_on_close(config, on_close_noop, NULL, NULL));
+    CHECK_RC(groupcast_server_start(config, &second), GROUPCAST_ERR_CONFIG);
     groupcast_config_free(config);
 }
 
