@@ -25,6 +25,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 py="$VENV/bin/python"
+# The build backend runs the venv's `maturin` by name.
+export PATH="$PWD/$VENV/bin:$PATH"
 
 # Test tools, pinned to their major versions.
 "$py" -m pip install "${quiet_pip[@]}" \
