@@ -33,6 +33,17 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A port for a cluster node: Redis Cluster also listens on port + 10000
+/// (the cluster bus), which must be free and below 65536 too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55535 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A redis-server process, killed on drop.
 struct RedisServer {
     port: u16,
@@ -92,6 +103,9 @@ impl RedisServer {
                 {
                     return;
                 }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("redis-server on port {} exited: {status}", self.port);
             }
             assert!(
                 Instant::now() < deadline,
@@ -372,7 +386,7 @@ impl RedisCluster {
     async fn start() -> RedisCluster {
         let mut masters = Vec::new();
         for _ in 0..3 {
-            let port = free_port();
+            let port = free_cluster_port();
             masters.push(
                 RedisServer::start_with(
                     port,
