@@ -540,8 +540,10 @@ impl Server {
                 "register {name} before start(): the hooks decide what the server asks the host"
             )));
         }
-        *which(&mut self.hooks.lock()) = Some(callback.clone().unbind());
+        let previous = which(&mut self.hooks.lock()).replace(callback.clone().unbind());
         drop(state);
+        // Released outside the locks: its finalizer may call back in.
+        drop(previous);
         Ok(callback.unbind())
     }
 
@@ -1019,10 +1021,12 @@ impl Server {
         }
         let handle = self.core.state.lock().handle.clone();
         if let Some(callback) = callback {
-            self.hooks
+            let previous = self
+                .hooks
                 .lock()
                 .channels
                 .insert(channel.to_owned(), callback.unbind());
+            drop(previous); // outside the lock: its finalizer may call back in
         }
         match handle {
             Some(handle) => handle.channel_subscribe(channel).map_err(to_py),
@@ -1216,12 +1220,15 @@ impl ChannelServer {
     /// Binds and starts serving; returns once listening. Does nothing if
     /// running.
     fn start(&self, py: Python<'_>) -> PyResult<()> {
-        let mut running = self.core.running.lock();
-        if running.is_some() {
-            return Ok(());
-        }
         let listen = self.listen.clone();
-        let started = py.detach(move || -> PyResult<ChannelServerRunning> {
+        let core = self.core.clone();
+        // Detached for the whole start, lock included: a thread attached to
+        // the interpreter never holds this lock while waiting for it.
+        let started = py.detach(move || -> PyResult<Option<SocketAddr>> {
+            let mut running = core.running.lock();
+            if running.is_some() {
+                return Ok(None);
+            }
             let runtime = small_runtime("groupcast-channel")?;
             let server = runtime
                 .block_on(CoreChannelServer::bind(
@@ -1229,12 +1236,14 @@ impl ChannelServer {
                     ChannelServerConfig::default(),
                 ))
                 .map_err(to_py)?;
-            Ok(ChannelServerRunning { runtime, server })
+            let address = server.local_addr();
+            *running = Some(ChannelServerRunning { runtime, server });
+            Ok(Some(address))
         })?;
-        *self.address.lock() = Some(started.server.local_addr());
-        *running = Some(started);
-        drop(running);
-        register_live(Arc::downgrade(&self.core) as Weak<dyn Stoppable>);
+        if let Some(address) = started {
+            *self.address.lock() = Some(address);
+            register_live(Arc::downgrade(&self.core) as Weak<dyn Stoppable>);
+        }
         Ok(())
     }
 
@@ -1502,9 +1511,11 @@ impl ChannelClient {
         if channel.is_empty() {
             return Err(PyValueError::new_err("channel must not be empty"));
         }
-        self.callbacks
+        let previous = self
+            .callbacks
             .lock()
             .insert(channel.to_owned(), callback.unbind());
+        drop(previous); // outside the lock: its finalizer may call back in
         if let Some(running) = self.core.running.lock().as_ref() {
             running.client.subscribe(channel).map_err(to_py)?;
         }
