@@ -374,16 +374,27 @@ impl BusTask {
             };
             match link {
                 Ok(link) => {
-                    backoff = BACKOFF_MIN;
                     if ever_connected {
                         self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
                     ever_connected = true;
                     self.subscribed.clear();
+                    let started = tokio::time::Instant::now();
                     if let SessionEnd::Shutdown = self.session(link, &mut signals).await {
                         return;
                     }
                     self.connected.send_replace(false);
+                    // A connection that breaks at once (a SUBSCRIBE refused,
+                    // a server closing on us) must not make a busy loop:
+                    // only a session that lasted resets the backoff.
+                    if started.elapsed() < BACKOFF_MAX {
+                        if !self.wait_disconnected(backoff).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    } else {
+                        backoff = BACKOFF_MIN;
+                    }
                 }
                 Err(_) => {
                     if !self.wait_disconnected(backoff).await {
