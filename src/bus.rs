@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::{ChannelClient, ChannelEvent};
@@ -126,6 +125,6 @@ fn deliver(registry: &Registry, node_id: u64, event: &ChannelEvent) {
     if envelope.node == node_id {
         return;
     }
-    let frame = Message::text(envelope.message.into_owned());
+    let frame = crate::frame::text(&envelope.message);
     registry.fan_out(&envelope.group_id, &frame, &[]);
 }

@@ -6,12 +6,16 @@
 //! writer wakes up is fed to the socket and flushed once, so a burst of group
 //! messages leaves in few syscalls.
 
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
@@ -33,7 +37,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Most queued items written per flush; bounds how long the writer keeps
 /// the task away from reading.
-const WRITE_BATCH: usize = 512;
+const WRITE_BATCH: usize = 64;
 
 /// Where the client asked to connect, from the handshake request.
 #[derive(Debug, Clone, Default)]
@@ -68,8 +72,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         target.query = request.uri().query().unwrap_or_default().to_owned();
         Ok(response)
     };
-    let handshake =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(shared.ws_config));
+    // Boxed: the handshake's state is larger than the session's, and an
+    // unboxed future would carry it for the connection's whole life.
+    let handshake = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        check,
+        Some(shared.ws_config),
+    ));
     let ws = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
         result = tokio::time::timeout(shared.limits.handshake_timeout, handshake) => match result {
@@ -164,19 +173,21 @@ enum Next {
 impl Session {
     async fn run(&mut self, target: RequestTarget) {
         let mut batch = Vec::with_capacity(16);
-        let next = match self.introduce(target, &mut batch).await {
+        // The first and last steps are boxed: they run once, and unboxed
+        // their state would size every idle connection's task.
+        let next = match Box::pin(self.introduce(target, &mut batch)).await {
             Next::Continue => self.serve(&mut batch).await,
             other => other,
         };
         match next {
-            Next::Close(frame) => self.close(frame, true).await,
+            Next::Close(frame) => Box::pin(self.close(frame, true)).await,
             Next::Terminate => {
                 // Stopping node: send what is queued first, within the
                 // drain timeout. Terminated for cause (a slow consumer):
                 // drop it.
                 let frame = self.conn.outbox.termination_frame();
                 let drain = !self.conn.outbox.terminated_for_cause();
-                self.close(frame, drain).await;
+                Box::pin(self.close(frame, drain)).await;
             }
             Next::Continue | Next::End => {}
         }
@@ -257,7 +268,7 @@ impl Session {
                     } else {
                         // Through the queue, so it never jumps a frame
                         // being written; refused only when closing anyway.
-                        let _ = self.conn.outbox.push(Message::Ping(Default::default()));
+                        let _ = self.conn.outbox.push_ping();
                         Next::Continue
                     }
                 }
@@ -282,29 +293,43 @@ impl Session {
         }
     }
 
-    /// Feeds every queued frame to the socket and flushes once.
+    /// Writes what was queued, in order: runs of encoded frames go straight
+    /// to the socket in vectored writes; pings go through tungstenite; a
+    /// close ends the batch.
     async fn write_batch(&mut self, batch: &mut Vec<Outbound>) -> Next {
         let mut written = 0;
         let mut next = Next::Continue;
-        for item in batch.drain(..) {
-            match item {
-                Outbound::Frame(frame) => {
-                    written += frame.len();
-                    if self.ws.feed(frame).await.is_err() {
+        let mut at = 0;
+        while at < batch.len() {
+            match &batch[at] {
+                Outbound::Frame(_) => {
+                    let end = batch[at..]
+                        .iter()
+                        .position(|item| !matches!(item, Outbound::Frame(_)))
+                        .map_or(batch.len(), |offset| at + offset);
+                    match write_frames(&mut self.ws, &mut batch[at..end]).await {
+                        Ok(bytes) => written += bytes,
+                        Err(_) => {
+                            next = Next::End;
+                            break;
+                        }
+                    }
+                    at = end;
+                }
+                Outbound::Ping => {
+                    if self.ws.send(Message::Ping(Bytes::new())).await.is_err() {
                         next = Next::End;
                         break;
                     }
+                    at += 1;
                 }
                 Outbound::Close(frame) => {
-                    next = Next::Close(frame);
+                    next = Next::Close(frame.clone());
                     break;
                 }
             }
         }
         batch.clear();
-        if !matches!(next, Next::End) && self.ws.flush().await.is_err() {
-            next = Next::End;
-        }
         self.conn.outbox.written(written);
         next
     }
@@ -355,13 +380,14 @@ impl Session {
                     _ => return Next::Continue,
                 };
                 if let Some(host) = to_host {
-                    host.push(
+                    // Boxed so that the idle task does not carry its state.
+                    Box::pin(host.push(
                         HostEvent::Message {
                             conn: self.conn.id,
                             payload,
                         },
                         &shared.shutdown,
-                    )
+                    ))
                     .await;
                 }
             }
@@ -381,7 +407,7 @@ impl Session {
                 shared.registry.leave(&self.conn, group.as_str());
             }
             Command::SendToGroup { group, message } => {
-                shared.send_to_group(group.as_str(), Message::text(message), &[]);
+                shared.send_to_group(group.as_str(), &message, &[]);
             }
         }
     }
@@ -393,7 +419,7 @@ impl Session {
     /// Queues a reply behind what is already queued for this client.
     fn reply(&self, text: String) {
         // Refused only when the client is too slow, and then it is closing.
-        let _ = self.conn.outbox.push(Message::text(text));
+        let _ = self.conn.outbox.push(crate::frame::text(&text));
     }
 
     fn on_read_error(&mut self, error: WsError) -> Next {
@@ -430,10 +456,16 @@ impl Session {
             false => CLOSE_TIMEOUT,
         };
         let send = async {
-            while let Some(item) = drain.then(|| self.outbox_rx.try_recv()).flatten() {
-                if let Outbound::Frame(frame) = item {
-                    self.ws.feed(frame).await?;
+            if drain {
+                let mut rest = Vec::new();
+                while let Some(item) = self.outbox_rx.try_recv() {
+                    if let Outbound::Frame(_) = item {
+                        rest.push(item);
+                    }
                 }
+                write_frames(&mut self.ws, &mut rest)
+                    .await
+                    .map_err(WsError::Io)?;
             }
             self.ws.send(Message::Close(Some(frame))).await
         };
@@ -443,4 +475,59 @@ impl Session {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, reply).await;
         }
     }
+}
+
+/// Most frames handed to the kernel in one vectored write.
+const IOV_BATCH: usize = 64;
+
+/// Writes a run of encoded frames (every item an `Outbound::Frame`) to the
+/// socket, up to [`IOV_BATCH`] per syscall, and returns the bytes written.
+///
+/// tungstenite's own buffer (a pong it queued while reading) is flushed
+/// first, and reads only happen between batches, so frames written here and
+/// frames tungstenite writes never interleave.
+async fn write_frames(
+    ws: &mut WebSocketStream<TcpStream>,
+    run: &mut [Outbound],
+) -> io::Result<usize> {
+    let frame_len = |item: &Outbound| match item {
+        Outbound::Frame(frame) => frame.len(),
+        _ => 0,
+    };
+    let total = run.iter().map(frame_len).sum();
+    ws.flush().await.map_err(io::Error::other)?;
+    let stream = ws.get_mut();
+    let mut first = 0;
+    while first < run.len() {
+        // The slices are built on the stack at each poll, not kept in the
+        // future: an idle connection's task stays small.
+        let pending = &run[first..];
+        let mut n = std::future::poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); IOV_BATCH];
+            let mut count = 0;
+            for (slice, item) in slices.iter_mut().zip(pending) {
+                if let Outbound::Frame(frame) = item {
+                    *slice = IoSlice::new(frame);
+                    count += 1;
+                }
+            }
+            Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count])
+        })
+        .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        // Skip what was written; a frame written in part keeps its rest.
+        while n > 0 && first < run.len() {
+            let len = frame_len(&run[first]);
+            if len <= n {
+                n -= len;
+                first += 1;
+            } else if let Outbound::Frame(frame) = &mut run[first] {
+                frame.advance(n);
+                n = 0;
+            }
+        }
+    }
+    Ok(total)
 }

@@ -249,7 +249,9 @@ impl HostEvents {
         }
         let take = state.events.len().min(max.max(1));
         batch.extend(state.events.drain(..take));
-        if state.events.is_empty() && state.signalled {
+        // Once closed, the fd stays readable so an event loop waiting on it
+        // alone also learns that the node stopped.
+        if state.events.is_empty() && state.signalled && !state.closed {
             state.signalled = false;
             let mut sink = [0u8; 16];
             while matches!((&self.notify_reader).read(&mut sink), Ok(n) if n > 0) {}
@@ -396,6 +398,8 @@ mod tests {
         assert!(!readable());
         events.close();
         assert!(readable());
+        events.poll(Some(Duration::ZERO), 10);
+        assert!(readable(), "still readable after the last poll of a closed queue");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! - [`protocol`]: the client commands and their error replies.
 //! - [`registry`]: which local connections are in which groups.
 //! - `connection`: one websocket client's task.
+//! - `frame`: websocket frames encoded once, shared by every member.
 //! - `outbound`: a connection's outbound queue, bounded in bytes.
 //! - [`bus`]: how nodes reach each other (local, or through a channel server).
 //! - [`redis_bus`]: the bus on Redis pub/sub, standalone or sharded on a
@@ -36,6 +37,7 @@ pub mod config;
 mod connection;
 pub mod error;
 pub mod ffi;
+mod frame;
 pub mod host;
 mod metrics;
 pub mod node;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -87,14 +87,14 @@ impl Shared {
         (conn, receiver)
     }
 
-    /// Delivers `frame` to the group's local members (except `exclude`) and
-    /// hands it to the other nodes. Returns the number of local deliveries.
-    pub(crate) fn send_to_group(&self, group: &str, frame: Message, exclude: &[ConnId]) -> usize {
+    /// Delivers `text` to the group's local members (except `exclude`),
+    /// encoded once for all of them, and hands it to the other nodes.
+    /// Returns the number of local deliveries.
+    pub(crate) fn send_to_group(&self, group: &str, text: &str, exclude: &[ConnId]) -> usize {
+        let frame = crate::frame::text(text);
         let delivered = self.registry.fan_out(group, &frame, exclude);
-        self.count_out(delivered, frame.len());
-        if let Message::Text(text) = &frame {
-            self.bus.publish(group, text.as_str());
-        }
+        self.count_out(delivered, text.len());
+        self.bus.publish(group, text);
         delivered
     }
 }
@@ -212,10 +212,13 @@ impl Node {
             _ => Bus::Local,
         };
         let ws_config = WebSocketConfig::default()
-            // tungstenite allocates its read buffer eagerly, per connection:
-            // keep it small, it grows for large messages.
-            .read_buffer_size(4 * 1024)
-            .write_buffer_size(64 * 1024)
+            // tungstenite allocates its read buffer eagerly, per connection,
+            // and zero-fills it before every read: keep it small (it grows
+            // for a large message, read in steps of this size).
+            .read_buffer_size(1024)
+            // Data frames bypass tungstenite's writer (see `crate::frame`);
+            // the control frames it still writes go out at once.
+            .write_buffer_size(0)
             .max_message_size(Some(limits.max_message_size))
             .max_frame_size(Some(limits.max_message_size));
         let shared = Arc::new(Shared {
@@ -333,7 +336,7 @@ impl NodeHandle {
     ///
     /// [`Error::UnknownConnection`] when no such connection is open.
     pub fn send_text(&self, conn: ConnId, text: &str) -> Result<()> {
-        self.send(conn, Message::text(text))
+        self.send(conn, crate::frame::text(text), text.len())
     }
 
     /// Sends a binary message to one connection.
@@ -342,11 +345,10 @@ impl NodeHandle {
     ///
     /// [`Error::UnknownConnection`] when no such connection is open.
     pub fn send_binary(&self, conn: ConnId, data: &[u8]) -> Result<()> {
-        self.send(conn, Message::binary(data.to_vec()))
+        self.send(conn, crate::frame::binary(data), data.len())
     }
 
-    fn send(&self, conn: ConnId, frame: Message) -> Result<()> {
-        let len = frame.len();
+    fn send(&self, conn: ConnId, frame: Bytes, len: usize) -> Result<()> {
         self.connection(conn)?
             .outbox
             .push(frame)
@@ -409,22 +411,20 @@ impl NodeHandle {
     /// [`Error::InvalidGroup`] for an empty or over-long group id.
     pub fn send_to_group(&self, group: &str, text: &str, exclude: &[ConnId]) -> Result<usize> {
         let group = self.group_id(group)?;
-        Ok(self
-            .shared
-            .send_to_group(group.as_str(), Message::text(text), exclude))
+        Ok(self.shared.send_to_group(group.as_str(), text, exclude))
     }
 
     /// Sends a text message to every connection of this node, except those
     /// in `exclude`. Returns how many it was queued for.
     pub fn broadcast(&self, text: &str, exclude: &[ConnId]) -> usize {
-        let frame = Message::text(text);
+        let frame = crate::frame::text(text);
         let mut queued = 0;
         self.shared.registry.for_each_connection(|conn| {
             if !exclude.contains(&conn.id) && conn.outbox.push(frame.clone()).is_ok() {
                 queued += 1;
             }
         });
-        self.shared.count_out(queued, frame.len());
+        self.shared.count_out(queued, text.len());
         queued
     }
 

@@ -11,8 +11,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
@@ -20,29 +20,14 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SlowConsumerPolicy;
 use crate::stats::Counters;
 
-/// Something that can be queued: its size counts against the bound.
-pub(crate) trait Payload {
-    /// Bytes this item holds.
-    fn payload_len(&self) -> usize;
-}
-
-impl Payload for Message {
-    fn payload_len(&self) -> usize {
-        self.len()
-    }
-}
-
-impl Payload for bytes::Bytes {
-    fn payload_len(&self) -> usize {
-        self.len()
-    }
-}
-
 /// What a connection's writer is asked to do, in queue order.
 #[derive(Debug)]
-pub(crate) enum Outbound<T = Message> {
-    /// Send a frame: a websocket message, or an encoded channel frame.
-    Frame(T),
+pub(crate) enum Outbound {
+    /// Write these bytes: an encoded websocket frame (see `crate::frame`) or
+    /// channel frame, shared with every other connection it goes to.
+    Frame(Bytes),
+    /// Send a websocket ping.
+    Ping,
     /// Send everything queued before this, then close with this frame.
     Close(CloseFrame),
 }
@@ -53,9 +38,9 @@ pub(crate) const SLOW_CONSUMER: (u16, &str) = (1008, "slow consumer: outbound qu
 /// The sending side of a connection's queue, shared by every task that
 /// delivers to the connection.
 #[derive(Debug)]
-pub(crate) struct Outbox<T = Message> {
+pub(crate) struct Outbox {
     /// Frames for the connection's writer.
-    tx: mpsc::UnboundedSender<Outbound<T>>,
+    tx: mpsc::UnboundedSender<Outbound>,
     /// Payload bytes pushed and not yet written, to enforce `limit`.
     queued: AtomicUsize,
     /// Most payload bytes the queue may hold.
@@ -75,14 +60,14 @@ pub(crate) struct Outbox<T = Message> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NotQueued;
 
-impl<T: Payload> Outbox<T> {
+impl Outbox {
     /// Creates a queue bounded to `limit` payload bytes, and its receiver.
     pub(crate) fn new(
         limit: usize,
         policy: SlowConsumerPolicy,
         counters: Arc<Counters>,
         terminate: CancellationToken,
-    ) -> (Self, OutboxReceiver<T>) {
+    ) -> (Self, OutboxReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
         let outbox = Outbox {
             tx,
@@ -103,8 +88,8 @@ impl<T: Payload> Outbox<T> {
     /// [`NotQueued`] when the connection is gone, or when the frame would take
     /// the queue over its bound; the slow-consumer policy then terminates the
     /// connection or drops the frame.
-    pub(crate) fn push(&self, frame: T) -> Result<(), NotQueued> {
-        let len = frame.payload_len();
+    pub(crate) fn push(&self, frame: Bytes) -> Result<(), NotQueued> {
+        let len = frame.len();
         let before = self.queued.fetch_add(len, Ordering::Relaxed);
         if before + len > self.limit && before > 0 {
             self.queued.fetch_sub(len, Ordering::Relaxed);
@@ -123,6 +108,11 @@ impl<T: Payload> Outbox<T> {
             self.queued.fetch_sub(len, Ordering::Relaxed);
             NotQueued
         })
+    }
+
+    /// Queues a ping; it does not count against the bound.
+    pub(crate) fn push_ping(&self) -> Result<(), NotQueued> {
+        self.tx.send(Outbound::Ping).map_err(|_| NotQueued)
     }
 
     /// Queues a close after whatever is already queued.
@@ -179,19 +169,19 @@ impl<T: Payload> Outbox<T> {
 
 /// The writer's side of an [`Outbox`].
 #[derive(Debug)]
-pub(crate) struct OutboxReceiver<T = Message> {
-    rx: mpsc::UnboundedReceiver<Outbound<T>>,
+pub(crate) struct OutboxReceiver {
+    rx: mpsc::UnboundedReceiver<Outbound>,
 }
 
-impl<T> OutboxReceiver<T> {
+impl OutboxReceiver {
     /// Waits for at least one item and takes up to `max` queued ones, so the
     /// writer can send them in one flush. Returns 0 when every sender is gone.
-    pub(crate) async fn recv_batch(&mut self, batch: &mut Vec<Outbound<T>>, max: usize) -> usize {
+    pub(crate) async fn recv_batch(&mut self, batch: &mut Vec<Outbound>, max: usize) -> usize {
         self.rx.recv_many(batch, max).await
     }
 
     /// Takes one queued item without waiting.
-    pub(crate) fn try_recv(&mut self) -> Option<Outbound<T>> {
+    pub(crate) fn try_recv(&mut self) -> Option<Outbound> {
         self.rx.try_recv().ok()
     }
 
@@ -216,14 +206,14 @@ mod tests {
     #[test]
     fn a_full_queue_refuses_and_terminates() {
         let (outbox, _rx, counters) = outbox(10, SlowConsumerPolicy::Close);
-        assert!(outbox.push(Message::text("123456")).is_ok());
-        assert!(outbox.push(Message::text("1234")).is_ok());
+        assert!(outbox.push(Bytes::from_static(b"123456")).is_ok());
+        assert!(outbox.push(Bytes::from_static(b"1234")).is_ok());
         assert_eq!(outbox.queued_bytes(), 10);
-        assert_eq!(outbox.push(Message::text("1")), Err(NotQueued));
+        assert_eq!(outbox.push(Bytes::from_static(b"1")), Err(NotQueued));
         assert_eq!(outbox.queued_bytes(), 10);
         assert!(outbox.terminated().is_cancelled());
         assert_eq!(u16::from(outbox.termination_frame().code), 1008);
-        assert_eq!(outbox.push(Message::text("1")), Err(NotQueued));
+        assert_eq!(outbox.push(Bytes::from_static(b"1")), Err(NotQueued));
         assert_eq!(
             Stats::read(&counters).slow_consumer_closes,
             1,
@@ -234,13 +224,13 @@ mod tests {
     #[test]
     fn the_drop_policy_drops_and_keeps_the_connection() {
         let (outbox, _rx, counters) = outbox(10, SlowConsumerPolicy::Drop);
-        assert!(outbox.push(Message::text("0123456789")).is_ok());
-        assert_eq!(outbox.push(Message::text("x")), Err(NotQueued));
-        assert_eq!(outbox.push(Message::text("y")), Err(NotQueued));
+        assert!(outbox.push(Bytes::from_static(b"0123456789")).is_ok());
+        assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(NotQueued));
+        assert_eq!(outbox.push(Bytes::from_static(b"y")), Err(NotQueued));
         assert!(!outbox.terminated().is_cancelled());
         assert_eq!(Stats::read(&counters).dropped_messages, 2);
         outbox.written(10);
-        assert!(outbox.push(Message::text("z")).is_ok());
+        assert!(outbox.push(Bytes::from_static(b"z")).is_ok());
     }
 
     #[test]
@@ -248,7 +238,7 @@ mod tests {
         // A single message bigger than the bound must still reach a client
         // that keeps up; only a backlog counts as slow.
         let (outbox, _rx, _) = outbox(4, SlowConsumerPolicy::Close);
-        assert!(outbox.push(Message::text("0123456789")).is_ok());
+        assert!(outbox.push(Bytes::from_static(b"0123456789")).is_ok());
         outbox.written(10);
         assert_eq!(outbox.queued_bytes(), 0);
         assert!(!outbox.terminated().is_cancelled());

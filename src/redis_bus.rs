@@ -51,7 +51,6 @@ use redis::{
     Value,
 };
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -705,7 +704,7 @@ fn deliver(registry: &Registry, node_id: u64, data: &[Value]) {
     if envelope.node == node_id {
         return;
     }
-    let frame = Message::text(envelope.message.into_owned());
+    let frame = crate::frame::text(&envelope.message);
     registry.fan_out(&envelope.group_id, &frame, &[]);
 }
 

@@ -16,9 +16,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::outbound::Outbox;
 
@@ -289,10 +289,11 @@ impl Registry {
         }
     }
 
-    /// Queues `frame` for every local member of `group` whose id is not in
-    /// `exclude`. The frame's bytes are shared by all of them. Returns how
-    /// many members it was queued for.
-    pub(crate) fn fan_out(&self, group: &str, frame: &Message, exclude: &[ConnId]) -> usize {
+    /// Queues `frame` (an encoded websocket frame, see `crate::frame`) for
+    /// every local member of `group` whose id is not in `exclude`. The
+    /// frame's bytes are shared by all of them. Returns how many members it
+    /// was queued for.
+    pub(crate) fn fan_out(&self, group: &str, frame: &Bytes, exclude: &[ConnId]) -> usize {
         let shard = self.group_shard(group).lock();
         let Some(members) = shard.get(group) else {
             return 0;
@@ -387,8 +388,9 @@ mod tests {
         let (b, rb) = conn(2);
         registry.join(&a, &group("g")).unwrap();
         registry.join(&b, &group("g")).unwrap();
-        assert_eq!(registry.fan_out("g", &Message::text("hi"), &[2]), 1);
-        assert_eq!(registry.fan_out("nobody", &Message::text("hi"), &[]), 0);
+        let frame = crate::frame::text("hi");
+        assert_eq!(registry.fan_out("g", &frame, &[2]), 1);
+        assert_eq!(registry.fan_out("nobody", &frame, &[]), 0);
         let mut batch = Vec::new();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -74,7 +73,7 @@ struct Hub {
 
 struct Subscriber {
     /// Encoded event frames for this connection's writer.
-    outbox: Outbox<Bytes>,
+    outbox: Outbox,
 }
 
 impl ChannelServer {
@@ -201,7 +200,7 @@ async fn serve_client(
                 }
                 let written: usize = batch.iter().map(|item| match item {
                     Outbound::Frame(frame) => frame.len(),
-                    Outbound::Close(_) => 0,
+                    Outbound::Ping | Outbound::Close(_) => 0,
                 }).sum();
                 let write_all = async {
                     for item in batch.drain(..) {
