@@ -60,7 +60,7 @@ impl Bus {
                     node: *node_id,
                 };
                 // Only fails once the node is stopping.
-                let _ = client.publish(&group_channel(group), &envelope);
+                let _ = client.publish_to_others(&group_channel(group), &envelope);
             }
             Bus::Redis(redis) => redis.publish(group, message),
         }

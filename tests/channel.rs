@@ -124,6 +124,35 @@ async fn the_publisher_hears_its_own_publish_when_subscribed() {
 }
 
 #[tokio::test]
+async fn exclude_self_skips_only_the_publisher() {
+    let server = server(1 << 20).await;
+    let mut a = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut b = TcpStream::connect(server.local_addr()).await.unwrap();
+    for c in [&mut a, &mut b] {
+        c.write_all(&frame(r#"{"type":"subscribe","channels":["c"]}"#))
+            .await
+            .unwrap();
+    }
+    wait_subscribers(&server, "c", 2).await;
+    a.write_all(&frame(
+        r#"{"type":"publish","channels":["c"],"data":1,"exclude_self":true}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        read_frame(&mut b).await,
+        r#"{"type":"event","channel":"c","data":1}"#
+    );
+    let mut buf = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), a.read(&mut buf))
+            .await
+            .is_err()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn bad_frames_close_only_that_connection() {
     let server = server(1024).await;
     let mut good = TcpStream::connect(server.local_addr()).await.unwrap();

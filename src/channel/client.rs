@@ -140,8 +140,33 @@ impl ChannelClient {
     /// [`crate::Error::Channel`] when `data` cannot be encoded,
     /// [`crate::Error::Stopped`] when the client has been stopped.
     pub fn publish<D: Serialize + ?Sized>(&self, channel: &str, data: &D) -> crate::Result<()> {
-        let frame =
-            publish_frame(channel, data).map_err(|e| crate::Error::Channel(e.to_string()))?;
+        self.publish_with(channel, data, false)
+    }
+
+    /// Publishes `data` on `channel` to every subscriber but this client
+    /// (nodes deliver to their own members directly). A channel server that
+    /// does not know this extension echoes it anyway; nodes also ignore their
+    /// own publications by node id.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelClient::publish`].
+    pub fn publish_to_others<D: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        data: &D,
+    ) -> crate::Result<()> {
+        self.publish_with(channel, data, true)
+    }
+
+    fn publish_with<D: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        data: &D,
+        exclude_self: bool,
+    ) -> crate::Result<()> {
+        let frame = publish_frame(channel, data, exclude_self)
+            .map_err(|e| crate::Error::Channel(e.to_string()))?;
         self.send(Command::Publish(frame))
     }
 

@@ -22,10 +22,13 @@ pub(crate) enum Request<'a> {
     Subscribe(Vec<String>),
     /// Stop delivering these channels.
     Unsubscribe(Vec<String>),
-    /// Deliver `data` to every subscriber of each channel.
+    /// Deliver `data` to every subscriber of each channel (but the
+    /// publisher, with `exclude_self`: a groupcast extension nodes use, since
+    /// they deliver to their own members directly).
     Publish {
         channels: Vec<String>,
         data: &'a RawValue,
+        exclude_self: bool,
     },
 }
 
@@ -37,12 +40,21 @@ impl PartialEq for Request<'_> {
             (Request::Subscribe(a), Request::Subscribe(b)) => a == b,
             (Request::Unsubscribe(a), Request::Unsubscribe(b)) => a == b,
             (
-                Request::Publish { channels, data },
+                Request::Publish {
+                    channels,
+                    data,
+                    exclude_self,
+                },
                 Request::Publish {
                     channels: other_channels,
                     data: other_data,
+                    exclude_self: other_exclude_self,
                 },
-            ) => channels == other_channels && data.get() == other_data.get(),
+            ) => {
+                channels == other_channels
+                    && data.get() == other_data.get()
+                    && exclude_self == other_exclude_self
+            }
             _ => false,
         }
     }
@@ -74,6 +86,8 @@ struct WireRequest<'a> {
     #[serde(borrow)]
     data: Option<&'a RawValue>,
     secret: Option<String>,
+    #[serde(default)]
+    exclude_self: bool,
 }
 
 /// Parses a client's frame body.
@@ -102,6 +116,7 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<Request<'_>, String> {
             Ok(Request::Publish {
                 channels: channels()?,
                 data,
+                exclude_self: wire.exclude_self,
             })
         }
         other => Err(format!("unknown channel request type {other:?}")),
@@ -170,10 +185,12 @@ pub(crate) fn subscription_frame(subscribe: bool, channels: &[&str]) -> std::io:
     encode_frame(&body)
 }
 
-/// Encodes a `publish` of `data` on `channel`.
+/// Encodes a `publish` of `data` on `channel`; with `exclude_self` the
+/// server does not echo it back to this connection.
 pub(crate) fn publish_frame<D: Serialize + ?Sized>(
     channel: &str,
     data: &D,
+    exclude_self: bool,
 ) -> std::io::Result<Bytes> {
     #[derive(Serialize)]
     struct Publish<'a, D: ?Sized> {
@@ -181,11 +198,14 @@ pub(crate) fn publish_frame<D: Serialize + ?Sized>(
         kind: &'static str,
         channels: [&'a str; 1],
         data: &'a D,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        exclude_self: bool,
     }
     let body = serde_json::to_vec(&Publish {
         kind: "publish",
         channels: [channel],
         data,
+        exclude_self,
     })?;
     encode_frame(&body)
 }
@@ -206,7 +226,7 @@ mod tests {
             Ok(Request::Unsubscribe(vec!["a".into()]))
         );
         match parse_request(br#"{"type":"publish","channels":["c"],"data":{"x":[1,2]}}"#) {
-            Ok(Request::Publish { channels, data }) => {
+            Ok(Request::Publish { channels, data, .. }) => {
                 assert_eq!(channels, vec!["c".to_owned()]);
                 assert_eq!(data.get(), r#"{"x":[1,2]}"#);
             }
@@ -248,9 +268,9 @@ mod tests {
 
     #[test]
     fn client_frames_parse_back_on_the_server() {
-        let frame = publish_frame("ch", &serde_json::json!({"k": 1})).unwrap();
+        let frame = publish_frame("ch", &serde_json::json!({"k": 1}), false).unwrap();
         match parse_request(&frame[4..]).unwrap() {
-            Request::Publish { channels, data } => {
+            Request::Publish { channels, data, .. } => {
                 assert_eq!(channels, vec!["ch".to_owned()]);
                 assert_eq!(data.get(), r#"{"k":1}"#);
             }

@@ -269,9 +269,14 @@ fn handle_request(
                 }
             }
         }
-        Request::Publish { channels, data } => {
+        Request::Publish {
+            channels,
+            data,
+            exclude_self,
+        } => {
+            let skip = exclude_self.then_some(id);
             for channel in channels {
-                hub.publish(&channel, data)?;
+                hub.publish(&channel, data, skip)?;
             }
         }
     }
@@ -292,17 +297,30 @@ fn same_secret(given: &str, expected: &str) -> bool {
 impl Hub {
     /// Queues one event frame, encoded once, for every subscriber of
     /// `channel`.
-    fn publish(&self, channel: &str, data: &serde_json::value::RawValue) -> Result<(), String> {
-        if !self.channels.lock().contains_key(channel) {
+    /// Queues one event frame, encoded once, for every subscriber of
+    /// `channel` but `skip`.
+    fn publish(
+        &self,
+        channel: &str,
+        data: &serde_json::value::RawValue,
+        skip: Option<u64>,
+    ) -> Result<(), String> {
+        let anyone_else = |map: &HashMap<String, HashMap<u64, Arc<Subscriber>>>| {
+            map.get(channel)
+                .is_some_and(|subs| subs.keys().any(|id| Some(*id) != skip))
+        };
+        if !anyone_else(&self.channels.lock()) {
             return Ok(());
         }
         let frame = event_frame(channel, data).map_err(|e| e.to_string())?;
         let map = self.channels.lock();
         if let Some(subscribers) = map.get(channel) {
-            for subscriber in subscribers.values() {
+            for (id, subscriber) in subscribers {
                 // A subscriber that is too slow is disconnected by its own
                 // queue; the others still get the event.
-                let _ = subscriber.outbox.push(frame.clone());
+                if Some(*id) != skip {
+                    let _ = subscriber.outbox.push(frame.clone());
+                }
             }
         }
         Ok(())
