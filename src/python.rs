@@ -434,8 +434,9 @@ struct Hooks {
     on_connect: Option<Py<PyAny>>,
     on_message: Option<Py<PyAny>>,
     on_close: Option<Py<PyAny>>,
-    /// channel → callback, for `subscribe`.
-    channels: HashMap<String, Py<PyAny>>,
+    /// channel → callback, for `subscribe` (`None` with `events=True`:
+    /// the data goes to `poll`); subscribed again at every start.
+    channels: HashMap<String, Option<Py<PyAny>>>,
 }
 
 /// The references the dispatcher uses for one batch.
@@ -647,7 +648,11 @@ fn dispatch_batch(hooks: &Mutex<Hooks>, handle: &NodeHandle, batch: &mut Vec<Hos
                     }
                 }
                 HostEvent::Channel { channel, data } => {
-                    let callback = hooks.lock().channels.get(&channel).map(|c| c.clone_ref(py));
+                    let callback = hooks
+                        .lock()
+                        .channels
+                        .get(&channel)
+                        .and_then(|c| c.as_ref().map(|c| c.clone_ref(py)));
                     if let Some(callback) = callback {
                         let called =
                             json_loads(py, &data).and_then(|data| callback.bind(py).call1((data,)));
@@ -1020,14 +1025,12 @@ impl Server {
             return Err(PyValueError::new_err("channel must not be empty"));
         }
         let handle = self.core.state.lock().handle.clone();
-        if let Some(callback) = callback {
-            let previous = self
-                .hooks
-                .lock()
-                .channels
-                .insert(channel.to_owned(), callback.unbind());
-            drop(previous); // outside the lock: its finalizer may call back in
-        }
+        let previous = self
+            .hooks
+            .lock()
+            .channels
+            .insert(channel.to_owned(), callback.map(Bound::unbind));
+        drop(previous); // outside the lock: its finalizer may call back in
         match handle {
             Some(handle) => handle.channel_subscribe(channel).map_err(to_py),
             None => Ok(()), // subscribed at start
@@ -1118,7 +1121,7 @@ impl Server {
             visit.call(&hooks.on_message)?;
             visit.call(&hooks.on_close)?;
             for callback in hooks.channels.values() {
-                visit.call(callback)?;
+                visit.call(callback.as_ref())?;
             }
         }
         Ok(())

@@ -154,3 +154,18 @@ def test_groupcast_node_with_python_channel_server(make_server):
                     return False
 
             wait_for(crossed, what="message through the Python channel server")
+
+
+def test_channel_events_in_poll_mode(make_server):
+    node = make_server(channel_listen=LOCAL, events=True)
+    node.subscribe("feed")  # before start: subscribed at start
+    with pytest.raises(ValueError, match="omit the callback"):
+        node.subscribe("feed", print)
+    node.start()
+    with groupcast.ChannelClient().connect(address(node.addresses.channel)) as publisher:
+        def heard():
+            publisher.publish("feed", {"n": 1})
+            return [e for e in node.poll(timeout=0.1) if isinstance(e, groupcast.ChannelEvent)]
+
+        event = wait_for(heard, what="a ChannelEvent")[0]
+        assert (event.channel, event.data) == ("feed", {"n": 1})
