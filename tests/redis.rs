@@ -645,3 +645,72 @@ async fn cluster_subscriptions_follow_a_slot_migration() {
     node_a.stop().await;
     node_b.stop().await;
 }
+
+/// A `groupcast serve` process; killed on drop.
+struct ServeProcess {
+    child: Child,
+    line: String,
+}
+
+impl ServeProcess {
+    fn start(args: &[&str]) -> ServeProcess {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_groupcast"))
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("groupcast starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("address line");
+        ServeProcess { child, line }
+    }
+
+    fn websocket(&self) -> std::net::SocketAddr {
+        self.line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("websocket="))
+            .unwrap_or_else(|| panic!("no websocket address in {:?}", self.line))
+            .parse()
+            .expect("address")
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_serve_with_bus_runs_nodes_on_redis_without_a_channel_server() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let a = ServeProcess::start(&["--listen", "127.0.0.1:0", "--bus", &url]);
+    let b = ServeProcess::start(&["--listen", "127.0.0.1:0", "--bus", &url]);
+    assert!(a.line.contains(" bus=redis"), "{:?}", a.line);
+    assert!(!a.line.contains("channel="), "no embedded channel server");
+    let mut on_a = Client::connect(a.websocket()).await;
+    let mut on_b = Client::connect(b.websocket()).await;
+    on_b.join("123").await;
+    on_b.sync().await;
+    until("node b subscribed", ARRIVES, || async {
+        redis.subscribers("NUMSUB", &channel("123")).await == 1
+    })
+    .await;
+    on_a.send_to_group("123", "across processes").await;
+    assert_eq!(on_b.recv_text().await, "across processes");
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_groupcast"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--bus", &url])
+        .args(["--channel", "127.0.0.1:2206"])
+        .output()
+        .expect("groupcast runs");
+    assert_eq!(refused.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--channel"), "{stderr}");
+}
