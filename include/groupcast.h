@@ -191,6 +191,91 @@ typedef uint32_t groupcast_event_kind;
 #endif // __cplusplus
 
 /**
+ * A client limit, for `groupcast_config_set_limit` (defaults in brackets;
+ * durations in milliseconds).
+ */
+enum groupcast_limit
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Largest client message in bytes [1 MiB]; larger closes with 1009.
+   */
+  GROUPCAST_LIMIT_MAX_MESSAGE_SIZE = 1,
+  /**
+   * Bytes queued for one client before the slow-consumer policy [1 MiB].
+   */
+  GROUPCAST_LIMIT_OUTBOUND_QUEUE_BYTES = 2,
+  /**
+   * Groups one connection may be in [1024].
+   */
+  GROUPCAST_LIMIT_MAX_GROUPS_PER_CONNECTION = 3,
+  /**
+   * Longest group id in bytes [256].
+   */
+  GROUPCAST_LIMIT_MAX_GROUP_ID_LEN = 4,
+  /**
+   * Connections open at once, more refused with HTTP 503 [0: no limit].
+   */
+  GROUPCAST_LIMIT_MAX_CONNECTIONS = 5,
+  /**
+   * Milliseconds between server pings [25000].
+   */
+  GROUPCAST_LIMIT_PING_INTERVAL_MS = 6,
+  /**
+   * Milliseconds of client silence before closing it [60000].
+   */
+  GROUPCAST_LIMIT_IDLE_TIMEOUT_MS = 7,
+  /**
+   * Milliseconds a client has for the handshake [10000].
+   */
+  GROUPCAST_LIMIT_HANDSHAKE_TIMEOUT_MS = 8,
+  /**
+   * Milliseconds a stopping server gives clients to receive what is
+   * queued [5000].
+   */
+  GROUPCAST_LIMIT_DRAIN_TIMEOUT_MS = 9,
+  /**
+   * Kernel send buffer per client socket in bytes [0: the OS's].
+   */
+  GROUPCAST_LIMIT_SEND_BUFFER_SIZE = 10,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum groupcast_limit groupcast_limit;
+#else
+typedef uint32_t groupcast_limit;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What to do with a client whose outbound queue is full
+ * (`groupcast_config_set_slow_consumer`).
+ */
+enum groupcast_slow_consumer
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Close it with 1008 (the default).
+   */
+  GROUPCAST_SLOW_CONSUMER_CLOSE = 1,
+  /**
+   * Drop the message that does not fit, for that client only.
+   */
+  GROUPCAST_SLOW_CONSUMER_DROP = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum groupcast_slow_consumer groupcast_slow_consumer;
+#else
+typedef uint32_t groupcast_slow_consumer;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A server's configuration, built with setters and read by
  * `groupcast_server_start` (it can start several servers and is freed by
  * the caller). Defaults are the seed's: websocket on 0.0.0.0:1234, an
@@ -307,6 +392,64 @@ typedef void (*groupcast_userdata_free)(void *userdata);
 typedef void (*groupcast_event_callback)(void *userdata,
                                          struct groupcast_server *server,
                                          const struct groupcast_event *event);
+
+/**
+ * A snapshot of a server's counters (`groupcast_server_stats`).
+ */
+typedef struct groupcast_stats {
+  /**
+   * Connections open now.
+   */
+  uint64_t connections;
+  /**
+   * Groups with at least one local member now.
+   */
+  uint64_t groups;
+  /**
+   * Connections accepted since start.
+   */
+  uint64_t connections_opened;
+  /**
+   * Connections refused (limit, origin, host).
+   */
+  uint64_t connections_refused;
+  /**
+   * Client messages received.
+   */
+  uint64_t messages_in;
+  /**
+   * Bytes of client messages received.
+   */
+  uint64_t bytes_in;
+  /**
+   * Messages queued for clients.
+   */
+  uint64_t messages_out;
+  /**
+   * Bytes of those messages.
+   */
+  uint64_t bytes_out;
+  /**
+   * Messages dropped for slow consumers (drop policy).
+   */
+  uint64_t dropped_messages;
+  /**
+   * Connections closed for being too slow (close policy).
+   */
+  uint64_t slow_consumer_closes;
+  /**
+   * Connections closed for not answering pings.
+   */
+  uint64_t heartbeat_timeouts;
+  /**
+   * Times the bus reconnected.
+   */
+  uint64_t bus_reconnects;
+  /**
+   * Publishes dropped while the bus was down.
+   */
+  uint64_t bus_dropped_publishes;
+} groupcast_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -447,6 +590,66 @@ groupcast_result groupcast_config_set_events(struct groupcast_config *config,
  */
 groupcast_result groupcast_config_set_queue_capacity(struct groupcast_config *config,
                                                      size_t capacity);
+
+/**
+ * Sets one client limit (`which` is a `groupcast_limit`). Values are
+ * checked again by `groupcast_server_start`.
+ *
+ * # Safety
+ *
+ * `config` from `groupcast_config_new`.
+ */
+groupcast_result groupcast_config_set_limit(struct groupcast_config *config,
+                                            uint32_t which,
+                                            uint64_t value);
+
+/**
+ * Chooses the slow-consumer policy (`policy` is a
+ * `groupcast_slow_consumer`).
+ *
+ * # Safety
+ *
+ * `config` from `groupcast_config_new`.
+ */
+groupcast_result groupcast_config_set_slow_consumer(struct groupcast_config *config,
+                                                    uint32_t policy);
+
+/**
+ * Adds a browser origin allowed to connect (e.g. `https://example.com`);
+ * once one is added, browsers from other origins are refused with HTTP 403.
+ *
+ * # Safety
+ *
+ * As `groupcast_config_set_listen`.
+ */
+groupcast_result groupcast_config_add_allowed_origin(struct groupcast_config *config,
+                                                     const char *origin,
+                                                     size_t origin_len);
+
+/**
+ * Sets the channel server's shared secret: required from clients by an
+ * embedded channel server, sent by this node when it joins one. Length 0
+ * clears it.
+ *
+ * # Safety
+ *
+ * As `groupcast_config_set_listen`.
+ */
+groupcast_result groupcast_config_set_channel_secret(struct groupcast_config *config,
+                                                     const char *secret,
+                                                     size_t secret_len);
+
+/**
+ * Serves Prometheus metrics on `addr` (`GET /metrics`). Length 0 turns it
+ * off.
+ *
+ * # Safety
+ *
+ * As `groupcast_config_set_listen`.
+ */
+groupcast_result groupcast_config_set_metrics_listen(struct groupcast_config *config,
+                                                     const char *addr,
+                                                     size_t addr_len);
 
 /**
  * Registers `on_connect` (NULL unregisters), which decides on each new
@@ -759,6 +962,16 @@ groupcast_result groupcast_server_group_size(const struct groupcast_server *serv
  */
 groupcast_result groupcast_server_connection_count(const struct groupcast_server *server,
                                                    size_t *out_count);
+
+/**
+ * Writes a snapshot of the server's counters into `out_stats`.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `out_stats` writable.
+ */
+groupcast_result groupcast_server_stats(const struct groupcast_server *server,
+                                        struct groupcast_stats *out_stats);
 
 /**
  * Writes a snapshot of the groups with local members into `out_groups`;

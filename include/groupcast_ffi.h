@@ -35,6 +35,26 @@ enum groupcast_event_kind
   GROUPCAST_EVENT_CHANNEL = 4,
 };
 typedef uint32_t groupcast_event_kind;
+enum groupcast_limit
+ {
+  GROUPCAST_LIMIT_MAX_MESSAGE_SIZE = 1,
+  GROUPCAST_LIMIT_OUTBOUND_QUEUE_BYTES = 2,
+  GROUPCAST_LIMIT_MAX_GROUPS_PER_CONNECTION = 3,
+  GROUPCAST_LIMIT_MAX_GROUP_ID_LEN = 4,
+  GROUPCAST_LIMIT_MAX_CONNECTIONS = 5,
+  GROUPCAST_LIMIT_PING_INTERVAL_MS = 6,
+  GROUPCAST_LIMIT_IDLE_TIMEOUT_MS = 7,
+  GROUPCAST_LIMIT_HANDSHAKE_TIMEOUT_MS = 8,
+  GROUPCAST_LIMIT_DRAIN_TIMEOUT_MS = 9,
+  GROUPCAST_LIMIT_SEND_BUFFER_SIZE = 10,
+};
+typedef uint32_t groupcast_limit;
+enum groupcast_slow_consumer
+ {
+  GROUPCAST_SLOW_CONSUMER_CLOSE = 1,
+  GROUPCAST_SLOW_CONSUMER_DROP = 2,
+};
+typedef uint32_t groupcast_slow_consumer;
 typedef struct groupcast_config groupcast_config;
 typedef struct groupcast_groups groupcast_groups;
 typedef struct groupcast_server groupcast_server;
@@ -61,6 +81,21 @@ typedef void (*groupcast_userdata_free)(void *userdata);
 typedef void (*groupcast_event_callback)(void *userdata,
                                          struct groupcast_server *server,
                                          const struct groupcast_event *event);
+typedef struct groupcast_stats {
+  uint64_t connections;
+  uint64_t groups;
+  uint64_t connections_opened;
+  uint64_t connections_refused;
+  uint64_t messages_in;
+  uint64_t bytes_in;
+  uint64_t messages_out;
+  uint64_t bytes_out;
+  uint64_t dropped_messages;
+  uint64_t slow_consumer_closes;
+  uint64_t heartbeat_timeouts;
+  uint64_t bus_reconnects;
+  uint64_t bus_dropped_publishes;
+} groupcast_stats;
 const char *groupcast_version(void);
 void groupcast_result_message(uint32_t code,
                               char *buf,
@@ -88,6 +123,20 @@ groupcast_result groupcast_config_set_events(struct groupcast_config *config,
                                              uint32_t events);
 groupcast_result groupcast_config_set_queue_capacity(struct groupcast_config *config,
                                                      size_t capacity);
+groupcast_result groupcast_config_set_limit(struct groupcast_config *config,
+                                            uint32_t which,
+                                            uint64_t value);
+groupcast_result groupcast_config_set_slow_consumer(struct groupcast_config *config,
+                                                    uint32_t policy);
+groupcast_result groupcast_config_add_allowed_origin(struct groupcast_config *config,
+                                                     const char *origin,
+                                                     size_t origin_len);
+groupcast_result groupcast_config_set_channel_secret(struct groupcast_config *config,
+                                                     const char *secret,
+                                                     size_t secret_len);
+groupcast_result groupcast_config_set_metrics_listen(struct groupcast_config *config,
+                                                     const char *addr,
+                                                     size_t addr_len);
 groupcast_result groupcast_config_on_connect(struct groupcast_config *config,
                                              groupcast_connect_callback callback_fn,
                                              void *userdata,
@@ -168,6 +217,8 @@ groupcast_result groupcast_server_group_size(const struct groupcast_server *serv
                                              size_t *out_size);
 groupcast_result groupcast_server_connection_count(const struct groupcast_server *server,
                                                    size_t *out_count);
+groupcast_result groupcast_server_stats(const struct groupcast_server *server,
+                                        struct groupcast_stats *out_stats);
 groupcast_result groupcast_server_groups(const struct groupcast_server *server,
                                          struct groupcast_groups **out_groups);
 size_t groupcast_groups_count(const struct groupcast_groups *groups);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::config::Config;
+use crate::config::{Config, SlowConsumerPolicy};
 use crate::error::Error;
 use crate::host::{HostEvent, Payload};
 use crate::node::{Addresses, NodeHandle};
@@ -741,6 +741,192 @@ pub unsafe extern "C" fn groupcast_config_set_queue_capacity(
             );
         }
         config.config.host.queue_capacity = capacity;
+        GROUPCAST_OK
+    })
+}
+
+/// A client limit, for `groupcast_config_set_limit` (defaults in brackets;
+/// durations in milliseconds).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum groupcast_limit {
+    /// Largest client message in bytes [1 MiB]; larger closes with 1009.
+    GROUPCAST_LIMIT_MAX_MESSAGE_SIZE = 1,
+    /// Bytes queued for one client before the slow-consumer policy [1 MiB].
+    GROUPCAST_LIMIT_OUTBOUND_QUEUE_BYTES = 2,
+    /// Groups one connection may be in [1024].
+    GROUPCAST_LIMIT_MAX_GROUPS_PER_CONNECTION = 3,
+    /// Longest group id in bytes [256].
+    GROUPCAST_LIMIT_MAX_GROUP_ID_LEN = 4,
+    /// Connections open at once, more refused with HTTP 503 [0: no limit].
+    GROUPCAST_LIMIT_MAX_CONNECTIONS = 5,
+    /// Milliseconds between server pings [25000].
+    GROUPCAST_LIMIT_PING_INTERVAL_MS = 6,
+    /// Milliseconds of client silence before closing it [60000].
+    GROUPCAST_LIMIT_IDLE_TIMEOUT_MS = 7,
+    /// Milliseconds a client has for the handshake [10000].
+    GROUPCAST_LIMIT_HANDSHAKE_TIMEOUT_MS = 8,
+    /// Milliseconds a stopping server gives clients to receive what is
+    /// queued [5000].
+    GROUPCAST_LIMIT_DRAIN_TIMEOUT_MS = 9,
+    /// Kernel send buffer per client socket in bytes [0: the OS's].
+    GROUPCAST_LIMIT_SEND_BUFFER_SIZE = 10,
+}
+
+/// What to do with a client whose outbound queue is full
+/// (`groupcast_config_set_slow_consumer`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum groupcast_slow_consumer {
+    /// Close it with 1008 (the default).
+    GROUPCAST_SLOW_CONSUMER_CLOSE = 1,
+    /// Drop the message that does not fit, for that client only.
+    GROUPCAST_SLOW_CONSUMER_DROP = 2,
+}
+
+/// Sets one client limit (`which` is a `groupcast_limit`). Values are
+/// checked again by `groupcast_server_start`.
+///
+/// # Safety
+///
+/// `config` from `groupcast_config_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_config_set_limit(
+    config: *mut groupcast_config,
+    which: u32,
+    value: u64,
+) -> groupcast_result {
+    guard(|| {
+        use groupcast_limit::*;
+        let config = arg_mut!(config);
+        let limits = &mut config.config.limits;
+        let size = usize::try_from(value).unwrap_or(usize::MAX);
+        let millis = Duration::from_millis(value);
+        match which {
+            w if w == GROUPCAST_LIMIT_MAX_MESSAGE_SIZE as u32 => limits.max_message_size = size,
+            w if w == GROUPCAST_LIMIT_OUTBOUND_QUEUE_BYTES as u32 => {
+                limits.outbound_queue_bytes = size
+            }
+            w if w == GROUPCAST_LIMIT_MAX_GROUPS_PER_CONNECTION as u32 => {
+                limits.max_groups_per_connection = size
+            }
+            w if w == GROUPCAST_LIMIT_MAX_GROUP_ID_LEN as u32 => limits.max_group_id_len = size,
+            w if w == GROUPCAST_LIMIT_MAX_CONNECTIONS as u32 => {
+                limits.max_connections = (size > 0).then_some(size)
+            }
+            w if w == GROUPCAST_LIMIT_PING_INTERVAL_MS as u32 => limits.ping_interval = millis,
+            w if w == GROUPCAST_LIMIT_IDLE_TIMEOUT_MS as u32 => limits.idle_timeout = millis,
+            w if w == GROUPCAST_LIMIT_HANDSHAKE_TIMEOUT_MS as u32 => {
+                limits.handshake_timeout = millis
+            }
+            w if w == GROUPCAST_LIMIT_DRAIN_TIMEOUT_MS as u32 => limits.drain_timeout = millis,
+            w if w == GROUPCAST_LIMIT_SEND_BUFFER_SIZE as u32 => {
+                limits.send_buffer_size = (size > 0).then_some(size)
+            }
+            other => {
+                return fail(
+                    GROUPCAST_ERR_INVALID_ARGUMENT,
+                    format!("unknown limit {other}"),
+                );
+            }
+        }
+        GROUPCAST_OK
+    })
+}
+
+/// Chooses the slow-consumer policy (`policy` is a
+/// `groupcast_slow_consumer`).
+///
+/// # Safety
+///
+/// `config` from `groupcast_config_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_config_set_slow_consumer(
+    config: *mut groupcast_config,
+    policy: u32,
+) -> groupcast_result {
+    guard(|| {
+        let config = arg_mut!(config);
+        config.config.limits.slow_consumer = match policy {
+            p if p == groupcast_slow_consumer::GROUPCAST_SLOW_CONSUMER_CLOSE as u32 => {
+                SlowConsumerPolicy::Close
+            }
+            p if p == groupcast_slow_consumer::GROUPCAST_SLOW_CONSUMER_DROP as u32 => {
+                SlowConsumerPolicy::Drop
+            }
+            other => {
+                return fail(
+                    GROUPCAST_ERR_INVALID_ARGUMENT,
+                    format!("unknown slow-consumer policy {other}"),
+                );
+            }
+        };
+        GROUPCAST_OK
+    })
+}
+
+/// Adds a browser origin allowed to connect (e.g. `https://example.com`);
+/// once one is added, browsers from other origins are refused with HTTP 403.
+///
+/// # Safety
+///
+/// As `groupcast_config_set_listen`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_config_add_allowed_origin(
+    config: *mut groupcast_config,
+    origin: *const c_char,
+    origin_len: usize,
+) -> groupcast_result {
+    guard(|| {
+        let config = arg_mut!(config);
+        let origin = arg_str!(origin, origin_len).to_owned();
+        config
+            .config
+            .limits
+            .allowed_origins
+            .get_or_insert_with(Vec::new)
+            .push(origin);
+        GROUPCAST_OK
+    })
+}
+
+/// Sets the channel server's shared secret: required from clients by an
+/// embedded channel server, sent by this node when it joins one. Length 0
+/// clears it.
+///
+/// # Safety
+///
+/// As `groupcast_config_set_listen`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_config_set_channel_secret(
+    config: *mut groupcast_config,
+    secret: *const c_char,
+    secret_len: usize,
+) -> groupcast_result {
+    guard(|| {
+        let config = arg_mut!(config);
+        let secret = arg_str!(secret, secret_len);
+        config.config.channel_secret = (!secret.is_empty()).then(|| secret.to_owned());
+        GROUPCAST_OK
+    })
+}
+
+/// Serves Prometheus metrics on `addr` (`GET /metrics`). Length 0 turns it
+/// off.
+///
+/// # Safety
+///
+/// As `groupcast_config_set_listen`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_config_set_metrics_listen(
+    config: *mut groupcast_config,
+    addr: *const c_char,
+    addr_len: usize,
+) -> groupcast_result {
+    guard(|| {
+        let config = arg_mut!(config);
+        let addr = arg_str!(addr, addr_len);
+        config.config.metrics_listen = (!addr.is_empty()).then(|| addr.to_owned());
         GROUPCAST_OK
     })
 }
@@ -1567,6 +1753,76 @@ pub unsafe extern "C" fn groupcast_server_connection_count(
             return null_parameter("out_count");
         }
         out(out_count, handle.connection_count());
+        GROUPCAST_OK
+    })
+}
+
+/// A snapshot of a server's counters (`groupcast_server_stats`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct groupcast_stats {
+    /// Connections open now.
+    pub connections: u64,
+    /// Groups with at least one local member now.
+    pub groups: u64,
+    /// Connections accepted since start.
+    pub connections_opened: u64,
+    /// Connections refused (limit, origin, host).
+    pub connections_refused: u64,
+    /// Client messages received.
+    pub messages_in: u64,
+    /// Bytes of client messages received.
+    pub bytes_in: u64,
+    /// Messages queued for clients.
+    pub messages_out: u64,
+    /// Bytes of those messages.
+    pub bytes_out: u64,
+    /// Messages dropped for slow consumers (drop policy).
+    pub dropped_messages: u64,
+    /// Connections closed for being too slow (close policy).
+    pub slow_consumer_closes: u64,
+    /// Connections closed for not answering pings.
+    pub heartbeat_timeouts: u64,
+    /// Times the bus reconnected.
+    pub bus_reconnects: u64,
+    /// Publishes dropped while the bus was down.
+    pub bus_dropped_publishes: u64,
+}
+
+/// Writes a snapshot of the server's counters into `out_stats`.
+///
+/// # Safety
+///
+/// `server` from `groupcast_server_start`; `out_stats` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_server_stats(
+    server: *const groupcast_server,
+    out_stats: *mut groupcast_stats,
+) -> groupcast_result {
+    guard(|| {
+        let handle = handle_of!(server);
+        if out_stats.is_null() {
+            return null_parameter("out_stats");
+        }
+        let s = handle.stats();
+        out(
+            out_stats,
+            groupcast_stats {
+                connections: s.connections,
+                groups: s.groups,
+                connections_opened: s.connections_opened,
+                connections_refused: s.connections_refused,
+                messages_in: s.messages_in,
+                bytes_in: s.bytes_in,
+                messages_out: s.messages_out,
+                bytes_out: s.bytes_out,
+                dropped_messages: s.dropped_messages,
+                slow_consumer_closes: s.slow_consumer_closes,
+                heartbeat_timeouts: s.heartbeat_timeouts,
+                bus_reconnects: s.bus_reconnects,
+                bus_dropped_publishes: s.bus_dropped_publishes,
+            },
+        );
         GROUPCAST_OK
     })
 }
