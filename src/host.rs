@@ -399,7 +399,10 @@ mod tests {
         events.close();
         assert!(readable());
         events.poll(Some(Duration::ZERO), 10);
-        assert!(readable(), "still readable after the last poll of a closed queue");
+        assert!(
+            readable(),
+            "still readable after the last poll of a closed queue"
+        );
     }
 
     #[test]
