@@ -677,6 +677,7 @@ impl Server {
         workers = None,
         builtin_commands = true,
         events = false,
+        approve_connections = false,
         max_message_size = None,
         max_group_id_len = None,
         max_groups_per_connection = None,
@@ -692,6 +693,7 @@ impl Server {
         workers: Option<usize>,
         builtin_commands: bool,
         events: bool,
+        approve_connections: bool,
         max_message_size: Option<usize>,
         max_group_id_len: Option<usize>,
         max_groups_per_connection: Option<usize>,
@@ -740,6 +742,14 @@ impl Server {
             config.host.queue_capacity = value;
         }
         config.host.approval_timeout = approval_timeout;
+        if approve_connections && !events {
+            return Err(PyValueError::new_err(
+                "approve_connections=True is for events=True; with hooks, registering \
+                 on_connect holds each connection until it returns",
+            ));
+        }
+        // Poll mode keeps it; hook mode derives it from on_connect at start.
+        config.host.approve_connections = approve_connections;
         config.validate().map_err(to_py)?;
         Ok(Server {
             config,
@@ -921,9 +931,9 @@ impl Server {
         self.handle()?.close(conn, code, reason).map_err(to_py)
     }
 
-    /// Lets a connection held for approval talk (only needed with
-    /// `events=True`-style hosts that decide later; `on_connect` admits by
-    /// returning).
+    /// Lets a connection held for approval talk (`events=True,
+    /// approve_connections=True`; refuse with `close` instead). With hooks,
+    /// `on_connect` admits by returning.
     fn admit(&self, conn: u64) -> PyResult<()> {
         self.handle()?.admit(conn).map_err(to_py)
     }

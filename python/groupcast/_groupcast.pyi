@@ -93,6 +93,7 @@ class Server:
         workers: Optional[int] = None,
         builtin_commands: bool = True,
         events: bool = False,
+        approve_connections: bool = False,
         max_message_size: Optional[int] = None,
         max_group_id_len: Optional[int] = None,
         max_groups_per_connection: Optional[int] = None,

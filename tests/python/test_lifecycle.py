@@ -179,3 +179,45 @@ def test_running_server_at_exit_stops_cleanly():
     assert done.returncode == 0, done.stderr
     assert done.stdout == "up\n"
     assert done.stderr == ""
+
+
+def test_asyncio_approval_by_token():
+    from websockets.exceptions import ConnectionClosed
+
+    async def main():
+        server = groupcast.Server(LOCAL, workers=1, events=True, approve_connections=True)
+        with server:
+            def clients():
+                with client(server, "/?token=no") as ws:
+                    try:
+                        ws.recv(timeout=5)
+                    except ConnectionClosed as closed:
+                        refused = closed.rcvd.code
+                with client(server, "/?token=yes") as ws:
+                    ws.send("hi")
+                    return refused, ws.recv(timeout=5)
+
+            talking = asyncio.create_task(asyncio.to_thread(clients))
+            closes = 0
+            async for event in server.events():
+                if isinstance(event, groupcast.ConnectEvent):
+                    if event.query == "token=yes":
+                        server.admit(event.conn)
+                    else:
+                        server.close(event.conn, 4003, "bad token")
+                elif isinstance(event, groupcast.MessageEvent):
+                    server.send(event.conn, "admitted " + event.data)
+                elif isinstance(event, groupcast.CloseEvent):
+                    closes += 1
+                    if closes == 2:
+                        break
+            return await talking
+
+    assert asyncio.run(asyncio.wait_for(main(), 10)) == (4003, "admitted hi")
+
+
+def test_approve_connections_needs_events_mode():
+    import pytest
+
+    with pytest.raises(ValueError, match="approve_connections"):
+        groupcast.Server(LOCAL, approve_connections=True)
