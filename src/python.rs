@@ -41,7 +41,9 @@ use crate::{Config, Error, HostConfig, HostEvent, HostEvents, NodeHandle, Payloa
 /// How long a wait stays detached before running Python's signal handlers.
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
-/// Most events one `poll` returns by default (the dispatcher's batch size).
+/// Most events handed to Python under one attach: the core dispatcher's
+/// batch size, and `poll`'s default `max_events` (written out as 1024 in
+/// its signature, which must be a literal for the stubs).
 const DEFAULT_MAX_EVENTS: usize = 1024;
 
 /// Close code and reason when `on_connect` refuses a connection.
@@ -50,31 +52,31 @@ const REFUSED: (u16, &str) = (1008, "connection refused");
 const HOOK_FAILED: (u16, &str) = (1011, "internal error");
 
 create_exception!(
-    _groupcast,
+    groupcast,
     GroupcastError,
     PyException,
     "Base class of groupcast's own errors."
 );
 create_exception!(
-    _groupcast,
+    groupcast,
     UnknownConnectionError,
     GroupcastError,
     "An action named a connection that is not open (it may have just closed)."
 );
 create_exception!(
-    _groupcast,
+    groupcast,
     GroupLimitError,
     GroupcastError,
     "A connection is already in as many groups as the server allows."
 );
 create_exception!(
-    _groupcast,
+    groupcast,
     ChannelError,
     GroupcastError,
     "A channel request failed: no channel server configured, or the client was closed."
 );
 create_exception!(
-    _groupcast,
+    groupcast,
     StoppedError,
     GroupcastError,
     "The server or client is not running (not started yet, or stopped)."
