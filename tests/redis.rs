@@ -379,15 +379,22 @@ async fn bad_bus_configurations_are_refused() {
 
 /// A 3-master Redis Cluster on free ports, created with redis-cli.
 struct RedisCluster {
-    masters: Vec<RedisServer>,
+    /// The masters first, then their replicas (if any).
+    servers: Vec<RedisServer>,
 }
 
 impl RedisCluster {
     async fn start() -> RedisCluster {
-        let mut masters = Vec::new();
-        for _ in 0..3 {
+        Self::start_with(0, "5000").await
+    }
+
+    /// With `replicas` replicas per master, and `node_timeout` ms before a
+    /// silent node is failed over.
+    async fn start_with(replicas: usize, node_timeout: &str) -> RedisCluster {
+        let mut servers = Vec::new();
+        for _ in 0..3 * (1 + replicas) {
             let port = free_cluster_port();
-            masters.push(
+            servers.push(
                 RedisServer::start_with(
                     port,
                     &[
@@ -396,16 +403,21 @@ impl RedisCluster {
                         "--cluster-config-file",
                         &format!("nodes-{port}.conf"),
                         "--cluster-node-timeout",
-                        "5000",
+                        node_timeout,
                         // One master down must not stop the other shards.
                         "--cluster-require-full-coverage",
                         "no",
+                        // Replicas sync at once, and may always fail over.
+                        "--repl-diskless-sync-delay",
+                        "0",
+                        "--cluster-replica-validity-factor",
+                        "0",
                     ],
                 )
                 .await,
             );
         }
-        let addrs: Vec<String> = masters
+        let addrs: Vec<String> = servers
             .iter()
             .map(|m| format!("127.0.0.1:{}", m.port))
             .collect();
@@ -413,7 +425,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output();
@@ -429,8 +441,8 @@ impl RedisCluster {
             ),
             Err(e) => panic!("cannot run redis-cli: {e}"),
         }
-        let cluster = RedisCluster { masters };
-        for master in &cluster.masters {
+        let cluster = RedisCluster { servers };
+        for master in &cluster.servers {
             until(
                 "cluster_state:ok on every master",
                 Duration::from_secs(20),
@@ -451,7 +463,7 @@ impl RedisCluster {
 
     fn url(&self) -> String {
         let addrs: Vec<String> = self
-            .masters
+            .servers
             .iter()
             .map(|m| format!("127.0.0.1:{}", m.port))
             .collect();
@@ -460,7 +472,15 @@ impl RedisCluster {
 
     /// The index of the master that owns `channel`'s slot.
     async fn owner(&self, channel: &str) -> usize {
-        let mut conn = self.masters[0].connection().await.expect("connection");
+        // Ask any server that is up.
+        let mut conn = None;
+        for server in self.servers.iter().filter(|s| s.child.is_some()) {
+            if let Ok(c) = server.connection().await {
+                conn = Some(c);
+                break;
+            }
+        }
+        let mut conn = conn.expect("a cluster node is up");
         let slot: i64 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(channel)
@@ -485,7 +505,7 @@ impl RedisCluster {
             let port = int(&master[1]);
             if (first..=last).contains(&slot) {
                 return self
-                    .masters
+                    .servers
                     .iter()
                     .position(|m| i64::from(m.port) == port)
                     .expect("slot owner is one of the masters");
@@ -497,7 +517,7 @@ impl RedisCluster {
 
 /// Group ids whose channels live on master 0, 1 and 2, in that order.
 async fn one_group_per_shard(cluster: &RedisCluster) -> Vec<String> {
-    let mut groups: Vec<Option<String>> = vec![None; cluster.masters.len()];
+    let mut groups: Vec<Option<String>> = vec![None; 3];
     for i in 0.. {
         let group = format!("room{i}");
         let owner = cluster.owner(&channel(&group)).await;
@@ -526,7 +546,7 @@ async fn cluster_sharded_pubsub_spreads_groups_and_survives_a_master_restart() {
     // Each group's channel is subscribed on its own shard only, by both
     // nodes (sharded pub/sub: no broadcast over the cluster bus).
     for (owner, group) in groups.iter().enumerate() {
-        for (index, master) in cluster.masters.iter().enumerate() {
+        for (index, master) in cluster.servers.iter().enumerate() {
             let want = if index == owner { 2 } else { 0 };
             until(
                 "sharded subscriptions on the owning shard",
@@ -554,12 +574,12 @@ async fn cluster_sharded_pubsub_spreads_groups_and_survives_a_master_restart() {
 
     // Restart the master of groups[1]: the other shards keep working while
     // it is down, and its group's delivery resumes once it is back.
-    cluster.masters[1].kill();
+    cluster.servers[1].kill();
     on_a.send_to_group(&groups[0], "shard 0 during outage")
         .await;
     assert_eq!(on_b.recv_text().await, "shard 0 during outage");
     assert_eq!(on_a.recv_text().await, "shard 0 during outage");
-    cluster.masters[1].spawn().await;
+    cluster.servers[1].spawn().await;
     let back = Instant::now();
     let mut heard = false;
     while back.elapsed() < Duration::from_secs(10) && !heard {
@@ -578,7 +598,7 @@ async fn cluster_sharded_pubsub_spreads_groups_and_survives_a_master_restart() {
         "both nodes resubscribed on the restarted master",
         ARRIVES,
         || async {
-            cluster.masters[1]
+            cluster.servers[1]
                 .subscribers("SHARDNUMSUB", &channel(&groups[1]))
                 .await
                 == 2
@@ -612,7 +632,7 @@ async fn cluster_subscriptions_follow_a_slot_migration() {
         c.join(group).await;
         c.sync().await;
     }
-    let (source, target) = (&cluster.masters[0], &cluster.masters[2]);
+    let (source, target) = (&cluster.servers[0], &cluster.servers[2]);
     until("both nodes subscribed on the owner", ARRIVES, || async {
         source.subscribers("SHARDNUMSUB", &channel(group)).await == 2
     })
@@ -627,7 +647,7 @@ async fn cluster_subscriptions_follow_a_slot_migration() {
     let target_id: String = cluster_cmd(target, &["MYID"]).await;
     let _: () = cluster_cmd(target, &["SETSLOT", &slot, "IMPORTING", &source_id]).await;
     let _: () = cluster_cmd(source, &["SETSLOT", &slot, "MIGRATING", &target_id]).await;
-    for master in [target, source, &cluster.masters[1]] {
+    for master in [target, source, &cluster.servers[1]] {
         let _: () = cluster_cmd(master, &["SETSLOT", &slot, "NODE", &target_id]).await;
     }
     until(
@@ -713,4 +733,80 @@ async fn cli_serve_with_bus_runs_nodes_on_redis_without_a_channel_server() {
     assert_eq!(refused.status.code(), Some(2), "a usage error");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("--channel"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_subscriptions_follow_a_failover_to_a_replica() {
+    let mut cluster = RedisCluster::start_with(1, "1000").await;
+    for replica in &cluster.servers[3..] {
+        until(
+            "replicas in sync with their masters",
+            Duration::from_secs(20),
+            || async {
+                let mut conn = replica.connection().await.expect("connection");
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                info.contains("master_link_status:up")
+            },
+        )
+        .await;
+    }
+    let groups = one_group_per_shard(&cluster).await;
+    let group = &groups[0];
+    let old = cluster.owner(&channel(group)).await;
+    let node_a = redis_node(&cluster.url()).await;
+    let node_b = redis_node(&cluster.url()).await;
+    let mut on_a = Client::connect(node_a.addresses().websocket).await;
+    let mut on_b = Client::connect(node_b.addresses().websocket).await;
+    for c in [&mut on_a, &mut on_b] {
+        c.join(group).await;
+        c.sync().await;
+    }
+    until("both nodes subscribed on the master", ARRIVES, || async {
+        cluster.servers[old]
+            .subscribers("SHARDNUMSUB", &channel(group))
+            .await
+            == 2
+    })
+    .await;
+    on_a.send_to_group(group, "before failover").await;
+    assert_eq!(on_b.recv_text().await, "before failover");
+    assert_eq!(on_a.recv_text().await, "before failover");
+
+    cluster.servers[old].kill();
+    let killed = Instant::now();
+    until(
+        "a replica takes the slot over",
+        Duration::from_secs(30),
+        || async { cluster.owner(&channel(group)).await != old },
+    )
+    .await;
+    let new = cluster.owner(&channel(group)).await;
+    eprintln!("failover after {:?}", killed.elapsed());
+    until(
+        "both nodes subscribed on the new master",
+        ARRIVES,
+        || async {
+            cluster.servers[new]
+                .subscribers("SHARDNUMSUB", &channel(group))
+                .await
+                == 2
+        },
+    )
+    .await;
+    let mut heard = false;
+    let promoted = Instant::now();
+    while promoted.elapsed() < ARRIVES && !heard {
+        on_a.send_to_group(group, "after failover").await;
+        heard = drain(&mut on_b, Duration::from_millis(100))
+            .await
+            .iter()
+            .any(|t| t == "after failover");
+    }
+    assert!(heard, "delivery did not resume after the failover");
+    node_a.stop().await;
+    node_b.stop().await;
 }
