@@ -221,3 +221,48 @@ def test_approve_connections_needs_events_mode():
 
     with pytest.raises(ValueError, match="approve_connections"):
         groupcast.Server(LOCAL, approve_connections=True)
+
+
+def test_blocking_waits_release_the_gil():
+    """While one thread waits in poll() / serve_forever() / connect(), another
+    keeps running Python code."""
+    import threading
+    import time
+
+    server = groupcast.Server(LOCAL, workers=1, events=True)
+    forever = groupcast.Server(LOCAL, workers=1)
+    server.start()
+    started = time.monotonic()
+    waits = [
+        threading.Thread(target=server.poll, args=(1.5,)),
+        threading.Thread(target=forever.serve_forever),
+        threading.Thread(target=_unreachable_connect),
+    ]
+    try:
+        for wait in waits:
+            wait.start()
+        # A wait that held the GIL would freeze this thread until it ends
+        # (1.5 s): spinning until 0.5 s must finish well before that.
+        spins = 0
+        while time.monotonic() < started + 0.5:
+            spins += 1
+        assert time.monotonic() - started < 1.2, "main thread was blocked by a wait"
+        assert spins > 10_000, f"main thread starved: {spins} iterations"
+        assert all(wait.is_alive() for wait in waits)
+    finally:
+        forever.stop()
+        server.stop()
+        for wait in waits:
+            wait.join(5)
+    assert not any(wait.is_alive() for wait in waits)
+
+
+def _unreachable_connect():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        try:
+            groupcast.ChannelClient().connect("127.0.0.1:%d" % sock.getsockname()[1], timeout=1.5)
+        except TimeoutError:
+            pass
