@@ -306,7 +306,8 @@ impl RedisBus {
         self.counters.dropped.load(Ordering::Relaxed)
     }
 
-    /// Times the connection was re-established after a loss.
+    /// Times the connection was re-established after a loss (on a
+    /// cluster: node connections lost, each followed by a resubscription).
     pub(crate) fn reconnects(&self) -> u64 {
         self.counters.reconnects.load(Ordering::Relaxed)
     }
@@ -493,7 +494,9 @@ impl BusTask {
                             return SessionEnd::Lost;
                         }
                         // Which node went is not said: subscribe everything
-                        // again (a no-op on the nodes that stayed up).
+                        // again (a no-op on the nodes that stayed up). The
+                        // client reconnects to it on the next command.
+                        self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                         self.subscribed.clear();
                         self.connected.send_replace(false);
                         true

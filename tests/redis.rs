@@ -572,6 +572,11 @@ async fn cluster_sharded_pubsub_spreads_groups_and_survives_a_master_restart() {
         assert_eq!(got, want, "every message exactly once");
     }
 
+    // No node connection was lost in steady state (a spurious loss would
+    // make the bus resubscribe every group).
+    assert_eq!(node_a.handle().stats().bus_reconnects, 0);
+    assert_eq!(node_b.handle().stats().bus_reconnects, 0);
+
     // Restart the master of groups[1]: the other shards keep working while
     // it is down, and its group's delivery resumes once it is back.
     cluster.servers[1].kill();
@@ -604,6 +609,11 @@ async fn cluster_sharded_pubsub_spreads_groups_and_survives_a_master_restart() {
                 == 2
         },
     )
+    .await;
+    assert!(node_a.handle().stats().bus_reconnects >= 1);
+    common::eventually("both nodes back in sync", || {
+        node_a.handle().bus_connected() && node_b.handle().bus_connected()
+    })
     .await;
     node_a.stop().await;
     node_b.stop().await;
