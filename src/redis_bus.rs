@@ -5,7 +5,7 @@
 //! Each group has its own Redis channel, `<prefix><group id>` (prefix
 //! `groupcast:` unless the URL says `?prefix=...`). A node subscribes to a
 //! group's channel only while it has local members in the group, following
-//! the registry's [`Interest`] stream, so Redis never sends a node traffic it
+//! the registry's `Interest` stream, so Redis never sends a node traffic it
 //! cannot deliver. A group message is published once, as the same JSON
 //! envelope the channel bus carries; the node id in it lets the sender ignore
 //! its own echo (its local members were served directly), so every member
@@ -22,7 +22,7 @@
 //! # Outages
 //!
 //! Local delivery never waits for Redis. While the connection is down,
-//! publications are **dropped and counted** ([`RedisBus::dropped_publishes`]),
+//! publications are **dropped and counted** (`Stats::bus_dropped_publishes`),
 //! not buffered: a message replayed seconds late to a chat room or a live
 //! dashboard is worse than a gap, and a buffer that must be bounded loses
 //! messages anyway. Publications already queued when the connection breaks
