@@ -820,3 +820,24 @@ async fn cluster_subscriptions_follow_a_failover_to_a_replica() {
     node_a.stop().await;
     node_b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_channel_prefix_comes_from_the_url() {
+    let redis = RedisServer::start().await;
+    let url = format!("{}/?prefix=chat%3Aroom:", redis.url());
+    let node_a = redis_node(&url).await;
+    let node_b = redis_node(&url).await;
+    let mut member = Client::connect(node_a.addresses().websocket).await;
+    let mut sender = Client::connect(node_b.addresses().websocket).await;
+    member.join("7").await;
+    member.sync().await;
+    until("subscribed under the prefix", ARRIVES, || async {
+        redis.subscribers("NUMSUB", "chat:room:7").await == 1
+    })
+    .await;
+    assert_eq!(redis.subscribers("NUMSUB", &channel("7")).await, 0);
+    sender.send_to_group("7", "prefixed").await;
+    assert_eq!(member.recv_text().await, "prefixed");
+    node_a.stop().await;
+    node_b.stop().await;
+}
