@@ -546,6 +546,20 @@ groupcast_result groupcast_config_set_channel(struct groupcast_config *config,
                                               size_t addr_len);
 
 /**
+ * Uses Redis pub/sub as the bus between nodes instead of a channel
+ * server: `redis://host:port` or `redis+cluster://h1:p1,h2:p2,...`
+ * (exclusive with the channel options: clear those first). Length 0 turns
+ * it off.
+ *
+ * # Safety
+ *
+ * As `groupcast_config_set_listen`.
+ */
+groupcast_result groupcast_config_set_bus(struct groupcast_config *config,
+                                          const char *url,
+                                          size_t url_len);
+
+/**
  * Sets the number of network threads (the seed's `count`); 0 means one
  * per CPU.
  *

@@ -115,6 +115,9 @@ groupcast_result groupcast_config_set_channel_listen(struct groupcast_config *co
 groupcast_result groupcast_config_set_channel(struct groupcast_config *config,
                                               const char *addr,
                                               size_t addr_len);
+groupcast_result groupcast_config_set_bus(struct groupcast_config *config,
+                                          const char *url,
+                                          size_t url_len);
 groupcast_result groupcast_config_set_workers(struct groupcast_config *config,
                                               size_t workers);
 groupcast_result groupcast_config_set_builtin_commands(struct groupcast_config *config,

@@ -659,6 +659,28 @@ pub unsafe extern "C" fn groupcast_config_set_channel(
     })
 }
 
+/// Uses Redis pub/sub as the bus between nodes instead of a channel
+/// server: `redis://host:port` or `redis+cluster://h1:p1,h2:p2,...`
+/// (exclusive with the channel options: clear those first). Length 0 turns
+/// it off.
+///
+/// # Safety
+///
+/// As `groupcast_config_set_listen`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_config_set_bus(
+    config: *mut groupcast_config,
+    url: *const c_char,
+    url_len: usize,
+) -> groupcast_result {
+    guard(|| {
+        let config = arg_mut!(config);
+        let url = arg_str!(url, url_len);
+        config.config.bus = (!url.is_empty()).then(|| url.to_owned());
+        GROUPCAST_OK
+    })
+}
+
 /// Sets the number of network threads (the seed's `count`); 0 means one
 /// per CPU.
 ///

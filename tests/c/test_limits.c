@@ -11,6 +11,15 @@ static void limits_apply_and_stats_count(void) {
     CHECK_RC(groupcast_config_set_limit(config, 999, 1), GROUPCAST_ERR_INVALID_ARGUMENT);
     CHECK_RC(groupcast_config_set_slow_consumer(config, 7), GROUPCAST_ERR_INVALID_ARGUMENT);
 
+    /* A Redis bus together with an embedded channel server is refused. */
+    groupcast_config *both = test_config();
+    groupcast_server *refused = NULL;
+    CHECK_OK(groupcast_config_set_bus(both, STR("redis://127.0.0.1:1")));
+    CHECK_OK(groupcast_config_set_channel_listen(both, STR("127.0.0.1:0")));
+    CHECK_RC(groupcast_server_start(both, &refused), GROUPCAST_ERR_CONFIG);
+    CHECK(refused == NULL);
+    groupcast_config_free(both);
+
     groupcast_server *server = NULL;
     CHECK_OK(groupcast_server_start(config, &server));
     int fd = ws_connect(server_port(server), "/", 5000);
