@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -34,6 +34,9 @@ use crate::stats::Counters;
 
 /// How long a closing connection waits for the client's close reply.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most client messages handled in a row before queued frames are written.
+const READ_BATCH: usize = 64;
 
 /// Most queued items written per flush; bounds how long the writer keeps
 /// the task away from reading.
@@ -278,14 +281,10 @@ impl Session {
                         _ = terminated.cancelled() => Next::Terminate,
                     }
                 }
-                incoming = self.ws.next() => match incoming {
-                    Some(Ok(message)) => {
-                        last_heard = Instant::now();
-                        self.on_message(message).await
-                    }
-                    Some(Err(error)) => self.on_read_error(error),
-                    None => Next::End,
-                },
+                incoming = self.ws.next() => {
+                    last_heard = Instant::now();
+                    self.on_incoming(incoming).await
+                }
             };
             if !matches!(next, Next::Continue) {
                 return next;
@@ -332,6 +331,30 @@ impl Session {
         batch.clear();
         self.conn.outbox.written(written);
         next
+    }
+
+    /// Handles what the read side produced, then the messages that are
+    /// already buffered (up to [`READ_BATCH`]), so that the replies and
+    /// deliveries they cause leave in one write rather than one each.
+    async fn on_incoming(&mut self, mut incoming: Option<Result<Message, WsError>>) -> Next {
+        let mut handled = 0;
+        loop {
+            let next = match incoming {
+                Some(Ok(message)) => self.on_message(message).await,
+                Some(Err(error)) => self.on_read_error(error),
+                None => Next::End,
+            };
+            handled += 1;
+            if !matches!(next, Next::Continue) || handled == READ_BATCH {
+                return next;
+            }
+            // Polled once: a message already read (or readable at once)
+            // comes now; otherwise back to the select, which waits.
+            match self.ws.next().now_or_never() {
+                Some(more) => incoming = more,
+                None => return Next::Continue,
+            }
+        }
     }
 
     /// Routes a client message: built-in commands are handled here; what

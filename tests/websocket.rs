@@ -242,3 +242,25 @@ async fn request_path_does_not_matter() {
     assert_eq!(a.recv_text().await, "ok");
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_commands_is_handled_in_full_and_in_order() {
+    // Many frames arrive in one read: the server handles them in batches
+    // and must lose none at a batch's edge.
+    use futures_util::SinkExt;
+    let node = local_node().await;
+    let mut client = Client::connect(node.addresses().websocket).await;
+    client.join("g").await;
+    client.sync().await;
+    for i in 0..1000 {
+        let frame = format!(r#"{{"cmd":"send_to_group","group_id":"g","message":"m{i}"}}"#);
+        client.ws.feed(Message::text(frame)).await.unwrap();
+    }
+    client.ws.flush().await.unwrap();
+    for i in 0..1000 {
+        assert_eq!(client.recv_text().await, format!("m{i}"));
+    }
+    client.expect_nothing().await;
+    assert_eq!(node.handle().stats().messages_in, 1000 + 4);
+    node.stop().await;
+}
