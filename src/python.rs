@@ -36,7 +36,9 @@ use crate::channel::{
     ChannelClient as CoreChannelClient, ChannelClientConfig, ChannelEvent as CoreChannelEvent,
     ChannelServer as CoreChannelServer, ChannelServerConfig,
 };
-use crate::{Config, Error, HostConfig, HostEvent, HostEvents, NodeHandle, Payload};
+use crate::{
+    Config, Error, HostConfig, HostEvent, HostEvents, NodeHandle, Payload, SlowConsumerPolicy,
+};
 
 /// How long a wait stays detached before running Python's signal handlers.
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
@@ -668,6 +670,17 @@ fn dispatch_batch(hooks: &Mutex<Hooks>, handle: &NodeHandle, batch: &mut Vec<Hos
     });
 }
 
+/// A duration argument in seconds, checked.
+fn positive_seconds(name: &str, seconds: f64) -> PyResult<Duration> {
+    if seconds.is_finite() && seconds > 0.0 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(PyValueError::new_err(format!(
+            "{name} must be a positive number of seconds, not {seconds}"
+        )))
+    }
+}
+
 #[pymethods]
 impl Server {
     #[new]
@@ -686,6 +699,17 @@ impl Server {
         outbound_queue_bytes = None,
         queue_capacity = None,
         approval_timeout = None,
+        bus = None,
+        channel_secret = None,
+        metrics_listen = None,
+        slow_consumer = "close",
+        max_connections = None,
+        ping_interval = None,
+        idle_timeout = None,
+        handshake_timeout = None,
+        drain_timeout = None,
+        allowed_origins = None,
+        send_buffer_size = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -702,6 +726,17 @@ impl Server {
         outbound_queue_bytes: Option<usize>,
         queue_capacity: Option<usize>,
         approval_timeout: Option<f64>,
+        bus: Option<&str>,
+        channel_secret: Option<&str>,
+        metrics_listen: Option<&str>,
+        slow_consumer: &str,
+        max_connections: Option<usize>,
+        ping_interval: Option<f64>,
+        idle_timeout: Option<f64>,
+        handshake_timeout: Option<f64>,
+        drain_timeout: Option<f64>,
+        allowed_origins: Option<Vec<String>>,
+        send_buffer_size: Option<usize>,
     ) -> PyResult<Self> {
         check_address("listen", listen)?;
         if let Some(addr) = channel_listen {
@@ -739,6 +774,35 @@ impl Server {
         if let Some(value) = outbound_queue_bytes {
             limits.outbound_queue_bytes = value;
         }
+        limits.slow_consumer = match slow_consumer {
+            "close" => SlowConsumerPolicy::Close,
+            "drop" => SlowConsumerPolicy::Drop,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "slow_consumer must be \"close\" or \"drop\", not {other:?}"
+                )));
+            }
+        };
+        limits.max_connections = max_connections;
+        limits.allowed_origins = allowed_origins;
+        limits.send_buffer_size = send_buffer_size;
+        for (name, value, field) in [
+            ("ping_interval", ping_interval, &mut limits.ping_interval),
+            ("idle_timeout", idle_timeout, &mut limits.idle_timeout),
+            (
+                "handshake_timeout",
+                handshake_timeout,
+                &mut limits.handshake_timeout,
+            ),
+            ("drain_timeout", drain_timeout, &mut limits.drain_timeout),
+        ] {
+            if let Some(seconds) = value {
+                *field = positive_seconds(name, seconds)?;
+            }
+        }
+        config.bus = bus.map(str::to_owned);
+        config.channel_secret = channel_secret.map(str::to_owned);
+        config.metrics_listen = metrics_listen.map(str::to_owned);
         config.host.builtin_commands = builtin_commands;
         if let Some(value) = queue_capacity {
             config.host.queue_capacity = value;
@@ -1008,6 +1072,16 @@ impl Server {
     /// Open connections (0 when not running).
     fn connection_count(&self) -> usize {
         self.handle().map_or(0, |h| h.connection_count())
+    }
+
+    /// A snapshot of the server's counters, as a dict of ints: connections,
+    /// groups, connections_opened, connections_refused, messages_in,
+    /// bytes_in, messages_out, bytes_out, dropped_messages,
+    /// slow_consumer_closes, heartbeat_timeouts, bus_reconnects,
+    /// bus_dropped_publishes.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stats = self.handle()?.stats();
+        json_loads(py, &stats.to_json())
     }
 
     /// Subscribes to a channel of the channel server: each value published
