@@ -394,7 +394,8 @@ typedef void (*groupcast_event_callback)(void *userdata,
                                          const struct groupcast_event *event);
 
 /**
- * A snapshot of a server's counters (`groupcast_server_stats`).
+ * A snapshot of a node's counters (the C ABI hands out this very struct as
+ * `groupcast_stats`).
  */
 typedef struct groupcast_stats {
   /**
@@ -410,7 +411,7 @@ typedef struct groupcast_stats {
    */
   uint64_t connections_opened;
   /**
-   * Connections refused (limit, origin, host).
+   * Connections refused (connection limit, origin, host approval).
    */
   uint64_t connections_refused;
   /**
@@ -422,7 +423,7 @@ typedef struct groupcast_stats {
    */
   uint64_t bytes_in;
   /**
-   * Messages queued for clients.
+   * Messages queued for clients (each member of a fan-out counts).
    */
   uint64_t messages_out;
   /**
@@ -430,11 +431,11 @@ typedef struct groupcast_stats {
    */
   uint64_t bytes_out;
   /**
-   * Messages dropped for slow consumers (drop policy).
+   * Messages dropped for slow consumers (the `drop` policy).
    */
   uint64_t dropped_messages;
   /**
-   * Connections closed for being too slow (close policy).
+   * Connections closed for being too slow (the `close` policy).
    */
   uint64_t slow_consumer_closes;
   /**
@@ -442,11 +443,11 @@ typedef struct groupcast_stats {
    */
   uint64_t heartbeat_timeouts;
   /**
-   * Times the bus reconnected.
+   * Times the bus lost its connection and made it again.
    */
   uint64_t bus_reconnects;
   /**
-   * Publishes dropped while the bus was down.
+   * Publishes to other nodes dropped while the bus was down.
    */
   uint64_t bus_dropped_publishes;
 } groupcast_stats;

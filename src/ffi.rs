@@ -26,6 +26,7 @@ use crate::host::{HostEvent, Payload};
 use crate::node::{Addresses, NodeHandle};
 use crate::registry::ConnId;
 use crate::server::Server;
+use crate::stats::Stats;
 
 /// What a call returned. `GROUPCAST_OK` is 0; every other value is an error
 /// whose text `groupcast_result_message` gives, and whose details (which
@@ -1779,38 +1780,6 @@ pub unsafe extern "C" fn groupcast_server_connection_count(
     })
 }
 
-/// A snapshot of a server's counters (`groupcast_server_stats`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct groupcast_stats {
-    /// Connections open now.
-    pub connections: u64,
-    /// Groups with at least one local member now.
-    pub groups: u64,
-    /// Connections accepted since start.
-    pub connections_opened: u64,
-    /// Connections refused (limit, origin, host).
-    pub connections_refused: u64,
-    /// Client messages received.
-    pub messages_in: u64,
-    /// Bytes of client messages received.
-    pub bytes_in: u64,
-    /// Messages queued for clients.
-    pub messages_out: u64,
-    /// Bytes of those messages.
-    pub bytes_out: u64,
-    /// Messages dropped for slow consumers (drop policy).
-    pub dropped_messages: u64,
-    /// Connections closed for being too slow (close policy).
-    pub slow_consumer_closes: u64,
-    /// Connections closed for not answering pings.
-    pub heartbeat_timeouts: u64,
-    /// Times the bus reconnected.
-    pub bus_reconnects: u64,
-    /// Publishes dropped while the bus was down.
-    pub bus_dropped_publishes: u64,
-}
-
 /// Writes a snapshot of the server's counters into `out_stats`.
 ///
 /// # Safety
@@ -1819,32 +1788,14 @@ pub struct groupcast_stats {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn groupcast_server_stats(
     server: *const groupcast_server,
-    out_stats: *mut groupcast_stats,
+    out_stats: *mut Stats,
 ) -> groupcast_result {
     guard(|| {
         let handle = handle_of!(server);
         if out_stats.is_null() {
             return null_parameter("out_stats");
         }
-        let s = handle.stats();
-        out(
-            out_stats,
-            groupcast_stats {
-                connections: s.connections,
-                groups: s.groups,
-                connections_opened: s.connections_opened,
-                connections_refused: s.connections_refused,
-                messages_in: s.messages_in,
-                bytes_in: s.bytes_in,
-                messages_out: s.messages_out,
-                bytes_out: s.bytes_out,
-                dropped_messages: s.dropped_messages,
-                slow_consumer_closes: s.slow_consumer_closes,
-                heartbeat_timeouts: s.heartbeat_timeouts,
-                bus_reconnects: s.bus_reconnects,
-                bus_dropped_publishes: s.bus_dropped_publishes,
-            },
-        );
+        out(out_stats, handle.stats());
         GROUPCAST_OK
     })
 }

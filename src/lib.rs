@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //!
+//! - `accept`: the accept loop every listener shares.
 //! - [`config`]: what a node is told at start ([`Config`], [`Limits`]).
 //! - [`node`]: a node's tasks on a tokio runtime ([`Node`]) and the actions a
 //!   host takes on it from any thread ([`NodeHandle`]).
@@ -30,6 +31,7 @@
 //! - [`stats`]: counters a node keeps, as a snapshot or Prometheus text.
 //! - [`error`]: the error type.
 
+mod accept;
 pub mod bus;
 pub mod channel;
 pub mod cli;

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::next_connection;
 use crate::node::NodeHandle;
 
 /// Largest request head read.
@@ -24,17 +25,7 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, _)) = next_connection(&listener, &shutdown).await {
         let node = node.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::next_connection;
 use crate::bus::{Bus, run_channel_bus};
 use crate::channel::{ChannelClient, ChannelClientConfig, ChannelServer, ChannelServerConfig};
 use crate::config::{Config, Limits};
@@ -295,19 +296,8 @@ impl Drop for Node {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tasks: TaskTracker) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                tasks.spawn(crate::connection::serve(shared.clone(), stream, peer));
-            }
-            // Usually out of file descriptors: back off instead of spinning,
-            // and keep serving the connections already open.
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
+    while let Some((stream, peer)) = next_connection(&listener, &shared.shutdown).await {
+        tasks.spawn(crate::connection::serve(shared.clone(), stream, peer));
     }
 }
 

@@ -29,7 +29,9 @@ impl Counters {
     }
 }
 
-/// A snapshot of a node's counters.
+/// A snapshot of a node's counters (the C ABI hands out this very struct as
+/// `groupcast_stats`).
+#[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     /// Connections open now.

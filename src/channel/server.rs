@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::codec::FrameDecoder;
 use super::message::{Request, event_frame, parse_request};
+use crate::accept::next_connection;
 use crate::config::SlowConsumerPolicy;
 use crate::outbound::{Outbound, Outbox};
 use crate::stats::Counters;
@@ -145,19 +146,7 @@ async fn accept_loop(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                // Out of descriptors or a connection reset before accept:
-                // wait a moment instead of spinning, keep serving.
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, _)) = next_connection(&listener, &shutdown).await {
         let _ = stream.set_nodelay(true);
         tasks.spawn(serve_client(
             stream,
