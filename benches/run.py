@@ -511,9 +511,9 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
     # need the C/PHP/Python hosts or redis-server); their figures, with the
     # commands that produced them, are kept by hand in these files.
     for extra in ("HOST_HOOKS.md", "REDIS.md"):
-        path = BENCHES / extra
-        if path.exists():
-            lines += [path.read_text().rstrip(), ""]
+        extra_path = BENCHES / extra
+        if extra_path.exists():
+            lines += [extra_path.read_text().rstrip(), ""]
     lines += [
         "## Running it",
         "",
