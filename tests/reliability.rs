@@ -206,7 +206,7 @@ async fn churn_of_ten_thousand_connections_leaves_nothing_behind() {
 async fn a_client_that_stops_answering_pings_is_closed() {
     let node = node_with(Limits {
         ping_interval: Duration::from_millis(100),
-        idle_timeout: Duration::from_millis(400),
+        idle_timeout: Duration::from_millis(600),
         ..Limits::default()
     })
     .await;
@@ -215,7 +215,7 @@ async fn a_client_that_stops_answering_pings_is_closed() {
     let mut lively = Client::connect(addr).await;
     // The lively client keeps reading, so its library answers pings.
     let lively_task = tokio::spawn(async move {
-        let deadline = Instant::now() + Duration::from_millis(1200);
+        let deadline = Instant::now() + Duration::from_millis(1500);
         let mut pings = 0;
         while Instant::now() < deadline {
             if let Ok(Some(Ok(Message::Ping(_)))) =
@@ -226,8 +226,8 @@ async fn a_client_that_stops_answering_pings_is_closed() {
         }
         (lively, pings)
     });
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    // The silent client read nothing for a second: it was closed.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // The silent client read nothing for over a second: it was closed.
     let mut saw_close = None;
     while let Ok(Some(Ok(message))) =
         tokio::time::timeout(Duration::from_secs(2), silent.ws.next()).await
@@ -239,7 +239,7 @@ async fn a_client_that_stops_answering_pings_is_closed() {
     }
     assert_eq!(saw_close.expect("close frame").code, CloseCode::Away);
     let (mut lively, pings) = lively_task.await.unwrap();
-    assert!(pings >= 5, "lively client saw {pings} pings");
+    assert!(pings >= 3, "lively client saw {pings} pings");
     lively.join("still").await;
     lively.send_to_group("still", "here").await;
     assert_eq!(lively.recv_text().await, "here");
@@ -265,9 +265,19 @@ async fn connections_over_the_limit_are_refused_at_the_handshake() {
         other => panic!("expected HTTP 503, got {other:?}"),
     }
     drop(_a);
-    eventually("a slot frees up", || node.handle().connection_count() == 1).await;
-    let _c = Client::connect(addr).await;
-    assert_eq!(node.handle().stats().connections_refused, 1);
+    // The slot frees once the closed connection's task has ended, a moment
+    // after it left the registry: retry until then.
+    let deadline = Instant::now() + common::ARRIVES;
+    let _c = loop {
+        match tokio_tungstenite::connect_async(format!("ws://{addr}/")).await {
+            Ok((ws, _)) => break ws,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(error) => panic!("no slot freed: {error}"),
+        }
+    };
+    assert!(node.handle().stats().connections_refused >= 1);
     node.stop().await;
 }
 
