@@ -126,5 +126,5 @@ fn deliver(registry: &Registry, node_id: u64, event: &ChannelEvent) {
         return;
     }
     let frame = crate::frame::text(&envelope.message);
-    registry.fan_out(&envelope.group_id, &frame, &[]);
+    registry.fan_out(&envelope.group_id, &frame.into(), &[]);
 }

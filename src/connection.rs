@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
@@ -27,9 +27,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::host::{HostEvent, Payload};
 use crate::node::Shared;
-use crate::outbound::{Outbound, OutboxReceiver};
+use crate::outbound::{Frames, Outbound, OutboxReceiver};
 use crate::protocol::{Command, ProtocolError, error_reply, parse_binary_command, parse_command};
-use crate::registry::Connection;
+use crate::registry::{Connection, GroupId};
 use crate::stats::Counters;
 
 /// How long a closing connection waits for the client's close reply.
@@ -269,10 +269,17 @@ impl Session {
                             reason: "no answer to pings".into(),
                         })
                     } else {
-                        // Through the queue, so it never jumps a frame
-                        // being written; refused only when closing anyway.
-                        let _ = self.conn.outbox.push_ping();
-                        Next::Continue
+                        // Written here rather than queued: queued frames are
+                        // only ever written whole, so a ping cannot split
+                        // one, and a connection that is only pinged never
+                        // allocates a queue block.
+                        tokio::select! {
+                            sent = self.ws.send(Message::Ping(Bytes::new())) => match sent {
+                                Ok(()) => Next::Continue,
+                                Err(_) => Next::End,
+                            },
+                            _ = terminated.cancelled() => Next::Terminate,
+                        }
                     }
                 }
                 _ = self.outbox_rx.recv_batch(batch, WRITE_BATCH) => {
@@ -292,44 +299,27 @@ impl Session {
         }
     }
 
-    /// Writes what was queued, in order: runs of encoded frames go straight
-    /// to the socket in vectored writes; pings go through tungstenite; a
-    /// close ends the batch.
+    /// Writes what was queued, in order: the frames before a close (all of
+    /// them when there is none) go straight to the socket in vectored
+    /// writes; a close ends the batch.
     async fn write_batch(&mut self, batch: &mut Vec<Outbound>) -> Next {
-        let mut written = 0;
-        let mut next = Next::Continue;
-        let mut at = 0;
-        while at < batch.len() {
-            match &batch[at] {
-                Outbound::Frame(_) => {
-                    let end = batch[at..]
-                        .iter()
-                        .position(|item| !matches!(item, Outbound::Frame(_)))
-                        .map_or(batch.len(), |offset| at + offset);
-                    match write_frames(&mut self.ws, &mut batch[at..end]).await {
-                        Ok(bytes) => written += bytes,
-                        Err(_) => {
-                            next = Next::End;
-                            break;
-                        }
-                    }
-                    at = end;
-                }
-                Outbound::Ping => {
-                    if self.ws.send(Message::Ping(Bytes::new())).await.is_err() {
-                        next = Next::End;
-                        break;
-                    }
-                    at += 1;
-                }
-                Outbound::Close(frame) => {
-                    next = Next::Close(frame.clone());
-                    break;
-                }
+        let close_at = batch
+            .iter()
+            .position(|item| matches!(item, Outbound::Close(_)));
+        let frames = &batch[..close_at.unwrap_or(batch.len())];
+        let mut next = match write_frames(&mut self.ws, frames).await {
+            Ok(written) => {
+                self.conn.outbox.written(written);
+                Next::Continue
             }
+            Err(_) => Next::End,
+        };
+        if let (Some(at), Next::Continue) = (close_at, &next)
+            && let Outbound::Close(frame) = &batch[at]
+        {
+            next = Next::Close(frame.clone());
         }
         batch.clear();
-        self.conn.outbox.written(written);
         next
     }
 
@@ -337,29 +327,35 @@ impl Session {
     /// already buffered (up to [`READ_BATCH`]), so that the replies and
     /// deliveries they cause leave in one write rather than one each.
     async fn on_incoming(&mut self, mut incoming: Option<Result<Message, WsError>>) -> Next {
+        let mut sends = GroupSends::default();
         let mut handled = 0;
-        loop {
+        let next = loop {
             let next = match incoming {
-                Some(Ok(message)) => self.on_message(message).await,
-                Some(Err(error)) => self.on_read_error(error),
+                Some(Ok(message)) => self.on_message(message, &mut sends).await,
+                Some(Err(error)) => {
+                    sends.deliver(&self.shared);
+                    self.on_read_error(error)
+                }
                 None => Next::End,
             };
             handled += 1;
             if !matches!(next, Next::Continue) || handled == READ_BATCH {
-                return next;
+                break next;
             }
             // Polled once: a message already read (or readable at once)
             // comes now; otherwise back to the select, which waits.
             match self.ws.next().now_or_never() {
                 Some(more) => incoming = more,
-                None => return Next::Continue,
+                None => break Next::Continue,
             }
-        }
+        };
+        sends.deliver(&self.shared);
+        next
     }
 
     /// Routes a client message: built-in commands are handled here; what
     /// is not one goes to the host when it listens, else gets an error reply.
-    async fn on_message(&mut self, message: Message) -> Next {
+    async fn on_message(&mut self, message: Message, sends: &mut GroupSends) -> Next {
         let shared = self.shared.clone();
         let to_host = shared
             .host
@@ -383,6 +379,15 @@ impl Session {
             // Pings are answered by tungstenite.
             _ => return Next::Continue,
         };
+        let command = match command {
+            Ok(Command::SendToGroup { group, message }) => {
+                sends.add(&shared, group, &message);
+                return Next::Continue;
+            }
+            other => other,
+        };
+        // Whatever this message causes comes after the sends before it.
+        sends.deliver(&shared);
         match command {
             Ok(command) => self.execute(command),
             Err(error)
@@ -482,11 +487,11 @@ impl Session {
             if drain {
                 let mut rest = Vec::new();
                 while let Some(item) = self.outbox_rx.try_recv() {
-                    if let Outbound::Frame(_) = item {
+                    if let Outbound::Frames(_) = item {
                         rest.push(item);
                     }
                 }
-                write_frames(&mut self.ws, &mut rest)
+                write_frames(&mut self.ws, &rest)
                     .await
                     .map_err(WsError::Io)?;
             }
@@ -503,54 +508,188 @@ impl Session {
 /// Most frames handed to the kernel in one vectored write.
 const IOV_BATCH: usize = 64;
 
-/// Writes a run of encoded frames (every item an `Outbound::Frame`) to the
-/// socket, up to [`IOV_BATCH`] per syscall, and returns the bytes written.
+/// Writes the frames of `items` (a close among them is skipped) to the
+/// socket, up to [`IOV_BATCH`] frames per syscall, and returns the bytes
+/// written.
 ///
 /// tungstenite's own buffer (a pong it queued while reading) is flushed
 /// first, and reads only happen between batches, so frames written here and
 /// frames tungstenite writes never interleave.
 async fn write_frames(
     ws: &mut WebSocketStream<TcpStream>,
-    run: &mut [Outbound],
+    items: &[Outbound],
 ) -> io::Result<usize> {
-    let frame_len = |item: &Outbound| match item {
-        Outbound::Frame(frame) => frame.len(),
-        _ => 0,
-    };
-    let total = run.iter().map(frame_len).sum();
+    let total: usize = items.iter().map(Outbound::bytes).sum();
     ws.flush().await.map_err(io::Error::other)?;
     let stream = ws.get_mut();
-    let mut first = 0;
-    while first < run.len() {
+    let mut at = WritePosition::default();
+    let mut left = total;
+    while left > 0 {
         // The slices are built on the stack at each poll, not kept in the
         // future: an idle connection's task stays small.
-        let pending = &run[first..];
-        let mut n = std::future::poll_fn(|cx| {
+        let n = std::future::poll_fn(|cx| {
             let mut slices = [IoSlice::new(&[]); IOV_BATCH];
-            let mut count = 0;
-            for (slice, item) in slices.iter_mut().zip(pending) {
-                if let Outbound::Frame(frame) = item {
-                    *slice = IoSlice::new(frame);
-                    count += 1;
-                }
-            }
+            let count = at.fill(items, &mut slices);
             Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count])
         })
         .await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        // Skip what was written; a frame written in part keeps its rest.
-        while n > 0 && first < run.len() {
-            let len = frame_len(&run[first]);
-            if len <= n {
-                n -= len;
-                first += 1;
-            } else if let Outbound::Frame(frame) = &mut run[first] {
-                frame.advance(n);
-                n = 0;
+        at.advance(items, n);
+        left -= n;
+    }
+    Ok(total)
+}
+
+/// How far a run of queued items is written: the item, the frame within it,
+/// and the bytes of that frame already sent.
+#[derive(Debug, Default, Clone, Copy)]
+struct WritePosition {
+    item: usize,
+    frame: usize,
+    offset: usize,
+}
+
+impl WritePosition {
+    /// Fills `slices` with what is left to write, from here on; returns how
+    /// many it filled.
+    fn fill<'a>(&self, items: &'a [Outbound], slices: &mut [IoSlice<'a>]) -> usize {
+        let mut count = 0;
+        let mut offset = self.offset;
+        let mut frame = self.frame;
+        for item in &items[self.item.min(items.len())..] {
+            for bytes in &item.frames()[frame..] {
+                if count == slices.len() {
+                    return count;
+                }
+                slices[count] = IoSlice::new(&bytes[offset..]);
+                count += 1;
+                offset = 0;
+            }
+            frame = 0;
+        }
+        count
+    }
+
+    /// Moves past `n` written bytes.
+    fn advance(&mut self, items: &[Outbound], mut n: usize) {
+        while let Some(item) = items.get(self.item) {
+            let frames = item.frames();
+            match frames.get(self.frame) {
+                Some(frame) => {
+                    let rest = frame.len() - self.offset;
+                    if n < rest {
+                        self.offset += n;
+                        return;
+                    }
+                    n -= rest;
+                    self.frame += 1;
+                    self.offset = 0;
+                }
+                None => {
+                    self.item += 1;
+                    self.frame = 0;
+                }
             }
         }
     }
-    Ok(total)
+}
+
+/// The `send_to_group` commands a connection read in a row for one group.
+/// They are handed to the other nodes at once and delivered to local members
+/// together at the end of the run, so a burst costs each member one queue
+/// push and one wake-up rather than one per message.
+#[derive(Default)]
+struct GroupSends {
+    group: Option<GroupId>,
+    frames: Vec<Bytes>,
+    text_bytes: usize,
+}
+
+impl GroupSends {
+    fn add(&mut self, shared: &Shared, group: GroupId, text: &str) {
+        if self.group.as_ref().is_some_and(|pending| *pending != group) {
+            self.deliver(shared);
+        }
+        shared.bus.publish(group.as_str(), text);
+        self.frames.push(crate::frame::text(text));
+        self.text_bytes += text.len();
+        self.group = Some(group);
+    }
+
+    /// Delivers the pending run to the local members.
+    fn deliver(&mut self, shared: &Shared) {
+        if let Some(group) = self.group.take() {
+            let frames = Frames::many(std::mem::take(&mut self.frames));
+            shared.deliver_local(
+                group.as_str(),
+                &frames,
+                std::mem::take(&mut self.text_bytes),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(items: &[&[&'static str]]) -> Vec<Outbound> {
+        items
+            .iter()
+            .map(|frames| {
+                let frames = frames.iter().map(|f| Bytes::from_static(f.as_bytes()));
+                Outbound::Frames(Frames::many(frames.collect()))
+            })
+            .collect()
+    }
+
+    /// What `fill` offers from `at`, as one string.
+    fn offered(at: &WritePosition, items: &[Outbound], slots: usize) -> String {
+        let mut slices = vec![IoSlice::new(&[]); slots];
+        let count = at.fill(items, &mut slices);
+        slices[..count]
+            .iter()
+            .map(|s| std::str::from_utf8(s).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn partial_writes_resume_at_the_right_byte_across_frames_and_items() {
+        let items = run(&[&["ab", "cde"], &["f"], &["ghij", "k"]]);
+        let all = "abcdefghijk";
+        // Every way of cutting the stream into two writes resumes exactly.
+        for first in 0..=all.len() {
+            let mut at = WritePosition::default();
+            at.advance(&items, first);
+            assert_eq!(
+                offered(&at, &items, 64),
+                all[first..],
+                "after {first} bytes"
+            );
+        }
+        // Writes of 3 bytes at a time, the way a full socket takes them.
+        let mut at = WritePosition::default();
+        let mut sent = String::new();
+        while sent.len() < all.len() {
+            let chunk: String = offered(&at, &items, 64).chars().take(3).collect();
+            at.advance(&items, chunk.len());
+            sent += &chunk;
+        }
+        assert_eq!(sent, all);
+    }
+
+    #[test]
+    fn fill_stops_at_the_slots_it_has_and_skips_a_close() {
+        let mut items = run(&[&["a", "b", "c"]]);
+        items.push(Outbound::Close(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }));
+        items.extend(run(&[&["d"]]));
+        let at = WritePosition::default();
+        assert_eq!(offered(&at, &items, 2), "ab");
+        assert_eq!(offered(&at, &items, 64), "abcd");
+    }
 }

@@ -21,7 +21,7 @@ use crate::channel::{ChannelClient, ChannelClientConfig, ChannelServer, ChannelS
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
 use crate::host::{HostConfig, HostEvents};
-use crate::outbound::{Outbox, OutboxReceiver};
+use crate::outbound::{Frames, Outbox, OutboxReceiver};
 use crate::redis_bus::{RedisBus, RedisTarget};
 use crate::registry::{ConnId, Connection, GroupId, Registry};
 use crate::stats::{Counters, Stats};
@@ -92,11 +92,24 @@ impl Shared {
     /// encoded once for all of them, and hands it to the other nodes.
     /// Returns the number of local deliveries.
     pub(crate) fn send_to_group(&self, group: &str, text: &str, exclude: &[ConnId]) -> usize {
-        let frame = crate::frame::text(text);
+        let frame = crate::frame::text(text).into();
         let delivered = self.registry.fan_out(group, &frame, exclude);
         self.count_out(delivered, text.len());
         self.bus.publish(group, text);
         delivered
+    }
+
+    /// Delivers messages already encoded (and already handed to the bus) to
+    /// the group's local members; `text_bytes` is their payloads' total
+    /// length. Returns the number of members reached.
+    pub(crate) fn deliver_local(&self, group: &str, frames: &Frames, text_bytes: usize) -> usize {
+        let members = self.registry.fan_out(group, frames, &[]);
+        Counters::add(
+            &self.counters.messages_out,
+            (members * frames.count()) as u64,
+        );
+        Counters::add(&self.counters.bytes_out, (members * text_bytes) as u64);
+        members
     }
 }
 

@@ -1,18 +1,23 @@
 //! A connection's outbound queue, bounded in bytes.
 //!
-//! Fan-out pushes the same shared frame into many queues, so a push must be
-//! cheap and lock-free: an unbounded tokio channel carries the frames and an
-//! atomic counter holds the bytes queued. When a push would go over the bound
-//! the consumer is too slow to keep up, and the slow-consumer policy applies:
-//! terminate the connection (close code 1008, the default) or drop the frame.
-//! Either way one stalled client never makes the server's memory grow or
-//! delays the others, and the event is counted.
+//! Fan-out pushes the same shared frames into many queues, so a push must be
+//! cheap and lock-free: a segmented lock-free queue (`crossbeam_queue::SegQueue`,
+//! which allocates its blocks on first use, so a connection that is never
+//! sent anything carries none) holds the items, an `AtomicWaker` wakes the
+//! connection's task, and an atomic counter holds the bytes queued. When a
+//! push would go over the bound the consumer is too slow to keep up, and the
+//! slow-consumer policy applies: terminate the connection (close code 1008,
+//! the default) or drop the frames. Either way one stalled client never makes
+//! the server's memory grow or delays the others, and the event is counted.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use crossbeam_queue::SegQueue;
+use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
@@ -20,27 +25,119 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SlowConsumerPolicy;
 use crate::stats::Counters;
 
+/// Encoded frames (websocket frames, see `crate::frame`, or channel frames)
+/// shared by every connection they go to.
+#[derive(Debug, Clone)]
+pub(crate) enum Frames {
+    /// One frame.
+    One(Bytes),
+    /// Several frames for the same members, queued as one item so that a
+    /// burst costs each member one push and one wake-up, not one per frame.
+    Many {
+        frames: Arc<[Bytes]>,
+        /// Their total length, computed once for all members.
+        bytes: usize,
+    },
+}
+
+impl Frames {
+    /// Several frames as one item (one frame stays [`Frames::One`]).
+    pub(crate) fn many(mut frames: Vec<Bytes>) -> Self {
+        if frames.len() == 1 {
+            return Frames::One(frames.pop().expect("one frame"));
+        }
+        let bytes = frames.iter().map(Bytes::len).sum();
+        Frames::Many {
+            frames: frames.into(),
+            bytes,
+        }
+    }
+
+    /// The frames, in order.
+    pub(crate) fn as_slice(&self) -> &[Bytes] {
+        match self {
+            Frames::One(frame) => std::slice::from_ref(frame),
+            Frames::Many { frames, .. } => frames,
+        }
+    }
+
+    /// How many frames.
+    pub(crate) fn count(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Their total length in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Frames::One(frame) => frame.len(),
+            Frames::Many { bytes, .. } => *bytes,
+        }
+    }
+}
+
+impl From<Bytes> for Frames {
+    fn from(frame: Bytes) -> Self {
+        Frames::One(frame)
+    }
+}
+
 /// What a connection's writer is asked to do, in queue order.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    /// Write these bytes: an encoded websocket frame (see `crate::frame`) or
-    /// channel frame, shared with every other connection it goes to.
-    Frame(Bytes),
-    /// Send a websocket ping.
-    Ping,
+    /// Write these frames.
+    Frames(Frames),
     /// Send everything queued before this, then close with this frame.
     Close(CloseFrame),
+}
+
+impl Outbound {
+    /// The frames to write; none for a close.
+    pub(crate) fn frames(&self) -> &[Bytes] {
+        match self {
+            Outbound::Frames(frames) => frames.as_slice(),
+            Outbound::Close(_) => &[],
+        }
+    }
+
+    /// The bytes to write; 0 for a close.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Outbound::Frames(frames) => frames.bytes(),
+            Outbound::Close(_) => 0,
+        }
+    }
 }
 
 /// Close code and reason used when a consumer falls too far behind.
 pub(crate) const SLOW_CONSUMER: (u16, &str) = (1008, "slow consumer: outbound queue full");
 
+/// What the sending and the receiving side share.
+#[derive(Debug, Default)]
+struct Queue {
+    items: SegQueue<Outbound>,
+    /// The receiving task, woken by every push.
+    waker: AtomicWaker,
+    /// Set when the receiver is gone: pushes are refused from then on.
+    closed: AtomicBool,
+}
+
+impl Queue {
+    fn push(&self, item: Outbound) -> Result<(), NotQueued> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(NotQueued);
+        }
+        self.items.push(item);
+        self.waker.wake();
+        Ok(())
+    }
+}
+
 /// The sending side of a connection's queue, shared by every task that
 /// delivers to the connection.
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    /// Frames for the connection's writer.
-    tx: mpsc::UnboundedSender<Outbound>,
+    /// Items for the connection's writer.
+    queue: Arc<Queue>,
     /// Payload bytes pushed and not yet written, to enforce `limit`.
     queued: AtomicUsize,
     /// Most payload bytes the queue may hold.
@@ -68,9 +165,9 @@ impl Outbox {
         counters: Arc<Counters>,
         terminate: CancellationToken,
     ) -> (Self, OutboxReceiver) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = Arc::new(Queue::default());
         let outbox = Outbox {
-            tx,
+            queue: queue.clone(),
             queued: AtomicUsize::new(0),
             limit,
             policy,
@@ -78,18 +175,19 @@ impl Outbox {
             terminate,
             terminated_with: OnceLock::new(),
         };
-        (outbox, OutboxReceiver { rx })
+        (outbox, OutboxReceiver { queue })
     }
 
-    /// Queues a frame. The frame's bytes are shared, not copied.
+    /// Queues one frame or a run of frames. The bytes are shared, not copied.
     ///
     /// # Errors
     ///
-    /// [`NotQueued`] when the connection is gone, or when the frame would take
-    /// the queue over its bound; the slow-consumer policy then terminates the
-    /// connection or drops the frame.
-    pub(crate) fn push(&self, frame: Bytes) -> Result<(), NotQueued> {
-        let len = frame.len();
+    /// [`NotQueued`] when the connection is gone, or when the frames would
+    /// take the queue over its bound; the slow-consumer policy then
+    /// terminates the connection or drops them.
+    pub(crate) fn push(&self, frames: impl Into<Frames>) -> Result<(), NotQueued> {
+        let frames = frames.into();
+        let len = frames.bytes();
         let before = self.queued.fetch_add(len, Ordering::Relaxed);
         if before + len > self.limit && before > 0 {
             self.queued.fetch_sub(len, Ordering::Relaxed);
@@ -100,19 +198,15 @@ impl Outbox {
                     }
                     self.terminate_with(SLOW_CONSUMER.0, SLOW_CONSUMER.1);
                 }
-                SlowConsumerPolicy::Drop => Counters::add(&self.counters.dropped_messages, 1),
+                SlowConsumerPolicy::Drop => {
+                    Counters::add(&self.counters.dropped_messages, frames.count() as u64);
+                }
             }
             return Err(NotQueued);
         }
-        self.tx.send(Outbound::Frame(frame)).map_err(|_| {
+        self.queue.push(Outbound::Frames(frames)).inspect_err(|_| {
             self.queued.fetch_sub(len, Ordering::Relaxed);
-            NotQueued
         })
-    }
-
-    /// Queues a ping; it does not count against the bound.
-    pub(crate) fn push_ping(&self) -> Result<(), NotQueued> {
-        self.tx.send(Outbound::Ping).map_err(|_| NotQueued)
     }
 
     /// Queues a close after whatever is already queued.
@@ -121,7 +215,7 @@ impl Outbox {
             code: CloseCode::from(code),
             reason: reason.into(),
         };
-        self.tx.send(Outbound::Close(frame)).map_err(|_| NotQueued)
+        self.queue.push(Outbound::Close(frame))
     }
 
     /// Makes the connection close now with `code`, dropping what is queued.
@@ -167,28 +261,60 @@ impl Outbox {
     }
 }
 
-/// The writer's side of an [`Outbox`].
+/// The writer's side of an [`Outbox`]. Dropping it refuses further pushes
+/// and frees what is queued.
 #[derive(Debug)]
 pub(crate) struct OutboxReceiver {
-    rx: mpsc::UnboundedReceiver<Outbound>,
+    queue: Arc<Queue>,
 }
 
 impl OutboxReceiver {
     /// Waits for at least one item and takes up to `max` queued ones, so the
-    /// writer can send them in one flush. Returns 0 when every sender is gone.
+    /// writer can send them in one flush. Returns how many it took.
     pub(crate) async fn recv_batch(&mut self, batch: &mut Vec<Outbound>, max: usize) -> usize {
-        self.rx.recv_many(batch, max).await
+        poll_fn(|cx| {
+            let taken = self.take(batch, max);
+            if taken > 0 {
+                return Poll::Ready(taken);
+            }
+            // Registered before looking again, so a push between the two
+            // looks is not missed.
+            self.queue.waker.register(cx.waker());
+            match self.take(batch, max) {
+                0 => Poll::Pending,
+                taken => Poll::Ready(taken),
+            }
+        })
+        .await
+    }
+
+    fn take(&self, batch: &mut Vec<Outbound>, max: usize) -> usize {
+        let before = batch.len();
+        while batch.len() - before < max {
+            match self.queue.items.pop() {
+                Some(item) => batch.push(item),
+                None => break,
+            }
+        }
+        batch.len() - before
     }
 
     /// Takes one queued item without waiting.
     pub(crate) fn try_recv(&mut self) -> Option<Outbound> {
-        self.rx.try_recv().ok()
+        self.queue.items.pop()
     }
 
     /// Whether nothing is queued (tests only).
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.queue.items.is_empty()
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        self.queue.closed.store(true, Ordering::Release);
+        while self.queue.items.pop().is_some() {}
     }
 }
 
@@ -242,6 +368,94 @@ mod tests {
         outbox.written(10);
         assert_eq!(outbox.queued_bytes(), 0);
         assert!(!outbox.terminated().is_cancelled());
+    }
+
+    fn frames(parts: &[&'static str]) -> Frames {
+        Frames::many(
+            parts
+                .iter()
+                .map(|p| Bytes::from_static(p.as_bytes()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_run_of_frames_is_one_item_and_counts_all_its_bytes() {
+        let run = frames(&["ab", "cde", "f"]);
+        assert_eq!((run.count(), run.bytes()), (3, 6));
+        assert!(
+            matches!(frames(&["x"]), Frames::One(_)),
+            "one frame needs no run"
+        );
+        let (outbox, mut rx, counters) = outbox(8, SlowConsumerPolicy::Drop);
+        assert!(outbox.push(run.clone()).is_ok());
+        assert_eq!(outbox.queued_bytes(), 6);
+        // Over the bound: the whole run is dropped, each frame counted.
+        assert_eq!(outbox.push(run), Err(NotQueued));
+        assert_eq!(Stats::read(&counters).dropped_messages, 3);
+        let item = rx.try_recv().expect("queued");
+        assert_eq!(item.frames().concat(), b"abcdef");
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn nothing_is_queued_once_the_receiver_is_gone() {
+        let (outbox, rx, _) = outbox(100, SlowConsumerPolicy::Close);
+        assert!(
+            outbox
+                .push(Bytes::from_static(b"kept until the drop"))
+                .is_ok()
+        );
+        drop(rx);
+        assert_eq!(outbox.push(Bytes::from_static(b"late")), Err(NotQueued));
+        assert_eq!(outbox.push_close(1000, "bye"), Err(NotQueued));
+        assert!(
+            outbox.queue.items.is_empty(),
+            "the drop freed what was queued"
+        );
+        assert!(
+            !outbox.terminated().is_cancelled(),
+            "a closed queue is not a slow one"
+        );
+    }
+
+    #[test]
+    fn a_waiting_receiver_wakes_for_a_push_from_another_thread() {
+        let (outbox, mut rx, _) = outbox(1 << 20, SlowConsumerPolicy::Close);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let pusher = std::thread::spawn(move || {
+            for i in 0..10_000u32 {
+                if i % 1000 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                outbox.push(Bytes::from(i.to_be_bytes().to_vec())).unwrap();
+            }
+            outbox
+        });
+        let mut batch = Vec::new();
+        let mut seen = 0u32;
+        rt.block_on(async {
+            while seen < 10_000 {
+                let wait = rx.recv_batch(&mut batch, 64);
+                let taken = tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+                    .await
+                    .expect("woken");
+                assert!((1..=64).contains(&taken));
+                for item in batch.drain(..) {
+                    assert_eq!(item.frames()[0][..], seen.to_be_bytes(), "in order");
+                    seen += 1;
+                }
+            }
+        });
+        let outbox = pusher.join().unwrap();
+        assert_eq!(
+            outbox.queued_bytes(),
+            40_000,
+            "the writer reports what it wrote"
+        );
     }
 
     #[test]

@@ -708,7 +708,7 @@ fn deliver(registry: &Registry, node_id: u64, data: &[Value]) {
         return;
     }
     let frame = crate::frame::text(&envelope.message);
-    registry.fan_out(&envelope.group_id, &frame, &[]);
+    registry.fan_out(&envelope.group_id, &frame.into(), &[]);
 }
 
 #[cfg(test)]

@@ -16,11 +16,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use crate::outbound::Outbox;
+use crate::outbound::{Frames, Outbox};
 
 /// A node-local connection id, unique for the node's lifetime.
 pub type ConnId = u64;
@@ -293,14 +292,14 @@ impl Registry {
     /// every local member of `group` whose id is not in `exclude`. The
     /// frame's bytes are shared by all of them. Returns how many members it
     /// was queued for.
-    pub(crate) fn fan_out(&self, group: &str, frame: &Bytes, exclude: &[ConnId]) -> usize {
+    pub(crate) fn fan_out(&self, group: &str, frames: &Frames, exclude: &[ConnId]) -> usize {
         let shard = self.group_shard(group).lock();
         let Some(members) = shard.get(group) else {
             return 0;
         };
         let mut queued = 0;
         for (id, conn) in members {
-            if !exclude.contains(id) && conn.outbox.push(frame.clone()).is_ok() {
+            if !exclude.contains(id) && conn.outbox.push(frames.clone()).is_ok() {
                 queued += 1;
             }
         }
@@ -388,7 +387,7 @@ mod tests {
         let (b, rb) = conn(2);
         registry.join(&a, &group("g")).unwrap();
         registry.join(&b, &group("g")).unwrap();
-        let frame = crate::frame::text("hi");
+        let frame = crate::frame::text("hi").into();
         assert_eq!(registry.fan_out("g", &frame, &[2]), 1);
         assert_eq!(registry.fan_out("nobody", &frame, &[]), 0);
         let mut batch = Vec::new();

@@ -264,3 +264,59 @@ async fn a_burst_of_commands_is_handled_in_full_and_in_order() {
     assert_eq!(node.handle().stats().messages_in, 1000 + 4);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_mixing_groups_and_commands_keeps_every_members_order() {
+    // Runs of sends to one group are delivered to the members together;
+    // what comes between runs (a send to another group, a bad command) must
+    // keep its place in each member's stream.
+    use futures_util::SinkExt;
+    let node = local_node().await;
+    let addr = node.addresses().websocket;
+    let mut sender = Client::connect(addr).await;
+    let mut only_a = Client::connect(addr).await;
+    sender.join("a").await;
+    sender.join("b").await;
+    only_a.join("a").await;
+    sender.sync().await;
+    only_a.sync().await;
+    let out_before = node.handle().stats().messages_out;
+    // What the sender must see, in order; `None` is an error reply.
+    let mut expected = Vec::new();
+    for i in 0..300 {
+        let send = |group: &str, text: &str| {
+            Message::text(format!(
+                r#"{{"cmd":"send_to_group","group_id":"{group}","message":"{text}"}}"#
+            ))
+        };
+        sender.ws.feed(send("a", &format!("a{i}"))).await.unwrap();
+        expected.push(Some(format!("a{i}")));
+        if i % 7 == 0 {
+            sender.ws.feed(send("b", &format!("b{i}"))).await.unwrap();
+            expected.push(Some(format!("b{i}")));
+        }
+        if i % 50 == 0 {
+            sender.ws.feed(Message::text("{")).await.unwrap();
+            expected.push(None);
+        }
+    }
+    sender.ws.flush().await.unwrap();
+    for want in &expected {
+        match want {
+            Some(text) => assert_eq!(&sender.recv_text().await, text),
+            None => assert_eq!(sender.recv_error_code().await, "not_json"),
+        }
+    }
+    for i in 0..300 {
+        assert_eq!(only_a.recv_text().await, format!("a{i}"));
+    }
+    sender.expect_nothing().await;
+    only_a.expect_nothing().await;
+    let to_b = (0..300).filter(|i| i % 7 == 0).count() as u64;
+    assert_eq!(
+        node.handle().stats().messages_out - out_before,
+        2 * 300 + to_b,
+        "every delivery counted once"
+    );
+    node.stop().await;
+}

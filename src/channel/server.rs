@@ -183,18 +183,12 @@ async fn serve_client(
         tokio::select! {
             biased;
             _ = terminate.cancelled() => break,
-            n = outbox_rx.recv_batch(&mut batch, 256) => {
-                if n == 0 {
-                    break;
-                }
-                let written: usize = batch.iter().map(|item| match item {
-                    Outbound::Frame(frame) => frame.len(),
-                    Outbound::Ping | Outbound::Close(_) => 0,
-                }).sum();
+            _ = outbox_rx.recv_batch(&mut batch, 256) => {
+                let written: usize = batch.iter().map(Outbound::bytes).sum();
                 let write_all = async {
                     for item in batch.drain(..) {
-                        if let Outbound::Frame(frame) = item {
-                            writer.write_all(&frame).await?;
+                        for frame in item.frames() {
+                            writer.write_all(frame).await?;
                         }
                     }
                     writer.flush().await
