@@ -161,6 +161,14 @@ struct Session {
     close_code: Option<u16>,
 }
 
+/// What became of the client messages handled in a row.
+enum Handled {
+    /// Handled here; what the session does next.
+    Done(Next),
+    /// A message for the host, to push before reading more.
+    ForHost(HostEvent),
+}
+
 /// What the session does after a step.
 enum Next {
     Continue,
@@ -175,7 +183,9 @@ enum Next {
 
 impl Session {
     async fn run(&mut self, target: RequestTarget) {
-        let mut batch = Vec::with_capacity(16);
+        // Allocated on first use: a connection that is never sent anything
+        // carries no batch buffer.
+        let mut batch = Vec::new();
         // The first and last steps are boxed: they run once, and unboxed
         // their state would size every idle connection's task.
         let next = match Box::pin(self.introduce(target, &mut batch)).await {
@@ -251,7 +261,11 @@ impl Session {
 
     /// The main loop: client frames in, queued frames out, pings on time.
     async fn serve(&mut self, batch: &mut Vec<Outbound>) -> Next {
-        let terminated = self.conn.outbox.terminated().clone();
+        let token = self.conn.outbox.terminated().clone();
+        // One wait for the whole loop (not one per turn): it registers with
+        // the token once and takes no space per select below.
+        let terminated = token.cancelled();
+        tokio::pin!(terminated);
         let limits = &self.shared.limits;
         let (ping_interval, idle_timeout) = (limits.ping_interval, limits.idle_timeout);
         let mut heartbeat = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
@@ -260,7 +274,7 @@ impl Session {
         loop {
             let next = tokio::select! {
                 biased;
-                _ = terminated.cancelled() => Next::Terminate,
+                _ = &mut terminated => Next::Terminate,
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() >= idle_timeout {
                         Counters::add(&self.shared.counters.heartbeat_timeouts, 1);
@@ -278,19 +292,25 @@ impl Session {
                                 Ok(()) => Next::Continue,
                                 Err(_) => Next::End,
                             },
-                            _ = terminated.cancelled() => Next::Terminate,
+                            _ = &mut terminated => Next::Terminate,
                         }
                     }
                 }
                 _ = self.outbox_rx.recv_batch(batch, WRITE_BATCH) => {
                     tokio::select! {
                         next = self.write_batch(batch) => next,
-                        _ = terminated.cancelled() => Next::Terminate,
+                        _ = &mut terminated => Next::Terminate,
                     }
                 }
                 incoming = self.ws.next() => {
                     last_heard = Instant::now();
-                    self.on_incoming(incoming).await
+                    match self.on_incoming(incoming) {
+                        Handled::Done(next) => next,
+                        Handled::ForHost(event) => {
+                            self.push_to_host(event).await;
+                            Next::Continue
+                        }
+                    }
                 }
             };
             if !matches!(next, Next::Continue) {
@@ -326,12 +346,22 @@ impl Session {
     /// Handles what the read side produced, then the messages that are
     /// already buffered (up to [`READ_BATCH`]), so that the replies and
     /// deliveries they cause leave in one write rather than one each.
-    async fn on_incoming(&mut self, mut incoming: Option<Result<Message, WsError>>) -> Next {
+    ///
+    /// Synchronous, so the connection's task carries no state for it while
+    /// it waits; a message for the host ends the run and is handed back to
+    /// be pushed (the rest stays buffered for the next turn).
+    fn on_incoming(&mut self, mut incoming: Option<Result<Message, WsError>>) -> Handled {
         let mut sends = GroupSends::default();
         let mut handled = 0;
         let next = loop {
             let next = match incoming {
-                Some(Ok(message)) => self.on_message(message, &mut sends).await,
+                Some(Ok(message)) => match self.on_message(message, &mut sends) {
+                    Handled::Done(next) => next,
+                    for_host @ Handled::ForHost(_) => {
+                        sends.deliver(&self.shared);
+                        return for_host;
+                    }
+                },
                 Some(Err(error)) => {
                     sends.deliver(&self.shared);
                     self.on_read_error(error)
@@ -350,12 +380,20 @@ impl Session {
             }
         };
         sends.deliver(&self.shared);
-        next
+        Handled::Done(next)
+    }
+
+    /// Hands a client message to the host, waiting while its queue is full.
+    async fn push_to_host(&self, event: HostEvent) {
+        if let Some(host) = &self.shared.host {
+            // Boxed so that the idle task does not carry its state.
+            Box::pin(host.push(event, &self.shared.shutdown)).await;
+        }
     }
 
     /// Routes a client message: built-in commands are handled here; what
     /// is not one goes to the host when it listens, else gets an error reply.
-    async fn on_message(&mut self, message: Message, sends: &mut GroupSends) -> Next {
+    fn on_message(&mut self, message: Message, sends: &mut GroupSends) -> Handled {
         let shared = self.shared.clone();
         let to_host = shared
             .host
@@ -371,18 +409,18 @@ impl Session {
             // (for the host's close event) whether or not built-ins are on.
             Message::Close(frame) => {
                 self.close_code = Some(frame.as_ref().map_or(1005, |f| f.code.into()));
-                return Next::Continue;
+                return Handled::Done(Next::Continue);
             }
             _ if !shared.host_config.builtin_commands => Err(None),
             Message::Text(text) => parse_command(text.as_str(), max_group).map_err(Some),
             Message::Binary(data) => parse_binary_command(data, max_group).map_err(Some),
             // Pings are answered by tungstenite.
-            _ => return Next::Continue,
+            _ => return Handled::Done(Next::Continue),
         };
         let command = match command {
             Ok(Command::SendToGroup { group, message }) => {
                 sends.add(&shared, group, &message);
-                return Next::Continue;
+                return Handled::Done(Next::Continue);
             }
             other => other,
         };
@@ -405,22 +443,15 @@ impl Session {
                 let payload = match message {
                     Message::Text(text) => Payload::Text(text.as_str().to_owned()),
                     Message::Binary(data) => Payload::Binary(data.to_vec()),
-                    _ => return Next::Continue,
+                    _ => return Handled::Done(Next::Continue),
                 };
-                if let Some(host) = to_host {
-                    // Boxed so that the idle task does not carry its state.
-                    Box::pin(host.push(
-                        HostEvent::Message {
-                            conn: self.conn.id,
-                            payload,
-                        },
-                        &shared.shutdown,
-                    ))
-                    .await;
-                }
+                return Handled::ForHost(HostEvent::Message {
+                    conn: self.conn.id,
+                    payload,
+                });
             }
         }
-        Next::Continue
+        Handled::Done(Next::Continue)
     }
 
     fn execute(&self, command: Command) {

@@ -229,7 +229,7 @@ impl Node {
             // tungstenite allocates its read buffer eagerly, per connection,
             // and zero-fills it before every read: keep it small (it grows
             // for a large message, read in steps of this size).
-            .read_buffer_size(1024)
+            .read_buffer_size(512)
             // Data frames bypass tungstenite's writer (see `crate::frame`);
             // the control frames it still writes go out at once.
             .write_buffer_size(0)

@@ -306,3 +306,48 @@ fn server_dispatches_on_one_host_thread_and_stop_from_a_callback_returns() {
     assert_eq!(kinds, ["hello", "stop", "close Some(1001)"]);
     assert!(!server.lock().is_running());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_mixing_host_messages_and_sends_loses_and_reorders_nothing() {
+    // Messages for the host end a run of buffered commands; the rest of the
+    // burst must still be handled, each stream (deliveries, host events) in
+    // the order the client sent it.
+    use futures_util::SinkExt;
+    let node = host_node(HostConfig {
+        message_events: true,
+        ..HostConfig::default()
+    })
+    .await;
+    let events = node.handle().events().unwrap().clone();
+    let mut client = Client::connect(node.addresses().websocket).await;
+    client.join("g").await;
+    client.sync().await;
+    for i in 0..500 {
+        let text = match i % 5 {
+            0 => format!("host {i}"),
+            _ => format!(r#"{{"cmd":"send_to_group","group_id":"g","message":"m{i}"}}"#),
+        };
+        client.ws.feed(Message::text(text)).await.unwrap();
+    }
+    client.ws.flush().await.unwrap();
+    for i in (0..500).filter(|i| i % 5 != 0) {
+        assert_eq!(client.recv_text().await, format!("m{i}"));
+    }
+    let mut host_texts = Vec::new();
+    while host_texts.len() < 100 {
+        match next_event(&events).await {
+            HostEvent::Message {
+                payload: Payload::Text(text),
+                ..
+            } => host_texts.push(text),
+            other => panic!("{other:?}"),
+        }
+    }
+    let expected: Vec<String> = (0..500)
+        .filter(|i| i % 5 == 0)
+        .map(|i| format!("host {i}"))
+        .collect();
+    assert_eq!(host_texts, expected);
+    client.expect_nothing().await;
+    node.stop().await;
+}
