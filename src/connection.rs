@@ -417,17 +417,12 @@ impl Session {
             // Pings are answered by tungstenite.
             _ => return Handled::Done(Next::Continue),
         };
-        let command = match command {
-            Ok(Command::SendToGroup { group, message }) => {
-                sends.add(&shared, group, &message);
-                return Handled::Done(Next::Continue);
-            }
-            other => other,
-        };
-        // Whatever this message causes comes after the sends before it.
-        sends.deliver(&shared);
+        if command.is_err() {
+            // What this message causes comes after the sends before it.
+            sends.deliver(&shared);
+        }
         match command {
-            Ok(command) => self.execute(command),
+            Ok(command) => self.execute(command, sends),
             Err(error)
                 if error.as_ref().is_some_and(ProtocolError::is_builtin) || to_host.is_none() =>
             {
@@ -454,19 +449,22 @@ impl Session {
         Handled::Done(Next::Continue)
     }
 
-    fn execute(&self, command: Command) {
+    /// Runs a built-in command. Sends join the run in `sends`; any other
+    /// command first delivers that run, so that (for instance) a member
+    /// leaving right after a send still gets it.
+    fn execute(&self, command: Command, sends: &mut GroupSends) {
         let shared = &self.shared;
         match command {
+            Command::SendToGroup { group, message } => sends.add(shared, group, &message),
             Command::AddGroup(group) => {
+                sends.deliver(shared);
                 if let Err(error) = shared.registry.join(&self.conn, &group) {
                     self.reply(error_reply("join_refused", &error.to_string()));
                 }
             }
             Command::LeaveGroup(group) => {
+                sends.deliver(shared);
                 shared.registry.leave(&self.conn, group.as_str());
-            }
-            Command::SendToGroup { group, message } => {
-                shared.send_to_group(group.as_str(), &message, &[]);
             }
         }
     }

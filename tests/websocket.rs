@@ -320,3 +320,36 @@ async fn a_burst_mixing_groups_and_commands_keeps_every_members_order() {
     );
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_in_a_burst_take_effect_exactly_where_they_stand() {
+    // Sends read in a row are delivered together, but never across a join
+    // or a leave: a message sent before a leave still arrives, one sent
+    // before a join does not, one sent after a join does.
+    use futures_util::SinkExt;
+    let node = local_node().await;
+    let mut client = Client::connect(node.addresses().websocket).await;
+    client.join("g").await;
+    client.sync().await;
+    let send = |group: &str, text: &str| {
+        Message::text(format!(
+            r#"{{"cmd":"send_to_group","group_id":"{group}","message":"{text}"}}"#
+        ))
+    };
+    let frames = [
+        send("g", "before leave"),
+        Message::text(r#"{"cmd":"leave_group","group_id":"g"}"#),
+        send("g", "after leave"),
+        send("h", "before join"),
+        Message::text(r#"{"cmd":"add_group","group_id":"h"}"#),
+        send("h", "after join"),
+    ];
+    for frame in frames {
+        client.ws.feed(frame).await.unwrap();
+    }
+    client.ws.flush().await.unwrap();
+    assert_eq!(client.recv_text().await, "before leave");
+    assert_eq!(client.recv_text().await, "after join");
+    client.expect_nothing().await;
+    node.stop().await;
+}
