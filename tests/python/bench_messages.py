@@ -1,7 +1,7 @@
 """Messages per second a groupcast server takes from clients, handled by
 the built-in commands or handed to a Python ``on_message``.
 
-    python tests/python/bench_messages.py [--messages N] [--clients C] [--workers W]
+    python tests/python/bench_messages.py [--messages N] [--clients C] [--workers W] [--json FILE]
 
 Clients are raw sockets that send pre-encoded (masked) websocket frames with
 one ``sendall`` each, so the client side costs almost nothing and the figure
@@ -14,6 +14,10 @@ message handled:
   off) that only compares the data to an end marker.
 - python echo: the same, with ``server.send(conn, data)`` back to the
   sender; done when every echo came back.
+
+``--json FILE`` also writes the settings and each run's messages/s (or
+``failed`` with the reason) as one JSON object, for benches/run.py. A run
+that fails is reported and the others still run; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import json
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -81,7 +86,7 @@ def blast(socks: list[socket.socket], blobs: list[bytes], reply_bytes: int) -> N
         thread.join()
 
 
-def run(kind: str, messages: int, clients: int, workers: int) -> float:
+def run(kind: str, messages: int, clients: int, workers: int) -> tuple[int, float]:
     per_client = messages // clients
     server = groupcast.Server("127.0.0.1:0", workers=workers, builtin_commands=(kind == "builtin"))
     done = threading.Event()
@@ -133,19 +138,41 @@ def run(kind: str, messages: int, clients: int, workers: int) -> float:
         elapsed = time.perf_counter() - started
         for sock in socks:
             sock.close()
-    return per_client * clients / elapsed
+    return per_client * clients, per_client * clients / elapsed
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
     args = parser.parse_args()
+    report: dict = dict(
+        messages=args.messages,
+        clients=args.clients,
+        workers=args.workers,
+        python=sys.version.split()[0],
+        runs=[],
+    )
+    failed = False
     for kind in ("builtin", "python no-op", "python echo"):
-        rate = run(kind, args.messages, args.clients, args.workers)
-        print(f"{kind:14} {rate:12,.0f} messages/s")
+        entry: dict = dict(kind=kind, load1=os.getloadavg()[0])
+        try:
+            count, rate = run(kind, args.messages, args.clients, args.workers)
+        except Exception as error:  # one failed run should not hide the others
+            failed = True
+            entry["failed"] = f"{type(error).__name__}: {error}"
+            print(f"{kind:14} failed: {entry['failed']}")
+        else:
+            entry.update(messages=count, messages_per_s=rate)
+            print(f"{kind:14} {rate:12,.0f} messages/s")
+        report["runs"].append(entry)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(report, out, indent=1)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
