@@ -165,7 +165,8 @@ struct Session {
 enum Handled {
     /// Handled here; what the session does next.
     Done(Next),
-    /// A message for the host, to push before reading more.
+    /// A message for the host, whose queue is full: wait for room before
+    /// reading more.
     ForHost(HostEvent),
 }
 
@@ -348,8 +349,9 @@ impl Session {
     /// deliveries they cause leave in one write rather than one each.
     ///
     /// Synchronous, so the connection's task carries no state for it while
-    /// it waits; a message for the host ends the run and is handed back to
-    /// be pushed (the rest stays buffered for the next turn).
+    /// it waits; a message for a host whose queue is full ends the run and
+    /// is handed back to be pushed (the rest stays buffered for the next
+    /// turn).
     fn on_incoming(&mut self, mut incoming: Option<Result<Message, WsError>>) -> Handled {
         let mut sends = GroupSends::default();
         let mut handled = 0;
@@ -440,10 +442,17 @@ impl Session {
                     Message::Binary(data) => Payload::Binary(data.to_vec()),
                     _ => return Handled::Done(Next::Continue),
                 };
-                return Handled::ForHost(HostEvent::Message {
+                let event = HostEvent::Message {
                     conn: self.conn.id,
                     payload,
-                });
+                };
+                // Queued at once when the host keeps up; only a full queue
+                // ends the run, to wait for room.
+                if let Some(host) = to_host
+                    && let Err(event) = host.try_push(event)
+                {
+                    return Handled::ForHost(event);
+                }
             }
         }
         Handled::Done(Next::Continue)

@@ -200,6 +200,22 @@ impl HostEvents {
         }
     }
 
+    /// Queues an event if there is room, without waiting; gives it back
+    /// when the queue is full (the caller then waits with [`Self::push`]).
+    /// Like `push`, drops it when the queue is closed.
+    pub(crate) fn try_push(&self, event: HostEvent) -> Result<(), HostEvent> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Ok(());
+        }
+        if state.events.len() >= self.capacity {
+            return Err(event);
+        }
+        state.events.push_back(event);
+        self.signal(&mut state);
+        Ok(())
+    }
+
     /// Queues an event even when full: for the few events of a connection's
     /// end, which must not wait (the node may be stopping).
     pub(crate) fn push_now(&self, event: HostEvent) {

@@ -309,12 +309,23 @@ fn server_dispatches_on_one_host_thread_and_stop_from_a_callback_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_mixing_host_messages_and_sends_loses_and_reorders_nothing() {
-    // Messages for the host end a run of buffered commands; the rest of the
-    // burst must still be handled, each stream (deliveries, host events) in
-    // the order the client sent it.
+    burst_with_host_messages(HostConfig::default().queue_capacity).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_into_a_full_host_queue_waits_and_loses_nothing() {
+    burst_with_host_messages(4).await;
+}
+
+/// A client sends 500 messages in one burst, every fifth for the host and
+/// the others `send_to_group` to a group it is in. Each stream (deliveries,
+/// host events) must arrive whole and in the order the client sent it,
+/// whether the host queue has room or fills up and makes the reader wait.
+async fn burst_with_host_messages(queue_capacity: usize) {
     use futures_util::SinkExt;
     let node = host_node(HostConfig {
         message_events: true,
+        queue_capacity,
         ..HostConfig::default()
     })
     .await;
@@ -322,6 +333,20 @@ async fn a_burst_mixing_host_messages_and_sends_loses_and_reorders_nothing() {
     let mut client = Client::connect(node.addresses().websocket).await;
     client.join("g").await;
     client.sync().await;
+    // The host drains its queue as a host thread would, meanwhile.
+    let host = tokio::spawn(async move {
+        let mut texts = Vec::new();
+        while texts.len() < 100 {
+            match next_event(&events).await {
+                HostEvent::Message {
+                    payload: Payload::Text(text),
+                    ..
+                } => texts.push(text),
+                other => panic!("{other:?}"),
+            }
+        }
+        texts
+    });
     for i in 0..500 {
         let text = match i % 5 {
             0 => format!("host {i}"),
@@ -333,21 +358,11 @@ async fn a_burst_mixing_host_messages_and_sends_loses_and_reorders_nothing() {
     for i in (0..500).filter(|i| i % 5 != 0) {
         assert_eq!(client.recv_text().await, format!("m{i}"));
     }
-    let mut host_texts = Vec::new();
-    while host_texts.len() < 100 {
-        match next_event(&events).await {
-            HostEvent::Message {
-                payload: Payload::Text(text),
-                ..
-            } => host_texts.push(text),
-            other => panic!("{other:?}"),
-        }
-    }
     let expected: Vec<String> = (0..500)
         .filter(|i| i % 5 == 0)
         .map(|i| format!("host {i}"))
         .collect();
-    assert_eq!(host_texts, expected);
+    assert_eq!(host.await.unwrap(), expected);
     client.expect_nothing().await;
     node.stop().await;
 }
