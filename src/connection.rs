@@ -36,7 +36,7 @@ use crate::stats::Counters;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Most client messages handled in a row before queued frames are written.
-const READ_BATCH: usize = 64;
+const READ_BATCH: usize = 256;
 
 /// Most queued items written per flush; bounds how long the writer keeps
 /// the task away from reading.
@@ -544,7 +544,7 @@ impl Session {
 }
 
 /// Most frames handed to the kernel in one vectored write.
-const IOV_BATCH: usize = 64;
+const IOV_BATCH: usize = 256;
 
 /// Writes the frames of `items` (a close among them is skipped) to the
 /// socket, up to [`IOV_BATCH`] frames per syscall, and returns the bytes
