@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::{ChannelClient, ChannelEvent};
 use crate::host::{HostEvent, HostEvents};
+use crate::outbound::{FinishedRun, FrameRun};
 use crate::redis_bus::RedisBus;
 use crate::registry::{Interest, Registry};
 
@@ -84,6 +85,7 @@ pub(crate) async fn run_channel_bus(
     mut events: mpsc::UnboundedReceiver<ChannelEvent>,
     shutdown: CancellationToken,
 ) {
+    let mut batch = Vec::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -96,11 +98,23 @@ pub(crate) async fn run_channel_bus(
                 }
                 None => return,
             },
-            event = events.recv() => match event {
-                Some(event) if event.channel.starts_with(GROUP_CHANNEL_PREFIX) => {
-                    deliver(&registry, node_id, &event);
+            received = events.recv_many(&mut batch, EVENT_BATCH) => {
+                if received == 0 {
+                    return;
                 }
-                Some(event) => {
+                // Consecutive messages for one group reach its members as one
+                // run, as a local sender's burst does.
+                let mut run = FrameRun::<String>::default();
+                for event in batch.drain(..) {
+                    if event.channel.starts_with(GROUP_CHANNEL_PREFIX) {
+                        if let Some(finished) = add_to_run(&mut run, node_id, &event) {
+                            deliver(&registry, finished);
+                        }
+                        continue;
+                    }
+                    if let Some(finished) = run.finish() {
+                        deliver(&registry, finished);
+                    }
                     if let Some(host) = &host {
                         host.push(HostEvent::Channel {
                             channel: event.channel,
@@ -109,22 +123,35 @@ pub(crate) async fn run_channel_bus(
                         .await;
                     }
                 }
-                None => return,
-            },
+                if let Some(finished) = run.finish() {
+                    deliver(&registry, finished);
+                }
+            }
         }
     }
 }
 
-/// Delivers another node's group message to the local members.
-fn deliver(registry: &Registry, node_id: u64, event: &ChannelEvent) {
+/// Most channel events taken at once; consecutive ones for a group are
+/// delivered together.
+const EVENT_BATCH: usize = 256;
+
+/// Adds another node's group message to `run`; returns the run it ended.
+fn add_to_run(
+    run: &mut FrameRun<String>,
+    node_id: u64,
+    event: &ChannelEvent,
+) -> Option<FinishedRun<String>> {
     // Data that is not an envelope came from a foreign publisher; ignore it
     // rather than guess.
-    let Ok(envelope) = serde_json::from_str::<Envelope<'_>>(event.data.get()) else {
-        return;
-    };
+    let envelope = serde_json::from_str::<Envelope<'_>>(event.data.get()).ok()?;
     if envelope.node == node_id {
-        return;
+        return None;
     }
     let frame = crate::frame::text(&envelope.message);
-    registry.fan_out(&envelope.group_id, &frame.into(), &[]);
+    run.push(&*envelope.group_id, frame, envelope.message.len())
+}
+
+/// Delivers a run of other nodes' messages to the group's local members.
+fn deliver(registry: &Registry, (group, frames, _): FinishedRun<String>) {
+    registry.fan_out(&group, &frames, &[]);
 }

@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::host::{HostEvent, Payload};
 use crate::node::Shared;
-use crate::outbound::{Frames, Outbound, OutboxReceiver};
+use crate::outbound::{FrameRun, Outbound, OutboxReceiver};
 use crate::protocol::{Command, ProtocolError, error_reply, parse_binary_command, parse_command};
 use crate::registry::{Connection, GroupId};
 use crate::stats::Counters;
@@ -639,32 +639,21 @@ impl WritePosition {
 /// together at the end of the run, so a burst costs each member one queue
 /// push and one wake-up rather than one per message.
 #[derive(Default)]
-struct GroupSends {
-    group: Option<GroupId>,
-    frames: Vec<Bytes>,
-    text_bytes: usize,
-}
+struct GroupSends(FrameRun<GroupId>);
 
 impl GroupSends {
     fn add(&mut self, shared: &Shared, group: GroupId, text: &str) {
-        if self.group.as_ref().is_some_and(|pending| *pending != group) {
-            self.deliver(shared);
-        }
         shared.bus.publish(group.as_str(), text);
-        self.frames.push(crate::frame::text(text));
-        self.text_bytes += text.len();
-        self.group = Some(group);
+        let finished = self.0.push(&group, crate::frame::text(text), text.len());
+        if let Some((group, frames, text_bytes)) = finished {
+            shared.deliver_local(group.as_str(), &frames, text_bytes);
+        }
     }
 
     /// Delivers the pending run to the local members.
     fn deliver(&mut self, shared: &Shared) {
-        if let Some(group) = self.group.take() {
-            let frames = Frames::many(std::mem::take(&mut self.frames));
-            shared.deliver_local(
-                group.as_str(),
-                &frames,
-                std::mem::take(&mut self.text_bytes),
-            );
+        if let Some((group, frames, text_bytes)) = self.0.finish() {
+            shared.deliver_local(group.as_str(), &frames, text_bytes);
         }
     }
 }
@@ -672,6 +661,7 @@ impl GroupSends {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::Frames;
 
     fn run(items: &[&[&'static str]]) -> Vec<Outbound> {
         items

@@ -81,6 +81,64 @@ impl From<Bytes> for Frames {
     }
 }
 
+/// Frames for one key (a group) collected in a row, to be queued to the
+/// group's members as one item: a burst then costs each member one push and
+/// one wake-up rather than one per message.
+#[derive(Debug)]
+pub(crate) struct FrameRun<K> {
+    key: Option<K>,
+    frames: Vec<Bytes>,
+    /// Payload bytes of the messages in the run, for the counters.
+    payload_bytes: usize,
+}
+
+impl<K> Default for FrameRun<K> {
+    fn default() -> Self {
+        FrameRun {
+            key: None,
+            frames: Vec::new(),
+            payload_bytes: 0,
+        }
+    }
+}
+
+/// A finished run: its key, its frames, and their payloads' total length.
+pub(crate) type FinishedRun<K> = (K, Frames, usize);
+
+impl<K> FrameRun<K> {
+    /// Appends `frame` (carrying `payload_len` bytes of message) for `key`.
+    /// When the run is for another key, it is finished first and handed
+    /// back, to be delivered before this frame.
+    pub(crate) fn push<Q>(
+        &mut self,
+        key: &Q,
+        frame: Bytes,
+        payload_len: usize,
+    ) -> Option<FinishedRun<K>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: ?Sized + PartialEq + ToOwned<Owned = K>,
+    {
+        let finished = match &self.key {
+            Some(current) if current.borrow() != key => self.finish(),
+            _ => None,
+        };
+        if self.key.is_none() {
+            self.key = Some(key.to_owned());
+        }
+        self.frames.push(frame);
+        self.payload_bytes += payload_len;
+        finished
+    }
+
+    /// Ends the run, if any.
+    pub(crate) fn finish(&mut self) -> Option<FinishedRun<K>> {
+        let key = self.key.take()?;
+        let frames = Frames::many(std::mem::take(&mut self.frames));
+        Some((key, frames, std::mem::take(&mut self.payload_bytes)))
+    }
+}
+
 /// What a connection's writer is asked to do, in queue order.
 #[derive(Debug)]
 pub(crate) enum Outbound {
@@ -396,6 +454,21 @@ mod tests {
         let item = rx.try_recv().expect("queued");
         assert_eq!(item.frames().concat(), b"abcdef");
         assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_run_ends_where_its_key_changes() {
+        let mut run = FrameRun::<String>::default();
+        let frame = |text: &'static str| Bytes::from_static(text.as_bytes());
+        assert!(run.push("a", frame("1"), 1).is_none());
+        assert!(run.push("a", frame("22"), 2).is_none());
+        let (key, frames, bytes) = run.push("b", frame("333"), 3).expect("a ends");
+        assert_eq!((key.as_str(), frames.count(), bytes), ("a", 2, 3));
+        assert_eq!(frames.as_slice().concat(), b"122");
+        let (key, frames, bytes) = run.finish().expect("b ends");
+        assert_eq!((key.as_str(), frames.count(), bytes), ("b", 1, 3));
+        assert!(matches!(frames, Frames::One(_)));
+        assert!(run.finish().is_none(), "nothing left");
     }
 
     #[test]

@@ -165,3 +165,57 @@ async fn embedded_channel_server_lets_a_second_node_join() {
     second.stop().await;
     first.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_across_nodes_arrives_whole_and_in_order_for_every_group() {
+    // Node B delivers consecutive messages for one group as one run; runs
+    // for interleaved groups must keep each member's order and lose nothing.
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let hub = channel_server("127.0.0.1:0").await;
+    let node_a = cluster_node(hub.local_addr()).await;
+    let node_b = cluster_node(hub.local_addr()).await;
+    let mut sender = Client::connect(node_a.addresses().websocket).await;
+    let mut in_both = Client::connect(node_b.addresses().websocket).await;
+    let mut in_x = Client::connect(node_b.addresses().websocket).await;
+    for group in ["x", "y"] {
+        in_both.join(group).await;
+    }
+    in_x.join("x").await;
+    in_both.sync().await;
+    in_x.sync().await;
+    eventually("node B subscribed to x and y", || {
+        hub.subscriber_count(&group_channel("x")) == 1
+            && hub.subscriber_count(&group_channel("y")) == 1
+    })
+    .await;
+    let mut expected_both = Vec::new();
+    let mut expected_x = Vec::new();
+    for i in 0..600 {
+        // Runs of 1 to 4 messages per group.
+        let group = if (i / (1 + i % 4)) % 2 == 0 { "x" } else { "y" };
+        let text = format!("{group}{i}");
+        let frame = serde_json::json!({"cmd": "send_to_group", "group_id": group, "message": text});
+        sender
+            .ws
+            .feed(Message::text(frame.to_string()))
+            .await
+            .unwrap();
+        expected_both.push(text.clone());
+        if group == "x" {
+            expected_x.push(text);
+        }
+    }
+    sender.ws.flush().await.unwrap();
+    for text in &expected_both {
+        assert_eq!(&in_both.recv_text().await, text);
+    }
+    for text in &expected_x {
+        assert_eq!(&in_x.recv_text().await, text);
+    }
+    in_both.expect_nothing().await;
+    in_x.expect_nothing().await;
+    node_a.stop().await;
+    node_b.stop().await;
+    hub.stop().await;
+}
