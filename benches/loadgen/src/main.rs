@@ -112,6 +112,11 @@ struct RunArgs {
     /// let the kernel choose), so ephemeral ports never run out.
     #[arg(long, default_value_t = 8)]
     src_ips: u8,
+    /// Extra connections that join groups nobody sends to, 10 per group:
+    /// a server's cost per delivery should not grow with them. Any message
+    /// one receives is reported as an error.
+    #[arg(long, default_value_t = 0)]
+    bystanders: usize,
     /// Idle mode: after measuring, grow to this many connections in total
     /// and check that the server holds them all.
     #[arg(long, default_value_t = 0)]
@@ -425,6 +430,8 @@ enum Role {
     MemberSender,
     /// Sends to its group without joining it.
     Sender,
+    /// Joins a group nobody sends to; must receive nothing.
+    Bystander,
 }
 
 struct ConnSpec {
@@ -452,10 +459,10 @@ async fn open_all(
             async move {
                 let ws = connect(&spec.url, spec.src).await?;
                 let (mut sink, stream) = ws.split();
-                let member = spec.role != Role::Sender;
-                if member {
+                if spec.role != Role::Sender {
                     sink.send(add_group(&group_name(spec.group))).await?;
                 }
+                let member = matches!(spec.role, Role::Member | Role::MemberSender);
                 tokio::spawn(read_loop(stream, counters, member));
                 Ok(Conn {
                     group: spec.group,
@@ -720,7 +727,7 @@ async fn barrier(
         // The first sender of each group, or its first member.
         let mut done = vec![false; groups];
         for conn in conns.iter_mut() {
-            if done[conn.group] {
+            if conn.role == Role::Bystander || done[conn.group] {
                 continue;
             }
             done[conn.group] = true;
@@ -785,6 +792,17 @@ async fn run(args: RunArgs) -> Result<u8> {
             });
             index += 1;
         }
+    }
+    // Bystanders' groups come after the measured ones, so no sender and no
+    // sync message ever reaches them.
+    for i in 0..args.bystanders {
+        specs.push(ConnSpec {
+            url: member_urls.next().unwrap().clone(),
+            group: groups + i / 10,
+            role: Role::Bystander,
+            src: source_ip(index, args.src_ips),
+        });
+        index += 1;
     }
     let bulk_members = groups * args.members;
     let total_conns = specs.len();
@@ -944,7 +962,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     let mut senders = Vec::new();
     let mut others = Vec::new();
     for conn in conns {
-        if conn.role == Role::Member {
+        if matches!(conn.role, Role::Member | Role::Bystander) {
             others.push(conn.sink);
         } else {
             senders.push((conn.group, conn.sink));
