@@ -38,6 +38,17 @@ pub(crate) struct Envelope<'a> {
     pub(crate) node: u64,
 }
 
+impl<'a> Envelope<'a> {
+    /// Reads another node's group message; `None` for this node's own
+    /// publications and for data that is not an envelope (a foreign
+    /// publisher's: ignored rather than guessed at).
+    pub(crate) fn from_other_node(data: &'a [u8], node_id: u64) -> Option<Self> {
+        serde_json::from_slice::<Envelope<'a>>(data)
+            .ok()
+            .filter(|envelope| envelope.node != node_id)
+    }
+}
+
 /// A node's way out to other nodes.
 pub(crate) enum Bus {
     /// A single node: nothing leaves the process.
@@ -141,12 +152,7 @@ fn add_to_run(
     node_id: u64,
     event: &ChannelEvent,
 ) -> Option<FinishedRun<String>> {
-    // Data that is not an envelope came from a foreign publisher; ignore it
-    // rather than guess.
-    let envelope = serde_json::from_str::<Envelope<'_>>(event.data.get()).ok()?;
-    if envelope.node == node_id {
-        return None;
-    }
+    let envelope = Envelope::from_other_node(event.data.get().as_bytes(), node_id)?;
     let frame = crate::frame::text(&envelope.message);
     run.push(&*envelope.group_id, frame, envelope.message.len())
 }
@@ -154,4 +160,28 @@ fn add_to_run(
 /// Delivers a run of other nodes' messages to the group's local members.
 fn deliver(registry: &Registry, (group, frames, _): FinishedRun<String>) {
     registry.fan_out(&group, &frames, &[]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_other_nodes_envelopes_are_delivered() {
+        let data = br#"{"group_id":"g","message":"hi \"you\"","node":7}"#;
+        let envelope = Envelope::from_other_node(data, 1).expect("another node's");
+        assert_eq!(
+            (&*envelope.group_id, &*envelope.message),
+            ("g", "hi \"you\"")
+        );
+        assert!(Envelope::from_other_node(data, 7).is_none(), "our own");
+        assert!(
+            Envelope::from_other_node(b"\"just text\"", 1).is_none(),
+            "foreign"
+        );
+        assert!(
+            Envelope::from_other_node(b"{\"node\":1}", 2).is_none(),
+            "incomplete"
+        );
+    }
 }

@@ -169,33 +169,19 @@ impl HostEvents {
     /// cancelled it stops waiting and queues the event anyway (a host thread
     /// that is itself stopping the node must not deadlock with it). Returns
     /// at once, dropping the event, when the queue is closed.
-    pub(crate) async fn push(&self, event: HostEvent, stopping: &CancellationToken) {
-        let mut event = Some(event);
+    pub(crate) async fn push(&self, mut event: HostEvent, stopping: &CancellationToken) {
         loop {
+            // Enabled before trying, so room made in between is not missed.
             let room = self.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            {
-                let mut state = self.state.lock();
-                if state.closed {
-                    return;
-                }
-                if state.events.len() < self.capacity {
-                    if let Some(event) = event.take() {
-                        state.events.push_back(event);
-                    }
-                    self.signal(&mut state);
-                    return;
-                }
+            match self.try_push(event) {
+                Ok(()) => return,
+                Err(full) => event = full,
             }
             tokio::select! {
                 _ = room => {}
-                _ = stopping.cancelled() => {
-                    if let Some(event) = event.take() {
-                        self.push_now(event);
-                    }
-                    return;
-                }
+                _ = stopping.cancelled() => return self.push_now(event),
             }
         }
     }

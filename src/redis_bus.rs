@@ -699,14 +699,9 @@ fn deliver(registry: &Registry, node_id: u64, data: &[Value]) {
     let Some(Value::BulkString(payload)) = data.last() else {
         return;
     };
-    // Data that is not an envelope came from a foreign publisher; ignore it
-    // rather than guess.
-    let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(payload) else {
+    let Some(envelope) = Envelope::from_other_node(payload, node_id) else {
         return;
     };
-    if envelope.node == node_id {
-        return;
-    }
     let frame = crate::frame::text(&envelope.message);
     registry.fan_out(&envelope.group_id, &frame.into(), &[]);
 }

@@ -26,26 +26,20 @@ pub async fn local_node() -> Node {
 
 /// A node joining the channel server at `channel`.
 pub async fn cluster_node(channel: SocketAddr) -> Node {
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        channel: Some(channel.to_string()),
-        channel_listen: None,
-        ..Config::default()
-    };
-    let node = Node::start(config).await.expect("node starts");
-    tokio::time::timeout(ARRIVES, node.handle().wait_bus_connected())
-        .await
-        .expect("node reaches the channel server");
-    node
+    start_cluster_node(channel, None).await
 }
 
 /// A node joining the channel server at `channel` with a shared secret.
 pub async fn cluster_node_with_secret(channel: SocketAddr, secret: &str) -> Node {
+    start_cluster_node(channel, Some(secret)).await
+}
+
+async fn start_cluster_node(channel: SocketAddr, secret: Option<&str>) -> Node {
     let config = Config {
         listen: "127.0.0.1:0".into(),
         channel: Some(channel.to_string()),
         channel_listen: None,
-        channel_secret: Some(secret.into()),
+        channel_secret: secret.map(Into::into),
         ..Config::default()
     };
     let node = Node::start(config).await.expect("node starts");
