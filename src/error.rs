@@ -1,9 +1,10 @@
 //! The crate's error type: every failure a host or the CLI can see, each with
 //! a message that says what went wrong and with what.
 
+use std::fmt;
 use std::io;
 
-use crate::registry::{ConnId, JoinError};
+use crate::ids::ConnId;
 
 /// Errors returned by groupcast's public API.
 #[derive(Debug, thiserror::Error)]
@@ -55,3 +56,25 @@ impl Error {
 
 /// `Result` with groupcast's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a join did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinError {
+    /// The connection has closed.
+    Closed,
+    /// The connection is in as many groups as the limit allows.
+    TooManyGroups(usize),
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Closed => f.write_str("connection is closed"),
+            JoinError::TooManyGroups(limit) => {
+                write!(f, "connection is already in {limit} groups, the limit")
+            }
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}

@@ -10,11 +10,11 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::registry::GroupId;
+use crate::ids::GroupId;
 
 /// A command a client sent, parsed and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub enum ClientCommand {
     /// `{"cmd":"add_group","group_id":...}`: join the group.
     AddGroup(GroupId),
     /// `{"cmd":"leave_group","group_id":...}`: leave the group.
@@ -143,7 +143,7 @@ where
 /// # Errors
 ///
 /// Returns a [`ProtocolError`] naming what is wrong with the frame.
-pub fn parse_command(text: &str, max_group_id_len: usize) -> Result<Command, ProtocolError> {
+pub fn parse_command(text: &str, max_group_id_len: usize) -> Result<ClientCommand, ProtocolError> {
     if !text.trim_start().starts_with('{') {
         // serde would read a JSON array as a struct: refuse anything that is
         // not an object up front, and say whether it was JSON at all.
@@ -164,12 +164,12 @@ pub fn parse_command(text: &str, max_group_id_len: usize) -> Result<Command, Pro
         parse_group_id(raw, max_group_id_len)
     };
     match cmd {
-        "add_group" => Ok(Command::AddGroup(group()?)),
-        "leave_group" => Ok(Command::LeaveGroup(group()?)),
+        "add_group" => Ok(ClientCommand::AddGroup(group()?)),
+        "leave_group" => Ok(ClientCommand::LeaveGroup(group()?)),
         "send_to_group" => {
             let group = group()?;
             let raw = wire.message.ok_or(ProtocolError::MissingMessage)?;
-            Ok(Command::SendToGroup {
+            Ok(ClientCommand::SendToGroup {
                 group,
                 message: message_text(raw),
             })
@@ -187,7 +187,7 @@ pub fn parse_command(text: &str, max_group_id_len: usize) -> Result<Command, Pro
 pub fn parse_binary_command(
     data: &[u8],
     max_group_id_len: usize,
-) -> Result<Command, ProtocolError> {
+) -> Result<ClientCommand, ProtocolError> {
     let text = std::str::from_utf8(data).map_err(|_| ProtocolError::BinaryNotCommand)?;
     parse_command(text, max_group_id_len).map_err(|e| match e {
         ProtocolError::NotJson(_) => ProtocolError::BinaryNotCommand,
@@ -237,21 +237,21 @@ mod tests {
     fn parses_the_seed_commands() {
         assert_eq!(
             parse_command(r#"{"cmd":"add_group", "group_id":"123"}"#, MAX),
-            Ok(Command::AddGroup(group("123")))
+            Ok(ClientCommand::AddGroup(group("123")))
         );
         assert_eq!(
             parse_command(
                 r#"{"cmd":"send_to_group", "group_id":"123", "message":"C'est le message"}"#,
                 MAX
             ),
-            Ok(Command::SendToGroup {
+            Ok(ClientCommand::SendToGroup {
                 group: group("123"),
                 message: "C'est le message".into()
             })
         );
         assert_eq!(
             parse_command(r#"{"cmd":"leave_group","group_id":"a b"}"#, MAX),
-            Ok(Command::LeaveGroup(group("a b")))
+            Ok(ClientCommand::LeaveGroup(group("a b")))
         );
     }
 
@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(
             parse_command(r#"{"cmd":"add_group","group_id":-7}"#, MAX),
-            Ok(Command::AddGroup(group("-7")))
+            Ok(ClientCommand::AddGroup(group("-7")))
         );
     }
 
@@ -278,7 +278,7 @@ mod tests {
         ] {
             let frame = format!(r#"{{"cmd":"send_to_group","group_id":"g","message":{raw}}}"#);
             match parse_command(&frame, MAX) {
-                Ok(Command::SendToGroup { message, .. }) => assert_eq!(message, expected),
+                Ok(ClientCommand::SendToGroup { message, .. }) => assert_eq!(message, expected),
                 other => panic!("{raw}: {other:?}"),
             }
         }
@@ -288,7 +288,7 @@ mod tests {
     fn unknown_fields_are_ignored() {
         assert_eq!(
             parse_command(r#"{"cmd":"add_group","group_id":"1","extra":{"x":1}}"#, MAX),
-            Ok(Command::AddGroup(group("1")))
+            Ok(ClientCommand::AddGroup(group("1")))
         );
     }
 
@@ -338,7 +338,7 @@ mod tests {
     fn binary_frames_are_commands_only_when_utf8_json() {
         assert_eq!(
             parse_binary_command(br#"{"cmd":"add_group","group_id":"9"}"#, MAX),
-            Ok(Command::AddGroup(group("9")))
+            Ok(ClientCommand::AddGroup(group("9")))
         );
         assert_eq!(
             parse_binary_command(&[0xff, 0x00, 0x12], MAX),

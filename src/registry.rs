@@ -8,9 +8,7 @@
 //! Lock order, everywhere: a connection's group set, then a group shard.
 //! Fan-out takes only the shard lock.
 
-use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,60 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use crate::outbound::{Frames, Outbox};
-
-/// A node-local connection id, unique for the node's lifetime.
-pub type ConnId = u64;
-
-/// A group's name. Integers given by clients are stored as their decimal
-/// text, so `123` and `"123"` are one group. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GroupId(Arc<str>);
-
-impl GroupId {
-    /// Checks and wraps a group name.
-    ///
-    /// # Errors
-    ///
-    /// A message saying why when the name is empty or longer than `max_len`
-    /// bytes.
-    pub fn new(id: impl Into<String>, max_len: usize) -> Result<Self, String> {
-        let id = id.into();
-        if id.is_empty() {
-            return Err("must not be empty".into());
-        }
-        if id.len() > max_len {
-            return Err(format!(
-                "is {} bytes long, the limit is {max_len}",
-                id.len()
-            ));
-        }
-        Ok(GroupId(id.into()))
-    }
-
-    /// The group's name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for GroupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Display for GroupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Borrow<str> for GroupId {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
+use crate::error::JoinError;
+use crate::ids::{ConnId, GroupId};
+use crate::queue::{Frames, Outbox};
 
 /// A change in which groups this node has members in; the bus uses it to
 /// subscribe only to the traffic the node needs.
@@ -84,31 +31,9 @@ pub(crate) enum Interest {
     Unsubscribe(GroupId),
 }
 
-/// Why a join did not happen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JoinError {
-    /// The connection has closed.
-    Closed,
-    /// The connection is in as many groups as the limit allows.
-    TooManyGroups(usize),
-}
-
-impl fmt::Display for JoinError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JoinError::Closed => f.write_str("connection is closed"),
-            JoinError::TooManyGroups(limit) => {
-                write!(f, "connection is already in {limit} groups, the limit")
-            }
-        }
-    }
-}
-
-impl std::error::Error for JoinError {}
-
 /// What the registry keeps of one connection.
 #[derive(Debug)]
-pub(crate) struct Connection {
+pub(crate) struct ConnectionEntry {
     /// The connection's id, the key hosts use.
     pub(crate) id: ConnId,
     /// The client's address.
@@ -123,9 +48,9 @@ pub(crate) struct Connection {
     pub(crate) admission: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
-impl Connection {
+impl ConnectionEntry {
     pub(crate) fn new(id: ConnId, peer: SocketAddr, outbox: Outbox) -> Arc<Self> {
-        Arc::new(Connection {
+        Arc::new(ConnectionEntry {
             id,
             peer,
             outbox,
@@ -148,8 +73,8 @@ impl Connection {
 /// threads rarely contend, few enough to stay cheap to walk for `groups()`.
 const SHARDS: usize = 64;
 
-type Members = HashMap<ConnId, Arc<Connection>>;
-type ConnectionShard = Mutex<HashMap<ConnId, Arc<Connection>>>;
+type Members = HashMap<ConnId, Arc<ConnectionEntry>>;
+type ConnectionShard = Mutex<HashMap<ConnId, Arc<ConnectionEntry>>>;
 
 /// Groups and connections of one node.
 pub(crate) struct Registry {
@@ -197,14 +122,14 @@ impl Registry {
     }
 
     /// Adds a connection so that actions can find it by id.
-    pub(crate) fn add_connection(&self, conn: Arc<Connection>) {
+    pub(crate) fn add_connection(&self, conn: Arc<ConnectionEntry>) {
         self.connection_shard(conn.id).lock().insert(conn.id, conn);
         self.connection_count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Removes a connection and takes it out of every group it was in;
     /// groups left empty are freed.
-    pub(crate) fn remove_connection(&self, conn: &Connection) {
+    pub(crate) fn remove_connection(&self, conn: &ConnectionEntry) {
         if self
             .connection_shard(conn.id)
             .lock()
@@ -220,12 +145,12 @@ impl Registry {
     }
 
     /// The connection with this id, if it is open.
-    pub(crate) fn connection(&self, id: ConnId) -> Option<Arc<Connection>> {
+    pub(crate) fn connection(&self, id: ConnId) -> Option<Arc<ConnectionEntry>> {
         self.connection_shard(id).lock().get(&id).cloned()
     }
 
     /// Every open connection, for broadcasts to all.
-    pub(crate) fn for_each_connection(&self, mut f: impl FnMut(&Arc<Connection>)) {
+    pub(crate) fn for_each_connection(&self, mut f: impl FnMut(&Arc<ConnectionEntry>)) {
         for shard in self.connections.iter() {
             for conn in shard.lock().values() {
                 f(conn);
@@ -234,7 +159,11 @@ impl Registry {
     }
 
     /// Puts a connection in a group. Returns `false` if it already was.
-    pub(crate) fn join(&self, conn: &Arc<Connection>, group: &GroupId) -> Result<bool, JoinError> {
+    pub(crate) fn join(
+        &self,
+        conn: &Arc<ConnectionEntry>,
+        group: &GroupId,
+    ) -> Result<bool, JoinError> {
         let mut groups = conn.groups.lock();
         let groups = groups.as_mut().ok_or(JoinError::Closed)?;
         if groups.contains(group) {
@@ -255,7 +184,7 @@ impl Registry {
     }
 
     /// Takes a connection out of a group. Returns `false` if it was not in it.
-    pub(crate) fn leave(&self, conn: &Connection, group: &str) -> bool {
+    pub(crate) fn leave(&self, conn: &ConnectionEntry, group: &str) -> bool {
         let mut groups = conn.groups.lock();
         let removed = groups.as_mut().is_some_and(|g| g.remove(group));
         if removed {
@@ -339,9 +268,9 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::outbound::OutboxReceiver;
+    use crate::queue::OutboxReceiver;
 
-    fn conn(id: ConnId) -> (Arc<Connection>, OutboxReceiver) {
+    fn conn(id: ConnId) -> (Arc<ConnectionEntry>, OutboxReceiver) {
         let (outbox, rx) = Outbox::new(
             1 << 20,
             crate::config::SlowConsumerPolicy::Close,
@@ -349,7 +278,7 @@ mod tests {
             CancellationToken::new(),
         );
         (
-            Connection::new(id, "127.0.0.1:1".parse().unwrap(), outbox),
+            ConnectionEntry::new(id, "127.0.0.1:1".parse().unwrap(), outbox),
             rx,
         )
     }

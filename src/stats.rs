@@ -1,7 +1,7 @@
-//! Counters a node keeps about itself, readable from every host language and
+//! NodeCounters a node keeps about itself, readable from every host language and
 //! as Prometheus text.
 //!
-//! Counters are relaxed atomics bumped once per event or per fan-out (never
+//! NodeCounters are relaxed atomics bumped once per event or per fan-out (never
 //! once per member), so counting costs nothing on the delivery path.
 
 use std::fmt::Write as _;
@@ -11,7 +11,7 @@ use serde::Serialize;
 
 /// The live counters, shared by a node's tasks.
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
+pub(crate) struct NodeCounters {
     pub(crate) connections_opened: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
     pub(crate) messages_in: AtomicU64,
@@ -23,7 +23,7 @@ pub(crate) struct Counters {
     pub(crate) heartbeat_timeouts: AtomicU64,
 }
 
-impl Counters {
+impl NodeCounters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -63,7 +63,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn read(counters: &Counters) -> Stats {
+    pub(crate) fn read(counters: &NodeCounters) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             connections_opened: get(&counters.connections_opened),

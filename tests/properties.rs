@@ -4,7 +4,7 @@
 
 use bytes::{BufMut, BytesMut};
 use groupcast::channel::codec::{FrameDecoder, encode_frame};
-use groupcast::protocol::{Command, parse_binary_command, parse_command};
+use groupcast::protocol::{ClientCommand, parse_binary_command, parse_command};
 use proptest::prelude::*;
 use tokio_util::codec::Decoder;
 
@@ -68,11 +68,11 @@ proptest! {
         let expected_group = groupcast::GroupId::new(group.clone(), 256).unwrap();
         prop_assert_eq!(
             parse_command(&frame.to_string(), 256),
-            Ok(Command::SendToGroup { group: expected_group, message })
+            Ok(ClientCommand::SendToGroup { group: expected_group, message })
         );
         let frame = serde_json::json!({"cmd": "add_group", "group_id": numeric});
         let expected_group = groupcast::GroupId::new(numeric.to_string(), 256).unwrap();
-        prop_assert_eq!(parse_command(&frame.to_string(), 256), Ok(Command::AddGroup(expected_group)));
+        prop_assert_eq!(parse_command(&frame.to_string(), 256), Ok(ClientCommand::AddGroup(expected_group)));
     }
 
     #[test]

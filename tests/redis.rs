@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// The Redis channel of a group, with the default prefix.
 fn channel(group: &str) -> String {
-    format!("{}{group}", groupcast::redis_bus::DEFAULT_PREFIX)
+    format!("{}{group}", groupcast::config::DEFAULT_REDIS_PREFIX)
 }
 
 /// A port nobody listens on now.

@@ -53,16 +53,16 @@ impl Default for ChannelClientConfig {
     }
 }
 
-enum Command {
+enum ClientRequest {
     Subscribe(String),
     Unsubscribe(String),
     /// An encoded `publish` frame.
     Publish(Bytes),
 }
 
-/// Counters a client keeps about itself.
+/// ClientCounters a client keeps about itself.
 #[derive(Debug, Default)]
-struct Counters {
+struct ClientCounters {
     /// Times the connection was lost and made again.
     reconnects: AtomicU64,
     /// Publishes dropped because the offline buffer was full.
@@ -74,10 +74,10 @@ struct Counters {
 #[derive(Clone)]
 pub struct ChannelClient {
     /// Requests for the connection task.
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::UnboundedSender<ClientRequest>,
     /// Whether the connection is up now.
     connected: watch::Receiver<bool>,
-    counters: Arc<Counters>,
+    counters: Arc<ClientCounters>,
     /// Ends the connection task.
     shutdown: CancellationToken,
 }
@@ -100,8 +100,8 @@ impl ChannelClient {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (connected_tx, connected) = watch::channel(false);
-        let counters = Arc::new(Counters::default());
-        let session = Session {
+        let counters = Arc::new(ClientCounters::default());
+        let session = ClientLink {
             addr: addr.into(),
             config,
             commands: commands_rx,
@@ -125,12 +125,12 @@ impl ChannelClient {
 
     /// Subscribes to `channel` (now, and again after every reconnection).
     pub fn subscribe(&self, channel: &str) -> crate::Result<()> {
-        self.send(Command::Subscribe(channel.to_owned()))
+        self.send(ClientRequest::Subscribe(channel.to_owned()))
     }
 
     /// Stops receiving `channel`.
     pub fn unsubscribe(&self, channel: &str) -> crate::Result<()> {
-        self.send(Command::Unsubscribe(channel.to_owned()))
+        self.send(ClientRequest::Unsubscribe(channel.to_owned()))
     }
 
     /// Publishes `data` (any serializable value) on `channel`.
@@ -167,10 +167,10 @@ impl ChannelClient {
     ) -> crate::Result<()> {
         let frame = publish_frame(channel, data, exclude_self)
             .map_err(|e| crate::Error::Channel(e.to_string()))?;
-        self.send(Command::Publish(frame))
+        self.send(ClientRequest::Publish(frame))
     }
 
-    fn send(&self, command: Command) -> crate::Result<()> {
+    fn send(&self, command: ClientRequest) -> crate::Result<()> {
         if self.shutdown.is_cancelled() {
             return Err(crate::Error::Stopped);
         }
@@ -207,13 +207,13 @@ impl ChannelClient {
 }
 
 /// The connection task's state, kept across reconnections.
-struct Session {
+struct ClientLink {
     addr: String,
     config: ChannelClientConfig,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::UnboundedReceiver<ClientRequest>,
     events: mpsc::UnboundedSender<ChannelEvent>,
     connected: watch::Sender<bool>,
-    counters: Arc<Counters>,
+    counters: Arc<ClientCounters>,
     shutdown: CancellationToken,
     /// Channels to (re)subscribe on every connection.
     subscriptions: HashSet<String>,
@@ -223,12 +223,12 @@ struct Session {
 }
 
 /// Why a connected session ended.
-enum SessionEnd {
+enum ClientLinkEnd {
     Shutdown,
     Lost,
 }
 
-impl Session {
+impl ClientLink {
     async fn run(mut self) {
         let mut backoff = self.config.reconnect_min;
         let mut ever_connected = false;
@@ -246,7 +246,7 @@ impl Session {
                     backoff = self.config.reconnect_min;
                     let end = self.connected_session(stream).await;
                     self.connected.send_replace(false);
-                    if let SessionEnd::Shutdown = end {
+                    if let ClientLinkEnd::Shutdown = end {
                         return;
                     }
                 }
@@ -277,15 +277,15 @@ impl Session {
         }
     }
 
-    fn apply_offline(&mut self, command: Command) {
+    fn apply_offline(&mut self, command: ClientRequest) {
         match command {
-            Command::Subscribe(channel) => {
+            ClientRequest::Subscribe(channel) => {
                 self.subscriptions.insert(channel);
             }
-            Command::Unsubscribe(channel) => {
+            ClientRequest::Unsubscribe(channel) => {
                 self.subscriptions.remove(&channel);
             }
-            Command::Publish(frame) => {
+            ClientRequest::Publish(frame) => {
                 if self.offline_bytes + frame.len() <= self.config.offline_buffer_bytes {
                     self.offline_bytes += frame.len();
                     self.offline.push_back(frame);
@@ -298,26 +298,26 @@ impl Session {
         }
     }
 
-    async fn connected_session(&mut self, stream: TcpStream) -> SessionEnd {
+    async fn connected_session(&mut self, stream: TcpStream) -> ClientLinkEnd {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         let mut frames = FramedRead::new(read, FrameDecoder::new(self.config.max_frame));
         let mut writer = BufWriter::with_capacity(64 * 1024, write);
         if self.resume(&mut writer).await.is_err() {
-            return SessionEnd::Lost;
+            return ClientLinkEnd::Lost;
         }
         self.connected.send_replace(true);
         loop {
             tokio::select! {
-                _ = self.shutdown.cancelled() => return SessionEnd::Shutdown,
+                _ = self.shutdown.cancelled() => return ClientLinkEnd::Shutdown,
                 command = self.commands.recv() => {
-                    let Some(command) = command else { return SessionEnd::Shutdown };
+                    let Some(command) = command else { return ClientLinkEnd::Shutdown };
                     if self.write_commands(command, &mut writer).await.is_err() {
-                        return SessionEnd::Lost;
+                        return ClientLinkEnd::Lost;
                     }
                 }
                 frame = frames.next() => {
-                    let Some(Ok(body)) = frame else { return SessionEnd::Lost };
+                    let Some(Ok(body)) = frame else { return ClientLinkEnd::Lost };
                     if let Some(event) = parse_event(&body) {
                         // The receiver may be gone while the owner stops.
                         let _ = self.events.send(event);
@@ -349,28 +349,28 @@ impl Session {
     /// flushes once.
     async fn write_commands(
         &mut self,
-        first: Command,
+        first: ClientRequest,
         writer: &mut BufWriter<OwnedWriteHalf>,
     ) -> std::io::Result<()> {
         let mut next = Some(first);
         let mut budget = 256;
         while let Some(command) = next.take() {
             match command {
-                Command::Subscribe(channel) => {
+                ClientRequest::Subscribe(channel) => {
                     if self.subscriptions.insert(channel.clone()) {
                         writer
                             .write_all(&subscription_frame(true, &[&channel])?)
                             .await?;
                     }
                 }
-                Command::Unsubscribe(channel) => {
+                ClientRequest::Unsubscribe(channel) => {
                     if self.subscriptions.remove(&channel) {
                         writer
                             .write_all(&subscription_frame(false, &[&channel])?)
                             .await?;
                     }
                 }
-                Command::Publish(frame) => writer.write_all(&frame).await?,
+                ClientRequest::Publish(frame) => writer.write_all(&frame).await?,
             }
             budget -= 1;
             if budget > 0 {

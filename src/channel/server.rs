@@ -19,8 +19,8 @@ use super::codec::FrameDecoder;
 use super::message::{Request, event_frame, parse_request};
 use crate::accept::next_connection;
 use crate::config::SlowConsumerPolicy;
-use crate::outbound::{Outbound, Outbox};
-use crate::stats::Counters;
+use crate::queue::{Outbound, Outbox};
+use crate::stats::NodeCounters;
 
 /// Limits of a channel server.
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ struct Hub {
     channels: Mutex<HashMap<String, HashMap<u64, Arc<Subscriber>>>>,
     next_id: AtomicU64,
     /// Subscribers closed for being too slow, among others.
-    counters: Arc<Counters>,
+    counters: Arc<NodeCounters>,
 }
 
 struct Subscriber {

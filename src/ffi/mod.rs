@@ -23,8 +23,8 @@ use parking_lot::Mutex;
 use crate::config::{Config, SlowConsumerPolicy};
 use crate::error::Error;
 use crate::host::{HostEvent, Payload};
+use crate::ids::ConnId;
 use crate::node::{Addresses, NodeHandle};
-use crate::registry::ConnId;
 use crate::server::Server;
 use crate::stats::Stats;
 

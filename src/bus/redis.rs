@@ -46,19 +46,15 @@ use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{
-    AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
-    Value,
-};
+use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::bus::Envelope;
+use super::envelope::Envelope;
+use super::remote::RemoteRun;
+use crate::config::{Deployment, RedisTarget};
 use crate::registry::{Interest, Registry};
-
-/// Channel prefix when the URL does not set one.
-pub const DEFAULT_PREFIX: &str = "groupcast:";
 
 /// Publications waiting for the connection. Bounded so that a Redis that
 /// cannot keep up costs messages, counted, rather than memory.
@@ -83,109 +79,6 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How soon a cluster retries subscriptions that failed (a master down).
 const RESYNC_RETRY: Duration = Duration::from_millis(200);
 
-/// Where the bus connects, parsed from the `bus` URL.
-#[derive(Debug, Clone)]
-pub(crate) struct RedisTarget {
-    /// One server, or a cluster's seed nodes.
-    deployment: Deployment,
-    /// Prepended to a group id to name its channel.
-    prefix: String,
-}
-
-#[derive(Debug, Clone)]
-enum Deployment {
-    Standalone(ConnectionInfo),
-    Cluster(Vec<ConnectionInfo>),
-}
-
-impl RedisTarget {
-    /// Parses `redis://[user:password@]host:port[/db][?prefix=P]` or
-    /// `redis+cluster://[user:password@]h1:p1,h2:p2,...[?prefix=P]`.
-    /// Other query parameters go to the Redis client as they are.
-    ///
-    /// # Errors
-    ///
-    /// A message for people when the URL cannot be used.
-    pub(crate) fn parse(url: &str) -> Result<RedisTarget, String> {
-        let (base, query) = match url.split_once('?') {
-            Some((base, query)) => (base, Some(query)),
-            None => (url, None),
-        };
-        let mut prefix = DEFAULT_PREFIX.to_owned();
-        let mut passed_on = Vec::new();
-        for pair in query.into_iter().flat_map(|q| q.split('&')) {
-            match pair.split_once('=') {
-                Some(("prefix", value)) => prefix = percent_decode(value)?,
-                _ if pair.is_empty() => {}
-                _ => passed_on.push(pair),
-            }
-        }
-        let query = match passed_on.is_empty() {
-            true => String::new(),
-            false => format!("?{}", passed_on.join("&")),
-        };
-        let bad = |why: String| format!("bus URL {url:?}: {why}");
-        let deployment = if let Some(rest) = base.strip_prefix("redis+cluster://") {
-            let (userinfo, hosts) = match rest.rsplit_once('@') {
-                Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
-                None => (String::new(), rest),
-            };
-            let hosts = hosts.split('/').next().unwrap_or_default();
-            let nodes = hosts
-                .split(',')
-                .map(|host| {
-                    if host.is_empty() {
-                        return Err(bad("empty host in the node list".into()));
-                    }
-                    resp3(&format!("redis://{userinfo}{host}{query}")).map_err(bad)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Deployment::Cluster(nodes)
-        } else if base.starts_with("redis://") {
-            Deployment::Standalone(resp3(&format!("{base}{query}")).map_err(bad)?)
-        } else if base.starts_with("rediss://") {
-            return Err(bad("TLS (rediss://) is not built in".into()));
-        } else {
-            return Err(bad(
-                "expected redis://host:port or redis+cluster://host:port,host:port,...".into(),
-            ));
-        };
-        Ok(RedisTarget { deployment, prefix })
-    }
-}
-
-/// The connection info for `url`, speaking RESP3: pushes (pub/sub messages)
-/// and replies share one connection, which both publishes and subscribes.
-fn resp3(url: &str) -> Result<ConnectionInfo, String> {
-    let info = url.into_connection_info().map_err(|e| e.to_string())?;
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    Ok(info.set_redis_settings(settings))
-}
-
-/// Decodes `%XX` escapes, so a prefix may hold `&`, `?` or `%`.
-fn percent_decode(value: &str) -> Result<String, String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = value
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad %-escape in prefix {value:?}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("prefix {value:?} is not UTF-8"))
-}
-
 /// One group message on its way to Redis: the channel and the encoded
 /// envelope.
 struct Publication {
@@ -207,12 +100,12 @@ pub(crate) struct RedisBus {
     /// Standalone: publications are dropped without a try while the
     /// connection is down. A cluster tries each (other shards may be up).
     gate_on_connected: bool,
-    /// Counters shared with the bus task.
-    counters: Arc<Counters>,
+    /// RedisCounters shared with the bus task.
+    counters: Arc<RedisCounters>,
 }
 
 #[derive(Default)]
-struct Counters {
+struct RedisCounters {
     /// Publications that did not reach Redis.
     dropped: AtomicU64,
     /// Connections re-established after a loss.
@@ -233,7 +126,7 @@ impl RedisBus {
     ) -> RedisBus {
         let (queue, publications) = mpsc::channel(PUBLISH_QUEUE);
         let (connected_tx, connected) = watch::channel(false);
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(RedisCounters::default());
         let gate_on_connected = matches!(target.deployment, Deployment::Standalone(_));
         let task = BusTask {
             prefix: target.prefix.clone(),
@@ -328,13 +221,13 @@ enum Signal {
 }
 
 /// A live connection to the deployment.
-enum Link {
+enum RedisLink {
     Standalone(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
 
 /// How a session with one connection ended.
-enum SessionEnd {
+enum RedisSessionEnd {
     Shutdown,
     Lost,
 }
@@ -347,7 +240,7 @@ struct BusTask {
     interest: mpsc::UnboundedReceiver<Interest>,
     publications: mpsc::Receiver<Publication>,
     connected: watch::Sender<bool>,
-    counters: Arc<Counters>,
+    counters: Arc<RedisCounters>,
     shutdown: CancellationToken,
     /// Channels of the groups with local members, as the registry said.
     wanted: HashSet<String>,
@@ -380,7 +273,7 @@ impl BusTask {
                     ever_connected = true;
                     self.subscribed.clear();
                     let started = tokio::time::Instant::now();
-                    if let SessionEnd::Shutdown = self.session(link, &mut signals).await {
+                    if let RedisSessionEnd::Shutdown = self.session(link, &mut signals).await {
                         return;
                     }
                     self.connected.send_replace(false);
@@ -417,7 +310,9 @@ impl BusTask {
         let node_id = self.node_id;
         move |push: PushInfo| {
             match push.kind {
-                PushKind::Message | PushKind::SMessage => deliver(&registry, node_id, &push.data),
+                PushKind::Message | PushKind::SMessage => {
+                    deliver_push(&registry, node_id, &push.data)
+                }
                 PushKind::Disconnection => {
                     let _ = signals.send(Signal::Lost { generation });
                 }
@@ -471,13 +366,13 @@ impl BusTask {
     /// Serves one connection until it is lost or the node stops.
     async fn session(
         &mut self,
-        mut link: Link,
+        mut link: RedisLink,
         signals: &mut mpsc::UnboundedReceiver<Signal>,
-    ) -> SessionEnd {
-        let cluster = matches!(link, Link::Cluster(_));
+    ) -> RedisSessionEnd {
+        let cluster = matches!(link, RedisLink::Cluster(_));
         let mut in_sync = self.sync(&mut link).await;
         if !cluster && !in_sync {
-            return SessionEnd::Lost;
+            return RedisSessionEnd::Lost;
         }
         self.connected.send_replace(in_sync);
         let mut batch = Vec::with_capacity(PUBLISH_BATCH);
@@ -487,11 +382,11 @@ impl BusTask {
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let needs_sync = tokio::select! {
-                _ = self.shutdown.cancelled() => return SessionEnd::Shutdown,
+                _ = self.shutdown.cancelled() => return RedisSessionEnd::Shutdown,
                 signal = signals.recv() => match signal {
                     Some(Signal::Lost { generation }) if cluster || generation == self.generation => {
                         if !cluster {
-                            return SessionEnd::Lost;
+                            return RedisSessionEnd::Lost;
                         }
                         // Which node went is not said: subscribe everything
                         // again (a no-op on the nodes that stayed up). The
@@ -505,7 +400,7 @@ impl BusTask {
                         self.subscribed.remove(&channel) && self.wanted.contains(&channel)
                     }
                     Some(Signal::Lost { .. }) => false,
-                    None => return SessionEnd::Shutdown,
+                    None => return RedisSessionEnd::Shutdown,
                 },
                 change = self.interest.recv() => match change {
                     Some(change) => {
@@ -517,25 +412,25 @@ impl BusTask {
                         }
                         true
                     }
-                    None => return SessionEnd::Shutdown,
+                    None => return RedisSessionEnd::Shutdown,
                 },
                 n = self.publications.recv_many(&mut batch, PUBLISH_BATCH) => {
                     if n == 0 {
-                        return SessionEnd::Shutdown;
+                        return RedisSessionEnd::Shutdown;
                     }
                     let failed = link.publish(&batch).await;
                     batch.clear();
                     if failed > 0 {
                         self.counters.dropped.fetch_add(failed as u64, Ordering::Relaxed);
                         if !cluster {
-                            return SessionEnd::Lost;
+                            return RedisSessionEnd::Lost;
                         }
                     }
                     false
                 }
                 _ = health.tick() => {
                     if !cluster && link.ping().await.is_err() {
-                        return SessionEnd::Lost;
+                        return RedisSessionEnd::Lost;
                     }
                     false
                 }
@@ -544,7 +439,7 @@ impl BusTask {
             if needs_sync {
                 in_sync = self.sync(&mut link).await;
                 if !cluster && !in_sync {
-                    return SessionEnd::Lost;
+                    return RedisSessionEnd::Lost;
                 }
                 self.connected.send_replace(in_sync);
             }
@@ -553,11 +448,11 @@ impl BusTask {
 
     /// Subscribes what is wanted and not subscribed, unsubscribes the rest.
     /// Returns whether Redis confirmed all of it.
-    async fn sync(&mut self, link: &mut Link) -> bool {
+    async fn sync(&mut self, link: &mut RedisLink) -> bool {
         let subscribe: Vec<String> = self.wanted.difference(&self.subscribed).cloned().collect();
         let unsubscribe: Vec<String> = self.subscribed.difference(&self.wanted).cloned().collect();
         match link {
-            Link::Standalone(conn) => {
+            RedisLink::Standalone(conn) => {
                 for chunk in unsubscribe.chunks(SUBSCRIBE_CHUNK) {
                     if conn.unsubscribe(chunk).await.is_err() {
                         return false;
@@ -574,7 +469,7 @@ impl BusTask {
                 }
                 true
             }
-            Link::Cluster(conn) => {
+            RedisLink::Cluster(conn) => {
                 // A sharded (un)subscription names channels of one slot
                 // only: one command per channel, many in flight.
                 let unsubscribed: Vec<_> = futures_util::stream::iter(unsubscribe)
@@ -619,7 +514,7 @@ impl BusTask {
 async fn connect(
     deployment: &Deployment,
     on_push: impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static,
-) -> redis::RedisResult<Link> {
+) -> redis::RedisResult<RedisLink> {
     match deployment {
         Deployment::Standalone(info) => {
             let client = redis::Client::open(info.clone())?;
@@ -630,7 +525,7 @@ async fn connect(
             let conn = client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
-            Ok(Link::Standalone(conn))
+            Ok(RedisLink::Standalone(conn))
         }
         Deployment::Cluster(nodes) => {
             let client = ClusterClientBuilder::new(nodes.clone())
@@ -644,16 +539,16 @@ async fn connect(
                 .min_retry_wait(10)
                 .max_retry_wait(100)
                 .build()?;
-            Ok(Link::Cluster(client.get_async_connection().await?))
+            Ok(RedisLink::Cluster(client.get_async_connection().await?))
         }
     }
 }
 
-impl Link {
+impl RedisLink {
     /// Sends a batch of publications. Returns how many failed.
     async fn publish(&mut self, batch: &[Publication]) -> usize {
         match self {
-            Link::Standalone(conn) => {
+            RedisLink::Standalone(conn) => {
                 let mut pipe = redis::pipe();
                 for p in batch {
                     pipe.cmd("PUBLISH")
@@ -666,7 +561,7 @@ impl Link {
                     Err(_) => batch.len(),
                 }
             }
-            Link::Cluster(conn) => {
+            RedisLink::Cluster(conn) => {
                 // Each channel may live on another shard: one command each,
                 // all in flight at once (issued in order).
                 let results = futures_util::future::join_all(batch.iter().map(|p| {
@@ -687,62 +582,20 @@ impl Link {
 
     async fn ping(&mut self) -> redis::RedisResult<()> {
         match self {
-            Link::Standalone(conn) => redis::cmd("PING").exec_async(conn).await,
-            Link::Cluster(conn) => redis::cmd("PING").exec_async(conn).await,
+            RedisLink::Standalone(conn) => redis::cmd("PING").exec_async(conn).await,
+            RedisLink::Cluster(conn) => redis::cmd("PING").exec_async(conn).await,
         }
     }
 }
 
 /// Delivers another node's group message (`[channel, payload]`) to the
-/// local members.
-fn deliver(registry: &Registry, node_id: u64, data: &[Value]) {
+/// local members. Redis hands pushes over one at a time, so each is a run
+/// of one.
+fn deliver_push(registry: &Registry, node_id: u64, data: &[Value]) {
     let Some(Value::BulkString(payload)) = data.last() else {
         return;
     };
-    let Some(envelope) = Envelope::from_other_node(payload, node_id) else {
-        return;
-    };
-    let frame = crate::frame::text(&envelope.message);
-    registry.fan_out(&envelope.group_id, &frame.into(), &[]);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn standalone_url_with_default_prefix() {
-        let target = RedisTarget::parse("redis://127.0.0.1:6380").unwrap();
-        assert_eq!(target.prefix, "groupcast:");
-        let Deployment::Standalone(info) = target.deployment else {
-            panic!("standalone expected");
-        };
-        assert_eq!(info.addr().to_string(), "127.0.0.1:6380");
-        assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
-    }
-
-    #[test]
-    fn cluster_url_with_prefix() {
-        let target =
-            RedisTarget::parse("redis+cluster://a:7000,b:7001,c:7002/?prefix=app%3Ag%26:").unwrap();
-        assert_eq!(target.prefix, "app:g&:");
-        let Deployment::Cluster(nodes) = target.deployment else {
-            panic!("cluster expected");
-        };
-        let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
-        assert_eq!(addrs, ["a:7000", "b:7001", "c:7002"]);
-    }
-
-    #[test]
-    fn bad_urls_say_why() {
-        for (url, why) in [
-            ("http://x:1", "expected redis://"),
-            ("rediss://x:1", "TLS"),
-            ("redis+cluster://a:1,,b:2", "empty host"),
-            ("redis://x:1?prefix=%zz", "%-escape"),
-        ] {
-            let error = RedisTarget::parse(url).unwrap_err();
-            assert!(error.contains(why), "{url}: {error}");
-        }
-    }
+    let mut run = RemoteRun::default();
+    run.add(registry, node_id, payload);
+    run.finish(registry);
 }

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use crate::host::HostConfig;
+mod bus_url;
+
+pub use bus_url::DEFAULT_PREFIX as DEFAULT_REDIS_PREFIX;
+pub(crate) use bus_url::{Deployment, RedisTarget};
 
 /// A node's configuration. `Config::default()` is the seed's setup: websocket
 /// on `0.0.0.0:1234` and an embedded channel server on `127.0.0.1:2206`.
@@ -110,6 +113,56 @@ impl Default for Limits {
     }
 }
 
+/// Which events the host wants, and how messages are routed.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Handle `add_group` / `leave_group` / `send_to_group` in Rust. When
+    /// off, every client message goes to the host.
+    pub builtin_commands: bool,
+    /// Deliver [`crate::HostEvent::Connect`].
+    pub connect_events: bool,
+    /// Hold each new connection until the host calls
+    /// [`crate::NodeHandle::admit`] (or refuses it with
+    /// [`crate::NodeHandle::close`]); implies `connect_events`.
+    pub approve_connections: bool,
+    /// Deliver [`crate::HostEvent::Message`] for messages that are not built-in
+    /// commands (all messages when `builtin_commands` is off). Such messages
+    /// then reach the host instead of getting an error reply.
+    pub message_events: bool,
+    /// Deliver [`crate::HostEvent::Close`].
+    pub close_events: bool,
+    /// Most events queued for the host before connection tasks wait.
+    pub queue_capacity: usize,
+    /// How long a connection waits for the host's verdict before it is
+    /// refused (with `approve_connections`).
+    pub approval_timeout: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            builtin_commands: true,
+            connect_events: false,
+            approve_connections: false,
+            message_events: false,
+            close_events: false,
+            queue_capacity: 65_536,
+            approval_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl HostConfig {
+    /// Whether any event goes to the host, so a queue is needed.
+    pub(crate) fn wants_events(&self) -> bool {
+        self.connect_events
+            || self.approve_connections
+            || self.message_events
+            || self.close_events
+            || !self.builtin_commands
+    }
+}
+
 /// The seed's ports.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:1234";
 /// The seed's channel server port, on loopback (no authentication).
@@ -159,7 +212,7 @@ impl Config {
                     "set either bus (Redis) or a channel server (channel, channel_listen), not both; Config::local has no channel server",
                 );
             }
-            crate::redis_bus::RedisTarget::parse(url).map_err(crate::Error::Config)?;
+            RedisTarget::parse(url).map_err(crate::Error::Config)?;
         }
         if self.workers == Some(0) {
             return bad("workers must be at least 1");

@@ -1,127 +1,19 @@
-//! The host bridge: how a host program (Python, C, PHP) takes part without
-//! ever running on a tokio thread.
-//!
-//! Tokio tasks push [`HostEvent`]s into a [`HostEvents`] queue; the host takes
-//! them in batches either by polling from its own thread ([`HostEvents::poll`],
-//! with [`HostEvents::notify_fd`] for event loops), or through a
-//! [`Dispatcher`]: one thread owned by the library that hands batches to a
-//! handler. Actions go the other way through [`crate::NodeHandle`], callable
-//! from any thread.
-//!
-//! The queue is bounded: when the host falls behind, connection tasks wait
-//! for room (that client's reads pause), so no event is lost and memory stays
-//! bounded.
+//! The queue of events for the host: filled by the node's tasks, emptied
+//! by the host's polls or its dispatcher thread. Bounded: when the host
+//! falls behind, connection tasks wait for room (that client's reads pause),
+//! so no event is lost and memory stays bounded.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::ConnId;
-
-/// Which events the host wants, and how messages are routed.
-#[derive(Debug, Clone)]
-pub struct HostConfig {
-    /// Handle `add_group` / `leave_group` / `send_to_group` in Rust. When
-    /// off, every client message goes to the host.
-    pub builtin_commands: bool,
-    /// Deliver [`HostEvent::Connect`].
-    pub connect_events: bool,
-    /// Hold each new connection until the host calls
-    /// [`crate::NodeHandle::admit`] (or refuses it with
-    /// [`crate::NodeHandle::close`]); implies `connect_events`.
-    pub approve_connections: bool,
-    /// Deliver [`HostEvent::Message`] for messages that are not built-in
-    /// commands (all messages when `builtin_commands` is off). Such messages
-    /// then reach the host instead of getting an error reply.
-    pub message_events: bool,
-    /// Deliver [`HostEvent::Close`].
-    pub close_events: bool,
-    /// Most events queued for the host before connection tasks wait.
-    pub queue_capacity: usize,
-    /// How long a connection waits for the host's verdict before it is
-    /// refused (with `approve_connections`).
-    pub approval_timeout: Duration,
-}
-
-impl Default for HostConfig {
-    fn default() -> Self {
-        HostConfig {
-            builtin_commands: true,
-            connect_events: false,
-            approve_connections: false,
-            message_events: false,
-            close_events: false,
-            queue_capacity: 65_536,
-            approval_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl HostConfig {
-    /// Whether any event goes to the host, so a queue is needed.
-    pub(crate) fn wants_events(&self) -> bool {
-        self.connect_events
-            || self.approve_connections
-            || self.message_events
-            || self.close_events
-            || !self.builtin_commands
-    }
-}
-
-/// A message's payload as the client sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Payload {
-    /// A text frame.
-    Text(String),
-    /// A binary frame.
-    Binary(Vec<u8>),
-}
-
-/// Something the host is told about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostEvent {
-    /// A client completed the websocket handshake.
-    Connect {
-        /// Its id, for actions.
-        conn: ConnId,
-        /// Its address.
-        peer: SocketAddr,
-        /// The request path, e.g. `/chat`.
-        path: String,
-        /// The query string without `?`, empty when none (where tokens go).
-        query: String,
-    },
-    /// A client message for the host.
-    Message {
-        /// Who sent it.
-        conn: ConnId,
-        /// What it sent.
-        payload: Payload,
-    },
-    /// A connection closed; it has already left all its groups.
-    Close {
-        /// Its id.
-        conn: ConnId,
-        /// The close code sent or received; `None` when the socket just
-        /// ended (1006 in websocket terms).
-        code: Option<u16>,
-    },
-    /// Data published on a channel the host subscribed to.
-    Channel {
-        /// The channel.
-        channel: String,
-        /// The data, as JSON text.
-        data: String,
-    },
-}
+use super::HostEvent;
 
 /// The queue of events for the host. Shared by the node's tasks (pushing)
 /// and the host (polling).
@@ -303,65 +195,11 @@ impl HostEvents {
     }
 }
 
-/// Most events handed to the handler in one batch.
-const DISPATCH_BATCH: usize = 1024;
-
-/// A thread owned by the library that hands queued events to a handler, in
-/// batches, until the queue closes. Host callbacks run there and only there.
-pub struct Dispatcher {
-    thread: Option<JoinHandle<()>>,
-    thread_id: ThreadId,
-}
-
-impl Dispatcher {
-    /// Starts the thread. `handler` gets each batch in queue order.
-    ///
-    /// # Errors
-    ///
-    /// When the OS refuses a new thread.
-    pub fn spawn(
-        events: Arc<HostEvents>,
-        mut handler: impl FnMut(&mut Vec<HostEvent>) + Send + 'static,
-    ) -> std::io::Result<Dispatcher> {
-        let thread = thread::Builder::new()
-            .name("groupcast-host".into())
-            .spawn(move || {
-                let mut batch = Vec::with_capacity(64);
-                loop {
-                    events.poll_into(&mut batch, None, DISPATCH_BATCH);
-                    if batch.is_empty() {
-                        if events.is_finished() {
-                            return;
-                        }
-                        continue;
-                    }
-                    handler(&mut batch);
-                    batch.clear();
-                }
-            })?;
-        let thread_id = thread.thread().id();
-        Ok(Dispatcher {
-            thread: Some(thread),
-            thread_id,
-        })
-    }
-
-    /// Waits for the thread to end (the queue must be closed first). Called
-    /// from the dispatcher thread itself (a handler stopping the server), it
-    /// returns at once: the thread ends after the handler returns.
-    pub fn join(&mut self) {
-        if thread::current().id() == self.thread_id {
-            return;
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ConnId;
+    use std::thread;
 
     fn close_event(conn: ConnId) -> HostEvent {
         HostEvent::Close { conn, code: None }
@@ -430,22 +268,5 @@ mod tests {
         assert_eq!(events.poll(None, 1), vec![close_event(1)]);
         pushing.join().unwrap();
         assert_eq!(events.poll(None, 1), vec![close_event(2)]);
-    }
-
-    #[test]
-    fn dispatcher_ends_when_the_queue_closes() {
-        let events = HostEvents::new(8).unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut dispatcher = {
-            let seen = seen.clone();
-            Dispatcher::spawn(events.clone(), move |batch| {
-                seen.lock().extend(batch.drain(..))
-            })
-            .unwrap()
-        };
-        events.push_now(close_event(7));
-        events.close();
-        dispatcher.join();
-        assert_eq!(*seen.lock(), vec![close_event(7)]);
     }
 }

@@ -10,8 +10,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::handle::NodeHandle;
 use crate::accept::next_connection;
-use crate::node::NodeHandle;
 
 /// Largest request head read.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -19,7 +19,7 @@ const MAX_REQUEST: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts scrapes until `shutdown`.
-pub(crate) async fn serve(
+pub(crate) async fn serve_metrics(
     listener: TcpListener,
     node: NodeHandle,
     shutdown: CancellationToken,

@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SlowConsumerPolicy;
-use crate::stats::Counters;
+use crate::stats::NodeCounters;
 
 /// Encoded frames (websocket frames, see `crate::frame`, or channel frames)
 /// shared by every connection they go to.
@@ -203,7 +203,7 @@ pub(crate) struct Outbox {
     /// What a push over the limit does.
     policy: SlowConsumerPolicy,
     /// Where drops and slow-consumer closes are counted.
-    counters: Arc<Counters>,
+    counters: Arc<NodeCounters>,
     /// Cancelled to make the connection close at once (slow consumer, node
     /// stopping); `terminated_with` says how.
     terminate: CancellationToken,
@@ -220,7 +220,7 @@ impl Outbox {
     pub(crate) fn new(
         limit: usize,
         policy: SlowConsumerPolicy,
-        counters: Arc<Counters>,
+        counters: Arc<NodeCounters>,
         terminate: CancellationToken,
     ) -> (Self, OutboxReceiver) {
         let queue = Arc::new(Queue::default());
@@ -252,12 +252,12 @@ impl Outbox {
             match self.policy {
                 SlowConsumerPolicy::Close => {
                     if !self.terminate.is_cancelled() {
-                        Counters::add(&self.counters.slow_consumer_closes, 1);
+                        NodeCounters::add(&self.counters.slow_consumer_closes, 1);
                     }
                     self.terminate_with(SLOW_CONSUMER.0, SLOW_CONSUMER.1);
                 }
                 SlowConsumerPolicy::Drop => {
-                    Counters::add(&self.counters.dropped_messages, frames.count() as u64);
+                    NodeCounters::add(&self.counters.dropped_messages, frames.count() as u64);
                 }
             }
             return Err(NotQueued);
@@ -381,8 +381,11 @@ mod tests {
     use super::*;
     use crate::stats::Stats;
 
-    fn outbox(limit: usize, policy: SlowConsumerPolicy) -> (Outbox, OutboxReceiver, Arc<Counters>) {
-        let counters = Arc::new(Counters::default());
+    fn outbox(
+        limit: usize,
+        policy: SlowConsumerPolicy,
+    ) -> (Outbox, OutboxReceiver, Arc<NodeCounters>) {
+        let counters = Arc::new(NodeCounters::default());
         let (outbox, rx) = Outbox::new(limit, policy, counters.clone(), CancellationToken::new());
         (outbox, rx, counters)
     }

@@ -6,16 +6,13 @@
 //! writer wakes up is fed to the socket and flushed once, so a burst of group
 //! messages leaves in few syscalls.
 
-use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
@@ -25,12 +22,16 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::state::NodeState;
+use super::writer::write_frames;
 use crate::host::{HostEvent, Payload};
-use crate::node::Shared;
-use crate::outbound::{FrameRun, Outbound, OutboxReceiver};
-use crate::protocol::{Command, ProtocolError, error_reply, parse_binary_command, parse_command};
-use crate::registry::{Connection, GroupId};
-use crate::stats::Counters;
+use crate::ids::GroupId;
+use crate::protocol::{
+    ClientCommand, ProtocolError, error_reply, parse_binary_command, parse_command,
+};
+use crate::queue::{FrameRun, Outbound, OutboxReceiver};
+use crate::registry::ConnectionEntry;
+use crate::stats::NodeCounters;
 
 /// How long a closing connection waits for the client's close reply.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -54,7 +55,7 @@ pub(crate) struct RequestTarget {
 /// Accepts the websocket handshake and serves the connection until it
 /// closes. Never panics on client input; every exit removes the connection
 /// from the registry.
-pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve_connection(shared: Arc<NodeState>, stream: TcpStream, peer: SocketAddr) {
     let _socket = OpenSocket::count(&shared);
     let _ = stream.set_nodelay(true);
     if let Some(size) = shared.limits.send_buffer_size {
@@ -68,7 +69,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
     #[allow(clippy::result_large_err)]
     let check = |request: &Request, response: Response| {
         if let Some(refusal) = refusal(&shared, request) {
-            Counters::add(&shared.counters.connections_refused, 1);
+            NodeCounters::add(&shared.counters.connections_refused, 1);
             return Err(refusal);
         }
         target.path = request.uri().path().to_owned();
@@ -91,7 +92,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         },
     };
     let (conn, outbox_rx) = shared.open_connection(peer);
-    let mut session = Session {
+    let mut session = ClientSession {
         shared: shared.clone(),
         conn: conn.clone(),
         ws,
@@ -114,10 +115,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
 
 /// Counts a socket for `max_connections` from accept to the end of its
 /// task, whichever way it ends.
-struct OpenSocket<'a>(&'a Shared);
+struct OpenSocket<'a>(&'a NodeState);
 
 impl<'a> OpenSocket<'a> {
-    fn count(shared: &'a Shared) -> Self {
+    fn count(shared: &'a NodeState) -> Self {
         shared.open_sockets.fetch_add(1, Ordering::Relaxed);
         OpenSocket(shared)
     }
@@ -131,7 +132,7 @@ impl Drop for OpenSocket<'_> {
 
 /// Why a handshake is refused, as the HTTP response to send: over the
 /// connection limit (503), or a browser origin not allowed (403).
-fn refusal(shared: &Shared, request: &Request) -> Option<ErrorResponse> {
+fn refusal(shared: &NodeState, request: &Request) -> Option<ErrorResponse> {
     let limits = &shared.limits;
     let refuse = |status: StatusCode, why: &str| {
         let mut response = ErrorResponse::new(Some(why.to_owned()));
@@ -152,9 +153,9 @@ fn refusal(shared: &Shared, request: &Request) -> Option<ErrorResponse> {
     None
 }
 
-struct Session {
-    shared: Arc<Shared>,
-    conn: Arc<Connection>,
+struct ClientSession {
+    shared: Arc<NodeState>,
+    conn: Arc<ConnectionEntry>,
     ws: WebSocketStream<TcpStream>,
     outbox_rx: OutboxReceiver,
     /// The close code sent or received, for the host's Close event.
@@ -182,7 +183,7 @@ enum Next {
     End,
 }
 
-impl Session {
+impl ClientSession {
     async fn run(&mut self, target: RequestTarget) {
         // Allocated on first use: a connection that is never sent anything
         // carries no batch buffer.
@@ -190,7 +191,7 @@ impl Session {
         // The first and last steps are boxed: they run once, and unboxed
         // their state would size every idle connection's task.
         let next = match Box::pin(self.introduce(target, &mut batch)).await {
-            Next::Continue => self.serve(&mut batch).await,
+            Next::Continue => self.exchange(&mut batch).await,
             other => other,
         };
         match next {
@@ -261,7 +262,7 @@ impl Session {
     }
 
     /// The main loop: client frames in, queued frames out, pings on time.
-    async fn serve(&mut self, batch: &mut Vec<Outbound>) -> Next {
+    async fn exchange(&mut self, batch: &mut Vec<Outbound>) -> Next {
         let token = self.conn.outbox.terminated().clone();
         // One wait for the whole loop (not one per turn): it registers with
         // the token once and takes no space per select below.
@@ -278,7 +279,7 @@ impl Session {
                 _ = &mut terminated => Next::Terminate,
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() >= idle_timeout {
-                        Counters::add(&self.shared.counters.heartbeat_timeouts, 1);
+                        NodeCounters::add(&self.shared.counters.heartbeat_timeouts, 1);
                         Next::Close(CloseFrame {
                             code: CloseCode::Away,
                             reason: "no answer to pings".into(),
@@ -360,12 +361,12 @@ impl Session {
                 Some(Ok(message)) => match self.on_message(message, &mut sends) {
                     Handled::Done(next) => next,
                     for_host @ Handled::ForHost(_) => {
-                        sends.deliver(&self.shared);
+                        sends.flush(&self.shared);
                         return for_host;
                     }
                 },
                 Some(Err(error)) => {
-                    sends.deliver(&self.shared);
+                    sends.flush(&self.shared);
                     self.on_read_error(error)
                 }
                 None => Next::End,
@@ -381,7 +382,7 @@ impl Session {
                 None => break Next::Continue,
             }
         };
-        sends.deliver(&self.shared);
+        sends.flush(&self.shared);
         Handled::Done(next)
     }
 
@@ -403,8 +404,8 @@ impl Session {
             .filter(|_| shared.host_config.message_events || !shared.host_config.builtin_commands);
         let max_group = shared.limits.max_group_id_len;
         if message.is_text() || message.is_binary() {
-            Counters::add(&shared.counters.messages_in, 1);
-            Counters::add(&shared.counters.bytes_in, message.len() as u64);
+            NodeCounters::add(&shared.counters.messages_in, 1);
+            NodeCounters::add(&shared.counters.bytes_in, message.len() as u64);
         }
         let command = match &message {
             // Before the built-ins switch: a client's close code is recorded
@@ -421,7 +422,7 @@ impl Session {
         };
         if command.is_err() {
             // What this message causes comes after the sends before it.
-            sends.deliver(&shared);
+            sends.flush(&shared);
         }
         match command {
             Ok(command) => self.execute(command, sends),
@@ -461,18 +462,18 @@ impl Session {
     /// Runs a built-in command. Sends join the run in `sends`; any other
     /// command first delivers that run, so that (for instance) a member
     /// leaving right after a send still gets it.
-    fn execute(&self, command: Command, sends: &mut GroupSends) {
+    fn execute(&self, command: ClientCommand, sends: &mut GroupSends) {
         let shared = &self.shared;
         match command {
-            Command::SendToGroup { group, message } => sends.add(shared, group, &message),
-            Command::AddGroup(group) => {
-                sends.deliver(shared);
+            ClientCommand::SendToGroup { group, message } => sends.add(shared, group, &message),
+            ClientCommand::AddGroup(group) => {
+                sends.flush(shared);
                 if let Err(error) = shared.registry.join(&self.conn, &group) {
                     self.reply(error_reply("join_refused", &error.to_string()));
                 }
             }
-            Command::LeaveGroup(group) => {
-                sends.deliver(shared);
+            ClientCommand::LeaveGroup(group) => {
+                sends.flush(shared);
                 shared.registry.leave(&self.conn, group.as_str());
             }
         }
@@ -543,97 +544,6 @@ impl Session {
     }
 }
 
-/// Most frames handed to the kernel in one vectored write.
-const IOV_BATCH: usize = 256;
-
-/// Writes the frames of `items` (a close among them is skipped) to the
-/// socket, up to [`IOV_BATCH`] frames per syscall, and returns the bytes
-/// written.
-///
-/// tungstenite's own buffer (a pong it queued while reading) is flushed
-/// first, and reads only happen between batches, so frames written here and
-/// frames tungstenite writes never interleave.
-async fn write_frames(
-    ws: &mut WebSocketStream<TcpStream>,
-    items: &[Outbound],
-) -> io::Result<usize> {
-    let total: usize = items.iter().map(Outbound::bytes).sum();
-    ws.flush().await.map_err(io::Error::other)?;
-    let stream = ws.get_mut();
-    let mut at = WritePosition::default();
-    let mut left = total;
-    while left > 0 {
-        // The slices are built on the stack at each poll, not kept in the
-        // future: an idle connection's task stays small.
-        let n = std::future::poll_fn(|cx| {
-            let mut slices = [IoSlice::new(&[]); IOV_BATCH];
-            let count = at.fill(items, &mut slices);
-            Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count])
-        })
-        .await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        at.advance(items, n);
-        left -= n;
-    }
-    Ok(total)
-}
-
-/// How far a run of queued items is written: the item, the frame within it,
-/// and the bytes of that frame already sent.
-#[derive(Debug, Default, Clone, Copy)]
-struct WritePosition {
-    item: usize,
-    frame: usize,
-    offset: usize,
-}
-
-impl WritePosition {
-    /// Fills `slices` with what is left to write, from here on; returns how
-    /// many it filled.
-    fn fill<'a>(&self, items: &'a [Outbound], slices: &mut [IoSlice<'a>]) -> usize {
-        let mut count = 0;
-        let mut offset = self.offset;
-        let mut frame = self.frame;
-        for item in &items[self.item.min(items.len())..] {
-            for bytes in &item.frames()[frame..] {
-                if count == slices.len() {
-                    return count;
-                }
-                slices[count] = IoSlice::new(&bytes[offset..]);
-                count += 1;
-                offset = 0;
-            }
-            frame = 0;
-        }
-        count
-    }
-
-    /// Moves past `n` written bytes.
-    fn advance(&mut self, items: &[Outbound], mut n: usize) {
-        while let Some(item) = items.get(self.item) {
-            let frames = item.frames();
-            match frames.get(self.frame) {
-                Some(frame) => {
-                    let rest = frame.len() - self.offset;
-                    if n < rest {
-                        self.offset += n;
-                        return;
-                    }
-                    n -= rest;
-                    self.frame += 1;
-                    self.offset = 0;
-                }
-                None => {
-                    self.item += 1;
-                    self.frame = 0;
-                }
-            }
-        }
-    }
-}
-
 /// The `send_to_group` commands a connection read in a row for one group.
 /// They are handed to the other nodes at once and delivered to local members
 /// together at the end of the run, so a burst costs each member one queue
@@ -642,82 +552,18 @@ impl WritePosition {
 struct GroupSends(FrameRun<GroupId>);
 
 impl GroupSends {
-    fn add(&mut self, shared: &Shared, group: GroupId, text: &str) {
+    fn add(&mut self, shared: &NodeState, group: GroupId, text: &str) {
         shared.bus.publish(group.as_str(), text);
         let finished = self.0.push(&group, crate::frame::text(text), text.len());
         if let Some((group, frames, text_bytes)) = finished {
-            shared.deliver_local(group.as_str(), &frames, text_bytes);
+            shared.fan_out_run(group.as_str(), &frames, text_bytes);
         }
     }
 
     /// Delivers the pending run to the local members.
-    fn deliver(&mut self, shared: &Shared) {
+    fn flush(&mut self, shared: &NodeState) {
         if let Some((group, frames, text_bytes)) = self.0.finish() {
-            shared.deliver_local(group.as_str(), &frames, text_bytes);
+            shared.fan_out_run(group.as_str(), &frames, text_bytes);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::outbound::Frames;
-
-    fn run(items: &[&[&'static str]]) -> Vec<Outbound> {
-        items
-            .iter()
-            .map(|frames| {
-                let frames = frames.iter().map(|f| Bytes::from_static(f.as_bytes()));
-                Outbound::Frames(Frames::many(frames.collect()))
-            })
-            .collect()
-    }
-
-    /// What `fill` offers from `at`, as one string.
-    fn offered(at: &WritePosition, items: &[Outbound], slots: usize) -> String {
-        let mut slices = vec![IoSlice::new(&[]); slots];
-        let count = at.fill(items, &mut slices);
-        slices[..count]
-            .iter()
-            .map(|s| std::str::from_utf8(s).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn partial_writes_resume_at_the_right_byte_across_frames_and_items() {
-        let items = run(&[&["ab", "cde"], &["f"], &["ghij", "k"]]);
-        let all = "abcdefghijk";
-        // Every way of cutting the stream into two writes resumes exactly.
-        for first in 0..=all.len() {
-            let mut at = WritePosition::default();
-            at.advance(&items, first);
-            assert_eq!(
-                offered(&at, &items, 64),
-                all[first..],
-                "after {first} bytes"
-            );
-        }
-        // Writes of 3 bytes at a time, the way a full socket takes them.
-        let mut at = WritePosition::default();
-        let mut sent = String::new();
-        while sent.len() < all.len() {
-            let chunk: String = offered(&at, &items, 64).chars().take(3).collect();
-            at.advance(&items, chunk.len());
-            sent += &chunk;
-        }
-        assert_eq!(sent, all);
-    }
-
-    #[test]
-    fn fill_stops_at_the_slots_it_has_and_skips_a_close() {
-        let mut items = run(&[&["a", "b", "c"]]);
-        items.push(Outbound::Close(CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        }));
-        items.extend(run(&[&["d"]]));
-        let at = WritePosition::default();
-        assert_eq!(offered(&at, &items, 2), "ab");
-        assert_eq!(offered(&at, &items, 64), "abcd");
     }
 }

@@ -1,0 +1,288 @@
+//! [`NodeHandle`]: the actions a host takes on a node, from any thread.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::state::NodeState;
+use crate::bus::GROUP_CHANNEL_PREFIX;
+use crate::channel::ChannelClient;
+use crate::error::{Error, Result};
+use crate::host::HostEvents;
+use crate::ids::{ConnId, GroupId};
+use crate::registry::ConnectionEntry;
+use crate::stats::Stats;
+
+/// Actions on a node, callable from any thread (they never block on the
+/// network: sends are queued for each connection's writer). Cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    state: Arc<NodeState>,
+}
+
+impl NodeHandle {
+    pub(crate) fn new(state: Arc<NodeState>) -> Self {
+        NodeHandle { state }
+    }
+
+    pub(crate) fn state(&self) -> &NodeState {
+        &self.state
+    }
+
+    fn connection(&self, conn: ConnId) -> Result<Arc<ConnectionEntry>> {
+        self.state
+            .registry
+            .connection(conn)
+            .ok_or(Error::UnknownConnection(conn))
+    }
+
+    fn group_id(&self, group: &str) -> Result<GroupId> {
+        GroupId::new(group, self.state.limits.max_group_id_len).map_err(Error::InvalidGroup)
+    }
+
+    /// Sends a text message to one connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn send_text(&self, conn: ConnId, text: &str) -> Result<()> {
+        self.send(conn, crate::frame::text(text), text.len())
+    }
+
+    /// Sends a binary message to one connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn send_binary(&self, conn: ConnId, data: &[u8]) -> Result<()> {
+        self.send(conn, crate::frame::binary(data), data.len())
+    }
+
+    fn send(&self, conn: ConnId, frame: Bytes, len: usize) -> Result<()> {
+        self.connection(conn)?
+            .outbox
+            .push(frame)
+            .map_err(|_| Error::UnknownConnection(conn))?;
+        self.state.count_out(1, len);
+        Ok(())
+    }
+
+    /// Closes a connection with `code` and `reason` after what is already
+    /// queued for it has been sent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCloseCode`] for a code a server may not send,
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn close(&self, conn: ConnId, code: u16, reason: &str) -> Result<()> {
+        if !close_code_allowed(code) {
+            return Err(Error::InvalidCloseCode(code));
+        }
+        // A close frame's reason is limited to 123 bytes: cut on a char
+        // boundary rather than fail.
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.connection(conn)?
+            .outbox
+            .push_close(code, &reason[..end])
+            .map_err(|_| Error::UnknownConnection(conn))
+    }
+
+    /// Puts a connection in a group. Returns `false` if it already was.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`], [`Error::InvalidGroup`], or
+    /// [`Error::Join`] when the connection is in too many groups.
+    pub fn join(&self, conn: ConnId, group: &str) -> Result<bool> {
+        let group = self.group_id(group)?;
+        let conn = self.connection(conn)?;
+        Ok(self.state.registry.join(&conn, &group)?)
+    }
+
+    /// Takes a connection out of a group. Returns `false` if it was not in it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn leave(&self, conn: ConnId, group: &str) -> Result<bool> {
+        let conn = self.connection(conn)?;
+        Ok(self.state.registry.leave(&conn, group))
+    }
+
+    /// Sends a text message to every member of `group` on every node, except
+    /// the local connections in `exclude`. Returns the number of local
+    /// members it was queued for.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGroup`] for an empty or over-long group id.
+    pub fn send_to_group(&self, group: &str, text: &str, exclude: &[ConnId]) -> Result<usize> {
+        let group = self.group_id(group)?;
+        Ok(self.state.send_to_group(group.as_str(), text, exclude))
+    }
+
+    /// Sends a text message to every connection of this node, except those
+    /// in `exclude`. Returns how many it was queued for.
+    pub fn broadcast(&self, text: &str, exclude: &[ConnId]) -> usize {
+        let frame = crate::frame::text(text);
+        let mut queued = 0;
+        self.state.registry.for_each_connection(|conn| {
+            if !exclude.contains(&conn.id) && conn.outbox.push(frame.clone()).is_ok() {
+                queued += 1;
+            }
+        });
+        self.state.count_out(queued, text.len());
+        queued
+    }
+
+    /// A snapshot of the node's counters.
+    pub fn stats(&self) -> Stats {
+        let state = &self.state;
+        let mut stats = Stats::read(&state.counters);
+        stats.connections = state.registry.connection_count() as u64;
+        stats.groups = state.registry.group_count() as u64;
+        state.bus.add_stats(&mut stats);
+        stats
+    }
+
+    /// Local members of `group`.
+    pub fn group_size(&self, group: &str) -> usize {
+        self.state.registry.group_size(group)
+    }
+
+    /// Groups with at least one local member.
+    pub fn groups(&self) -> Vec<String> {
+        let groups = self.state.registry.groups();
+        groups.iter().map(|g| g.as_str().to_owned()).collect()
+    }
+
+    /// The groups a connection is in.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn connection_groups(&self, conn: ConnId) -> Result<Vec<String>> {
+        let groups = self.connection(conn)?.groups();
+        Ok(groups.iter().map(|g| g.as_str().to_owned()).collect())
+    }
+
+    /// The client address of a connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn peer_addr(&self, conn: ConnId) -> Result<SocketAddr> {
+        Ok(self.connection(conn)?.peer)
+    }
+
+    /// Open connections on this node.
+    pub fn connection_count(&self) -> usize {
+        self.state.registry.connection_count()
+    }
+
+    /// Groups with at least one local member.
+    pub fn group_count(&self) -> usize {
+        self.state.registry.group_count()
+    }
+
+    /// The host's event queue, when the configuration asked for events.
+    pub fn events(&self) -> Option<&Arc<HostEvents>> {
+        self.state.host.as_ref()
+    }
+
+    /// Lets a connection held for approval (see
+    /// [`HostConfig::approve_connections`]) start talking. To refuse it, call
+    /// [`NodeHandle::close`] instead.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is open.
+    pub fn admit(&self, conn: ConnId) -> Result<()> {
+        let connection = self.connection(conn)?;
+        if let Some(admit) = connection.admission.lock().take() {
+            let _ = admit.send(());
+        }
+        Ok(())
+    }
+
+    fn channel_client(&self) -> Result<&ChannelClient> {
+        self.state.bus.channel_client()
+    }
+
+    /// Publishes `data` (JSON text) on a channel, as the seed's
+    /// `Channel\Client::publish`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Channel`] when `data` is not JSON, the channel name is empty
+    /// or reserved for groups, or the node has no channel server.
+    pub fn channel_publish(&self, channel: &str, data: &str) -> Result<()> {
+        check_channel_name(channel)?;
+        let data = serde_json::value::RawValue::from_string(data.to_owned())
+            .map_err(|e| Error::Channel(format!("data is not JSON: {e}")))?;
+        self.channel_client()?.publish(channel, &data)
+    }
+
+    /// Subscribes the host to a channel, as the seed's `Channel\Client::on`;
+    /// its events arrive as [`crate::HostEvent::Channel`].
+    ///
+    /// # Errors
+    ///
+    /// As [`NodeHandle::channel_publish`], and when the host takes no events.
+    pub fn channel_subscribe(&self, channel: &str) -> Result<()> {
+        check_channel_name(channel)?;
+        if self.state.host.is_none() {
+            return Err(Error::Channel(
+                "the host takes no events: enable them in HostConfig".into(),
+            ));
+        }
+        self.channel_client()?.subscribe(channel)
+    }
+
+    /// Stops the host's subscription to a channel.
+    ///
+    /// # Errors
+    ///
+    /// As [`NodeHandle::channel_publish`].
+    pub fn channel_unsubscribe(&self, channel: &str) -> Result<()> {
+        check_channel_name(channel)?;
+        self.channel_client()?.unsubscribe(channel)
+    }
+
+    /// Whether the node is connected to its channel server, or to Redis
+    /// with every group that has members subscribed (`true` for a node
+    /// without a bus: it has nothing to wait for).
+    pub fn bus_connected(&self) -> bool {
+        self.state.bus.is_connected()
+    }
+
+    /// Waits until [`NodeHandle::bus_connected`].
+    pub async fn wait_bus_connected(&self) {
+        self.state.bus.wait_connected().await;
+    }
+}
+
+/// Host channels must not be empty nor use the groups' prefix (that would
+/// let a host bypass or disturb group routing).
+fn check_channel_name(channel: &str) -> Result<()> {
+    if channel.is_empty() {
+        return Err(Error::Channel("channel name must not be empty".into()));
+    }
+    if channel.starts_with(GROUP_CHANNEL_PREFIX) {
+        return Err(Error::Channel(format!(
+            "channel names starting with {:?} are reserved for groups",
+            GROUP_CHANNEL_PREFIX
+        )));
+    }
+    Ok(())
+}
+
+/// Close codes a server may send (RFC 6455 §7.4): not the reserved ones nor
+/// those that must never be on the wire.
+fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}

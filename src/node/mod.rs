@@ -1,0 +1,203 @@
+//! A node: the websocket listener, its connections, the registry and the
+//! bus, running as tasks on a tokio runtime; and [`NodeHandle`], the actions
+//! a host takes on it from any thread.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::accept::next_connection;
+use crate::bus::{Bus, BusContext};
+use crate::channel::{ChannelServer, ChannelServerConfig};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::host::HostEvents;
+use crate::registry::Registry;
+
+mod connection;
+mod handle;
+mod metrics;
+mod state;
+mod writer;
+
+pub use handle::NodeHandle;
+pub(crate) use state::NodeState;
+
+/// Where a started node listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addresses {
+    /// The websocket listener.
+    pub websocket: SocketAddr,
+    /// The embedded channel server, if the node runs one.
+    pub channel: Option<SocketAddr>,
+    /// The Prometheus metrics endpoint, if asked for.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// A running node. Start it with [`Node::start`] inside a tokio runtime;
+/// [`crate::Server`] runs one on a runtime of its own.
+pub struct Node {
+    /// Actions on the node.
+    handle: NodeHandle,
+    /// Observes the end of every task.
+    tasks: TaskTracker,
+    /// Where it listens.
+    addresses: Addresses,
+    /// The embedded channel server, stopped after the node's own tasks so
+    /// the bus never sees it vanish first.
+    channel_server: Option<ChannelServer>,
+}
+
+impl Node {
+    /// Binds the listeners and starts serving on the current runtime.
+    /// Returns once the node accepts connections (and, with an embedded
+    /// channel server, once its bus is connected to it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an inconsistent configuration, [`Error::Bind`]
+    /// when an address cannot be bound.
+    pub async fn start(config: Config) -> Result<Node> {
+        config.validate()?;
+        let limits = config.limits.clone();
+        let channel_server = match &config.channel_listen {
+            Some(addr) => {
+                let server_config = ChannelServerConfig {
+                    max_frame: limits.max_channel_frame,
+                    secret: config.channel_secret.clone(),
+                    ..ChannelServerConfig::default()
+                };
+                Some(ChannelServer::bind(addr, server_config).await?)
+            }
+            None => None,
+        };
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| Error::bind(&config.listen, e))?;
+        let websocket = listener
+            .local_addr()
+            .map_err(|e| Error::bind(&config.listen, e))?;
+
+        let metrics_listener = match &config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Error::bind(addr, e))?,
+            ),
+            None => None,
+        };
+        let metrics = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let interest = Bus::configured(&config).then(mpsc::unbounded_channel);
+        let (interest_tx, interest_rx) = interest.unzip();
+        let registry = Arc::new(Registry::new(limits.max_groups_per_connection, interest_tx));
+        let host = match config.host.wants_events() {
+            true => Some(HostEvents::new(config.host.queue_capacity).map_err(Error::Runtime)?),
+            false => None,
+        };
+        let embedded_channel = channel_server.as_ref().map(|s| s.local_addr().to_string());
+        let context = BusContext {
+            node_id: RandomState::new().hash_one(websocket),
+            registry: registry.clone(),
+            interest: interest_rx,
+            host: host.clone(),
+            shutdown: &shutdown,
+            tasks: &tasks,
+        };
+        let bus = Bus::start(&config, embedded_channel, context).await?;
+        let ws_config = WebSocketConfig::default()
+            // tungstenite allocates its read buffer eagerly, per connection,
+            // and zero-fills it before every read: keep it small (it grows
+            // for a large message, read in steps of this size).
+            .read_buffer_size(512)
+            // Data frames bypass tungstenite's writer (see `crate::frame`);
+            // the control frames it still writes go out at once.
+            .write_buffer_size(0)
+            .max_message_size(Some(limits.max_message_size))
+            .max_frame_size(Some(limits.max_message_size));
+        let state = Arc::new(NodeState {
+            limits,
+            registry,
+            bus,
+            ws_config,
+            shutdown,
+            host_config: config.host,
+            host,
+            next_conn_id: AtomicU64::new(1),
+            counters: Arc::default(),
+            open_sockets: AtomicUsize::new(0),
+        });
+        tasks.spawn(accept_loop(listener, state.clone(), tasks.clone()));
+        let handle = NodeHandle::new(state);
+        if let Some(listener) = metrics_listener {
+            let shutdown = handle.state().shutdown.clone();
+            tasks.spawn(metrics::serve_metrics(
+                listener,
+                handle.clone(),
+                shutdown,
+                tasks.clone(),
+            ));
+        }
+        Ok(Node {
+            handle,
+            tasks,
+            addresses: Addresses {
+                websocket,
+                channel: channel_server.as_ref().map(ChannelServer::local_addr),
+                metrics,
+            },
+            channel_server,
+        })
+    }
+
+    /// Where the node listens.
+    pub fn addresses(&self) -> Addresses {
+        self.addresses
+    }
+
+    /// A handle for actions, usable from any thread.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// The embedded channel server, if the node runs one.
+    pub fn channel_server(&self) -> Option<&ChannelServer> {
+        self.channel_server.as_ref()
+    }
+
+    /// Stops accepting, closes every client with 1001, and returns once every
+    /// task of the node has ended. Calling it again does nothing.
+    pub async fn stop(&self) {
+        self.handle.state().shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        if let Some(channel_server) = &self.channel_server {
+            channel_server.stop().await;
+        }
+        // Every Close event is queued by now: let pollers drain and finish.
+        if let Some(host) = &self.handle.state().host {
+            host.close();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Dropped without stop: tell the tasks to end on their own.
+        self.handle.state().shutdown.cancel();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<NodeState>, tasks: TaskTracker) {
+    while let Some((stream, peer)) = next_connection(&listener, &state.shutdown).await {
+        tasks.spawn(connection::serve_connection(state.clone(), stream, peer));
+    }
+}

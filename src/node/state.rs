@@ -1,0 +1,92 @@
+//! A node's state, shared by its tasks and handles: limits, registry, bus,
+//! host queue and counters.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use crate::config::{HostConfig, Limits};
+use crate::host::HostEvents;
+use crate::ids::ConnId;
+use crate::queue::{Frames, Outbox, OutboxReceiver};
+use crate::registry::{ConnectionEntry, Registry};
+use crate::stats::NodeCounters;
+
+/// State shared by the node's tasks and handles.
+pub(crate) struct NodeState {
+    /// Client limits.
+    pub(crate) limits: Limits,
+    /// Groups and connections.
+    pub(crate) registry: Arc<Registry>,
+    /// The way to other nodes.
+    pub(crate) bus: Bus,
+    /// tungstenite settings derived from `limits`.
+    pub(crate) ws_config: WebSocketConfig,
+    /// Cancelled when the node stops; every connection's token is a child.
+    pub(crate) shutdown: CancellationToken,
+    /// What the host takes part in.
+    pub(crate) host_config: HostConfig,
+    /// Events for the host, when it wants any.
+    pub(crate) host: Option<Arc<HostEvents>>,
+    /// Next connection id.
+    pub(crate) next_conn_id: AtomicU64,
+    /// Counters for `NodeHandle::stats`.
+    pub(crate) counters: Arc<NodeCounters>,
+    /// Sockets accepted and not yet finished (handshaking or open), for
+    /// `max_connections`.
+    pub(crate) open_sockets: AtomicUsize,
+}
+
+impl NodeState {
+    /// Counts `messages` queued messages of `len` bytes each.
+    pub(crate) fn count_out(&self, messages: usize, len: usize) {
+        NodeCounters::add(&self.counters.messages_out, messages as u64);
+        NodeCounters::add(&self.counters.bytes_out, (messages * len) as u64);
+    }
+
+    /// Registers a new connection and returns it with its queue's receiver.
+    pub(crate) fn open_connection(
+        &self,
+        peer: SocketAddr,
+    ) -> (Arc<ConnectionEntry>, OutboxReceiver) {
+        let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let (outbox, receiver) = Outbox::new(
+            self.limits.outbound_queue_bytes,
+            self.limits.slow_consumer,
+            self.counters.clone(),
+            self.shutdown.child_token(),
+        );
+        NodeCounters::add(&self.counters.connections_opened, 1);
+        let conn = ConnectionEntry::new(id, peer, outbox);
+        self.registry.add_connection(conn.clone());
+        (conn, receiver)
+    }
+
+    /// Delivers `text` to the group's local members (except `exclude`),
+    /// encoded once for all of them, and hands it to the other nodes.
+    /// Returns the number of local deliveries.
+    pub(crate) fn send_to_group(&self, group: &str, text: &str, exclude: &[ConnId]) -> usize {
+        let frame = crate::frame::text(text).into();
+        let delivered = self.registry.fan_out(group, &frame, exclude);
+        self.count_out(delivered, text.len());
+        self.bus.publish(group, text);
+        delivered
+    }
+
+    /// Delivers messages already encoded (and already handed to the bus) to
+    /// the group's local members; `text_bytes` is their payloads' total
+    /// length. Returns the number of members reached.
+    pub(crate) fn fan_out_run(&self, group: &str, frames: &Frames, text_bytes: usize) -> usize {
+        let members = self.registry.fan_out(group, frames, &[]);
+        NodeCounters::add(
+            &self.counters.messages_out,
+            (members * frames.count()) as u64,
+        );
+        NodeCounters::add(&self.counters.bytes_out, (members * text_bytes) as u64);
+        members
+    }
+}
