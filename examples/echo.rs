@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:1234".into());
-    let mut server = Server::start(Config {
+    let server = Server::start(Config {
         host: HostConfig {
             message_events: true,
             ..HostConfig::default()

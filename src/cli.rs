@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::channel::{ChannelServer, ChannelServerConfig};
+use crate::channel::{BackgroundChannelServer, ChannelServerConfig};
 use crate::config::{Config, DEFAULT_CHANNEL_LISTEN, DEFAULT_LISTEN, Limits, SlowConsumerPolicy};
 use crate::server::Server;
 
@@ -35,8 +35,8 @@ struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     listen: String,
     /// Runtime worker threads [default: number of CPUs].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    workers: Option<u16>,
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
     /// Where the embedded channel server listens [default: 127.0.0.1:2206].
     /// It has no authentication: keep it on loopback unless the network is
     /// trusted.
@@ -115,7 +115,7 @@ impl LimitArgs {
     fn into_limits(self) -> crate::Result<Limits> {
         let seconds = |name: &str, value: f64| {
             Duration::try_from_secs_f64(value).map_err(|_| {
-                crate::Error::Config(format!("--{name} must be a number of seconds >= 0"))
+                crate::Error::Config(format!("{name} must be a number of seconds, not {value}"))
             })
         };
         Ok(Limits {
@@ -128,10 +128,10 @@ impl LimitArgs {
             max_groups_per_connection: self.max_groups_per_connection,
             max_group_id_len: self.max_group_id_len,
             max_connections: self.max_connections,
-            ping_interval: seconds("ping-interval", self.ping_interval)?,
-            idle_timeout: seconds("idle-timeout", self.idle_timeout)?,
-            handshake_timeout: seconds("handshake-timeout", self.handshake_timeout)?,
-            drain_timeout: seconds("drain-timeout", self.drain_timeout)?,
+            ping_interval: seconds("ping_interval", self.ping_interval)?,
+            idle_timeout: seconds("idle_timeout", self.idle_timeout)?,
+            handshake_timeout: seconds("handshake_timeout", self.handshake_timeout)?,
+            drain_timeout: seconds("drain_timeout", self.drain_timeout)?,
             allowed_origins: (!self.allowed_origins.is_empty()).then_some(self.allowed_origins),
             ..Limits::default()
         })
@@ -189,7 +189,7 @@ fn serve(args: ServeArgs) -> crate::Result<()> {
     };
     let config = Config {
         listen: args.listen,
-        workers: args.workers.map(usize::from),
+        workers: args.workers,
         channel_listen,
         channel: args.channel.clone(),
         bus: args.bus.clone(),
@@ -198,7 +198,7 @@ fn serve(args: ServeArgs) -> crate::Result<()> {
         limits: args.limits.into_limits()?,
         ..Config::default()
     };
-    let mut server = Server::start(config)?;
+    let server = Server::start(config)?;
     let addresses = server.addresses();
     let channel = match (addresses.channel, &args.channel) {
         (Some(embedded), _) => format!("channel={embedded}"),
@@ -222,23 +222,16 @@ fn serve(args: ServeArgs) -> crate::Result<()> {
 }
 
 fn channel(args: ChannelArgs) -> crate::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("groupcast-channel")
-        .build()
-        .map_err(crate::Error::Runtime)?;
-    runtime.block_on(async {
-        let config = ChannelServerConfig {
-            secret: args.secret,
-            ..ChannelServerConfig::default()
-        };
-        let server = ChannelServer::bind(&args.listen, config).await?;
-        let mut signals = StopSignals::register()?;
-        println!("groupcast listening channel={}", server.local_addr());
-        signals.recv().await;
-        server.stop().await;
-        Ok(())
-    })
+    let config = ChannelServerConfig {
+        secret: args.secret,
+        ..ChannelServerConfig::default()
+    };
+    let server = BackgroundChannelServer::start(&args.listen, config)?;
+    let mut signals = server.block_on(async { StopSignals::register() })??;
+    println!("groupcast listening channel={}", server.local_addr());
+    server.block_on(signals.recv())?;
+    server.stop();
+    Ok(())
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM, registered before the "listening" line is

@@ -2,29 +2,39 @@
 //! (the binary, C, PHP, Python). `start` blocks until the node listens;
 //! `stop` blocks until every task has ended and every runtime thread has
 //! been joined.
+//!
+//! Every method takes `&self` and is safe from any thread, the host thread
+//! included: a callback may stop the server it is called by. What a host
+//! binding needs of a running server (a running flag, stop from a callback,
+//! actions refused once stopped) is here, once.
 
+use std::future::Future;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::runtime::Runtime;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::host::{Dispatcher, HostEvent};
+use crate::host::{Dispatcher, Hooks, HostEvent, route};
 use crate::node::{Addresses, Node, NodeHandle};
 
 /// A node running on a background tokio runtime.
 ///
-/// Dropping a `Server` stops it. `start` and `stop` must not be called from
-/// inside a tokio runtime (they block).
+/// Dropping a `Server` stops it. `start`, `stop` and `block_on` must not be
+/// called from inside a tokio runtime (they block).
 pub struct Server {
-    /// The runtime and the node on it; `None` once stopped.
-    running: Option<(Runtime, Node)>,
+    /// The runtime and the node on it; `None` once stopped. Locked only to
+    /// take or look, never while waiting, so a stop from the host thread
+    /// never waits for another stop that waits for the host thread.
+    running: Mutex<Option<(Runtime, Node)>>,
     /// Kept after stop so that addresses stay readable.
     addresses: Addresses,
-    /// Actions keep working until stop (and fail cleanly after).
+    /// Actions keep working until stop (and fail with `Error::Stopped`
+    /// after).
     handle: NodeHandle,
     /// The host thread running callbacks, if the host asked for one.
-    dispatcher: Option<Dispatcher>,
+    dispatcher: Mutex<Option<Dispatcher>>,
 }
 
 impl Server {
@@ -47,34 +57,56 @@ impl Server {
         Ok(Server {
             addresses: node.addresses(),
             handle: node.handle(),
-            running: Some((runtime, node)),
-            dispatcher: None,
+            running: Mutex::new(Some((runtime, node))),
+            dispatcher: Mutex::new(None),
         })
     }
 
     /// Starts the host thread: `handler` gets every batch of events, in
     /// order, on that one thread (never on a tokio thread) until the server
-    /// stops. The alternative is polling [`NodeHandle::events`] from a thread
-    /// of the host's own.
+    /// stops. The alternatives are [`Server::run_hooks`] (callbacks per
+    /// kind of event) and polling [`NodeHandle::events`] from a thread of
+    /// the host's own.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] when the configuration asked for no events or a
-    /// dispatcher already runs; [`Error::Runtime`] when the thread cannot
-    /// start.
+    /// dispatcher already runs; [`Error::Stopped`] after stop;
+    /// [`Error::Runtime`] when the thread cannot start.
     pub fn dispatch(
-        &mut self,
+        &self,
         handler: impl FnMut(&mut Vec<HostEvent>) + Send + 'static,
     ) -> Result<()> {
-        if self.dispatcher.is_some() {
+        let mut dispatcher = self.dispatcher.lock();
+        if dispatcher.is_some() {
             return Err(Error::Config("a dispatcher already runs".into()));
+        }
+        if !self.is_running() {
+            return Err(Error::Stopped);
         }
         let events = self
             .handle
             .events()
             .ok_or_else(|| Error::Config("the host configuration asks for no events".into()))?;
-        self.dispatcher = Some(Dispatcher::spawn(events.clone(), handler).map_err(Error::Runtime)?);
+        *dispatcher = Some(Dispatcher::spawn(events.clone(), handler).map_err(Error::Runtime)?);
         Ok(())
+    }
+
+    /// Runs the host's callbacks on the host thread: each batch of events
+    /// enters the host once ([`Hooks::batch`]), each event goes to the
+    /// handler method of its kind, and a connect verdict admits or closes
+    /// the connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::dispatch`].
+    pub fn run_hooks(&self, mut hooks: impl Hooks) -> Result<()> {
+        let node = self.handle.clone();
+        self.dispatch(move |batch| {
+            hooks.batch(&mut |handler| route(batch, handler, &node));
+            // Whatever the host did not take (it could not enter) is dropped.
+            batch.clear();
+        })
     }
 
     /// Where the server listens.
@@ -87,14 +119,9 @@ impl Server {
         &self.handle
     }
 
-    /// The node, while running (for its channel server, for instance).
-    pub fn node(&self) -> Option<&Node> {
-        self.running.as_ref().map(|(_, node)| node)
-    }
-
     /// Whether the server is running.
     pub fn is_running(&self) -> bool {
-        self.running.is_some()
+        self.running.lock().is_some()
     }
 
     /// Runs a future on the server's runtime and waits for it.
@@ -102,27 +129,48 @@ impl Server {
     /// # Errors
     ///
     /// [`Error::Stopped`] after stop.
-    pub fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output> {
-        let (runtime, _) = self.running.as_ref().ok_or(Error::Stopped)?;
+    pub fn block_on<F: Future>(&self, future: F) -> Result<F::Output> {
+        let runtime = match &*self.running.lock() {
+            Some((runtime, _)) => runtime.handle().clone(),
+            None => return Err(Error::Stopped),
+        };
         Ok(runtime.block_on(future))
+    }
+
+    /// Runs `f` with the node while the server runs (for its embedded
+    /// channel server, for instance).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] after stop.
+    pub fn with_node<R>(&self, f: impl FnOnce(&Node) -> R) -> Result<R> {
+        match &*self.running.lock() {
+            Some((_, node)) => Ok(f(node)),
+            None => Err(Error::Stopped),
+        }
     }
 
     /// Stops the node (clients get close code 1001), waits for every task,
     /// shuts the runtime down and joins its threads, then lets the host
-    /// thread hand over the last events and joins it. A second call does
-    /// nothing. Called from the host thread itself (inside a callback), it
-    /// does not wait for that thread, which ends when the callback returns.
-    pub fn stop(&mut self) {
-        if let Some((runtime, node)) = self.running.take() {
-            runtime.block_on(node.stop());
-            drop(node);
-            // Every task has ended; what is left are blocking-pool threads,
-            // which exit at once.
-            runtime.shutdown_timeout(Duration::from_secs(5));
-        }
-        if let Some(mut dispatcher) = self.dispatcher.take() {
+    /// thread hand over the last events and joins it. Returns `false` when
+    /// the server was already stopped (or another thread is stopping it).
+    /// Called from the host thread itself (inside a callback), it does not
+    /// wait for that thread, which ends when the callback returns.
+    pub fn stop(&self) -> bool {
+        let running = self.running.lock().take();
+        let Some((runtime, node)) = running else {
+            return false;
+        };
+        runtime.block_on(node.stop());
+        drop(node);
+        // Every task has ended; what is left are blocking-pool threads,
+        // which exit at once.
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        let dispatcher = self.dispatcher.lock().take();
+        if let Some(mut dispatcher) = dispatcher {
             dispatcher.join();
         }
+        true
     }
 }
 

@@ -94,7 +94,7 @@ async fn events_in_order_and_unknown_messages_go_to_the_host() {
             .unwrap(),
         0
     );
-    assert_eq!(handle.broadcast("to all", &[]), 1);
+    assert_eq!(handle.broadcast("to all", &[]).unwrap(), 1);
     assert_eq!(client.recv_text().await, "to all");
     handle.close(conn, 4000, "bye").unwrap();
     let close = client.recv_close().await.unwrap();

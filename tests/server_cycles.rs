@@ -8,7 +8,7 @@ fn server_start_stop_cycles_release_the_port_and_threads() {
     let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
     let before = threads();
     for _ in 0..20 {
-        let mut server = Server::start(Config {
+        let server = Server::start(Config {
             workers: Some(2),
             ..Config::local("127.0.0.1:0")
         })

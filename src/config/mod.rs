@@ -131,6 +131,10 @@ pub struct HostConfig {
     pub message_events: bool,
     /// Deliver [`crate::HostEvent::Close`].
     pub close_events: bool,
+    /// Open the event queue for [`crate::HostEvent::Channel`] alone: a host
+    /// that takes any other event gets its channels' data anyway; one that
+    /// takes none sets this to subscribe to channels.
+    pub channel_events: bool,
     /// Most events queued for the host before connection tasks wait.
     pub queue_capacity: usize,
     /// How long a connection waits for the host's verdict before it is
@@ -146,6 +150,7 @@ impl Default for HostConfig {
             approve_connections: false,
             message_events: false,
             close_events: false,
+            channel_events: false,
             queue_capacity: 65_536,
             approval_timeout: Duration::from_secs(10),
         }
@@ -159,6 +164,7 @@ impl HostConfig {
             || self.approve_connections
             || self.message_events
             || self.close_events
+            || self.channel_events
             || !self.builtin_commands
     }
 }
@@ -194,13 +200,31 @@ impl Config {
         }
     }
 
-    /// Checks the values that cannot be checked by the type system.
+    /// Checks every value the type system cannot: the one place where a
+    /// range rule lives, called by every surface (Rust, C, PHP, Python, the
+    /// command line) so that a value means the same everywhere.
+    ///
+    /// The rules: an address is `HOST:PORT`; a count or size is at least 1
+    /// (0 is never a sentinel: "no limit" or "the OS's default" is `None`,
+    /// or leaving the setting out); a duration is above 0, except
+    /// `drain_timeout`, where 0 means "close at once"; `idle_timeout` is at
+    /// least `ping_interval`.
     ///
     /// # Errors
     ///
     /// [`crate::Error::Config`] naming the first bad value.
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |why: &str| Err(crate::Error::Config(why.to_owned()));
+        check_address("listen", &self.listen)?;
+        for (name, address) in [
+            ("channel_listen", &self.channel_listen),
+            ("channel", &self.channel),
+            ("metrics_listen", &self.metrics_listen),
+        ] {
+            if let Some(address) = address {
+                check_address(name, address)?;
+            }
+        }
         if self.channel.is_some() && self.channel_listen.is_some() {
             return bad(
                 "set either channel (join a channel server) or channel_listen (embed one), not both",
@@ -214,25 +238,157 @@ impl Config {
             }
             RedisTarget::parse(url).map_err(crate::Error::Config)?;
         }
-        if self.workers == Some(0) {
-            return bad("workers must be at least 1");
+        if self.channel_secret.as_deref() == Some("") {
+            return bad("channel_secret must not be empty (leave it unset for no secret)");
         }
         let l = &self.limits;
-        if l.max_message_size == 0 || l.max_group_id_len == 0 || l.max_groups_per_connection == 0 {
-            return bad("limits must be greater than 0");
+        let h = &self.host;
+        for (name, value) in [
+            ("workers", self.workers.unwrap_or(1)),
+            ("max_message_size", l.max_message_size),
+            ("max_group_id_len", l.max_group_id_len),
+            ("max_groups_per_connection", l.max_groups_per_connection),
+            ("outbound_queue_bytes", l.outbound_queue_bytes),
+            ("queue_capacity", h.queue_capacity),
+        ] {
+            if value == 0 {
+                return bad(&format!("{name} must be at least 1"));
+            }
         }
-        if l.outbound_queue_bytes == 0 {
-            return bad("outbound_queue_bytes must be greater than 0");
+        for (name, value) in [
+            ("max_connections", l.max_connections),
+            ("send_buffer_size", l.send_buffer_size),
+        ] {
+            if value == Some(0) {
+                return bad(&format!(
+                    "{name} must be at least 1 (leave it unset for no limit)"
+                ));
+            }
         }
-        if self.host.queue_capacity == 0 {
-            return bad("host queue_capacity must be greater than 0");
+        for (name, value) in [
+            ("ping_interval", l.ping_interval),
+            ("idle_timeout", l.idle_timeout),
+            ("handshake_timeout", l.handshake_timeout),
+            ("approval_timeout", h.approval_timeout),
+        ] {
+            if value.is_zero() {
+                return bad(&format!("{name} must be above 0 seconds"));
+            }
         }
-        if l.ping_interval.is_zero() || l.idle_timeout < l.ping_interval {
-            return bad("ping_interval must be above 0 and idle_timeout at least ping_interval");
+        if l.idle_timeout < l.ping_interval {
+            return bad("idle_timeout must be at least ping_interval");
         }
         if l.max_channel_frame < 64 {
             return bad("max_channel_frame must be at least 64 bytes");
         }
         Ok(())
+    }
+}
+
+/// Checks that `value` is `HOST:PORT` (a name or an IP, brackets around
+/// IPv6; port 0 lets the OS choose), so a typo is a configuration error
+/// naming the setting rather than a failed bind.
+///
+/// # Errors
+///
+/// [`crate::Error::Config`] saying what was expected.
+pub(crate) fn check_address(name: &str, value: &str) -> crate::Result<()> {
+    let port_ok = |port: &str| !port.is_empty() && port.parse::<u16>().is_ok();
+    let well_formed = match value.rsplit_once(':') {
+        Some((host, port)) if host.starts_with('[') => {
+            host.len() > 2 && host.ends_with(']') && port_ok(port)
+        }
+        Some((host, port)) => !host.is_empty() && !host.contains(':') && port_ok(port),
+        None => false,
+    };
+    match well_formed {
+        true => Ok(()),
+        false => Err(crate::Error::Config(format!(
+            "{name} must be HOST:PORT (e.g. 127.0.0.1:1234; port 0 lets the OS choose), not {value:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(change: impl FnOnce(&mut Config)) -> String {
+        let mut config = Config::local("127.0.0.1:0");
+        change(&mut config);
+        match config.validate() {
+            Err(crate::Error::Config(why)) => why,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_and_the_seed_setup_are_valid() {
+        Config::default().validate().unwrap();
+        Config::local("127.0.0.1:0").validate().unwrap();
+    }
+
+    #[test]
+    fn zero_is_refused_for_every_count_and_size() {
+        assert!(error_of(|c| c.workers = Some(0)).contains("workers must be at least 1"));
+        assert!(error_of(|c| c.limits.max_message_size = 0).contains("max_message_size"));
+        assert!(error_of(|c| c.limits.outbound_queue_bytes = 0).contains("outbound_queue_bytes"));
+        assert!(error_of(|c| c.host.queue_capacity = 0).contains("queue_capacity"));
+        let no_limit = error_of(|c| c.limits.max_connections = Some(0));
+        assert!(
+            no_limit.contains("max_connections must be at least 1"),
+            "{no_limit}"
+        );
+        assert!(no_limit.contains("unset for no limit"), "{no_limit}");
+        assert!(error_of(|c| c.limits.send_buffer_size = Some(0)).contains("send_buffer_size"));
+    }
+
+    #[test]
+    fn durations_are_above_zero_but_a_drain_may_be_skipped() {
+        for (name, change) in [
+            (
+                "ping_interval",
+                (|c: &mut Config| c.limits.ping_interval = Duration::ZERO) as fn(&mut Config),
+            ),
+            ("idle_timeout", |c| c.limits.idle_timeout = Duration::ZERO),
+            ("handshake_timeout", |c| {
+                c.limits.handshake_timeout = Duration::ZERO
+            }),
+            ("approval_timeout", |c| {
+                c.host.approval_timeout = Duration::ZERO
+            }),
+        ] {
+            let why = error_of(change);
+            assert!(why.contains(&format!("{name} must be above 0")), "{why}");
+        }
+        let mut config = Config::local("127.0.0.1:0");
+        config.limits.drain_timeout = Duration::ZERO;
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn addresses_must_be_host_and_port() {
+        for good in ["127.0.0.1:0", "localhost:1234", "[::1]:80", "0.0.0.0:65535"] {
+            check_address("listen", good).unwrap();
+        }
+        for bad in [
+            "127.0.0.1",
+            ":80",
+            "host:",
+            "host:99999",
+            "::1:80",
+            "[]:80",
+            "",
+        ] {
+            let why = error_of(|c| c.listen = bad.into());
+            assert!(why.contains("listen must be HOST:PORT"), "{bad}: {why}");
+        }
+        let why = error_of(|c| c.metrics_listen = Some("9100".into()));
+        assert!(why.contains("metrics_listen must be HOST:PORT"), "{why}");
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused() {
+        assert!(error_of(|c| c.channel_secret = Some(String::new())).contains("channel_secret"));
     }
 }

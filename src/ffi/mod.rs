@@ -1307,7 +1307,7 @@ pub unsafe extern "C" fn groupcast_server_stop(server: *mut groupcast_server) ->
 
 fn stop(server: &groupcast_server) -> groupcast_result {
     let in_host_thread = IN_HOST_THREAD.with(Cell::get);
-    let mut inner = if in_host_thread && server.callbacks_mode {
+    let inner = if in_host_thread && server.callbacks_mode {
         match server.server.try_lock() {
             Some(inner) => inner,
             // Another thread is stopping and waits for this thread to
@@ -1731,8 +1731,7 @@ pub unsafe extern "C" fn groupcast_server_broadcast(
         let handle = handle_of!(server);
         let text = arg_str!(text, text_len);
         let exclude: &[ConnId] = arg_slice!(exclude, exclude_count);
-        out(out_delivered, handle.broadcast(text, exclude));
-        GROUPCAST_OK
+        done(handle.broadcast(text, exclude), out_delivered)
     })
 }
 

@@ -5,8 +5,9 @@
 //! them in batches either by polling from its own thread ([`HostEvents::poll`],
 //! with [`HostEvents::notify_fd`] for event loops), or through a
 //! [`Dispatcher`]: one thread owned by the library that hands batches to a
-//! handler. Actions go the other way through [`crate::NodeHandle`], callable
-//! from any thread.
+//! handler, or through [`Hooks`]: the host's callbacks, which the core calls
+//! per kind of event on that thread. Actions go the other way through
+//! [`crate::NodeHandle`], callable from any thread.
 //!
 //! The queue is bounded: when the host falls behind, connection tasks wait
 //! for room (that client's reads pause), so no event is lost and memory stays
@@ -17,10 +18,13 @@ use std::net::SocketAddr;
 use crate::ids::ConnId;
 
 mod dispatcher;
+mod hooks;
 mod queue;
 
 pub use dispatcher::Dispatcher;
-pub use queue::HostEvents;
+pub(crate) use hooks::route;
+pub use hooks::{EventHandler, HOOK_FAILED, Hooks, REFUSED, Verdict};
+pub use queue::{HostEvents, Polled};
 
 /// A message's payload as the client sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,6 +15,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::HostEvent;
 
+/// What a poll came back with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polled {
+    /// This many events were taken.
+    Events(usize),
+    /// None came before the deadline.
+    TimedOut,
+    /// The node stopped and every event was taken: none will come.
+    Finished,
+}
+
 /// The queue of events for the host. Shared by the node's tasks (pushing)
 /// and the host (polling).
 pub struct HostEvents {
@@ -155,6 +166,23 @@ impl HostEvents {
             self.room.notify_waiters();
         }
         take
+    }
+
+    /// Takes up to `max` events into `batch`, waiting until `deadline` for
+    /// the first (`None`: until one comes or the queue closes), and says
+    /// which of the three things happened: what every host's poll needs.
+    pub fn poll_until(
+        &self,
+        batch: &mut Vec<HostEvent>,
+        deadline: Option<Instant>,
+        max: usize,
+    ) -> Polled {
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match self.poll_into(batch, timeout, max) {
+            0 if self.is_finished() => Polled::Finished,
+            0 => Polled::TimedOut,
+            taken => Polled::Events(taken),
+        }
     }
 
     /// Events waiting now.

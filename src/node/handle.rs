@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
@@ -30,7 +31,17 @@ impl NodeHandle {
         &self.state
     }
 
+    /// `Err(Error::Stopped)` once the node has stopped: every action
+    /// fails the same way afterwards, from every host.
+    fn running(&self) -> Result<()> {
+        match self.state.stopped.load(Ordering::Acquire) {
+            true => Err(Error::Stopped),
+            false => Ok(()),
+        }
+    }
+
     fn connection(&self, conn: ConnId) -> Result<Arc<ConnectionEntry>> {
+        self.running()?;
         self.state
             .registry
             .connection(conn)
@@ -38,6 +49,7 @@ impl NodeHandle {
     }
 
     fn group_id(&self, group: &str) -> Result<GroupId> {
+        self.running()?;
         GroupId::new(group, self.state.limits.max_group_id_len).map_err(Error::InvalidGroup)
     }
 
@@ -127,7 +139,12 @@ impl NodeHandle {
 
     /// Sends a text message to every connection of this node, except those
     /// in `exclude`. Returns how many it was queued for.
-    pub fn broadcast(&self, text: &str, exclude: &[ConnId]) -> usize {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] after stop.
+    pub fn broadcast(&self, text: &str, exclude: &[ConnId]) -> Result<usize> {
+        self.running()?;
         let frame = crate::frame::text(text);
         let mut queued = 0;
         self.state.registry.for_each_connection(|conn| {
@@ -136,7 +153,7 @@ impl NodeHandle {
             }
         });
         self.state.count_out(queued, text.len());
-        queued
+        Ok(queued)
     }
 
     /// A snapshot of the node's counters.
@@ -210,6 +227,7 @@ impl NodeHandle {
     }
 
     fn channel_client(&self) -> Result<&ChannelClient> {
+        self.running()?;
         self.state.bus.channel_client()
     }
 

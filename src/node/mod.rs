@@ -5,7 +5,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -131,6 +131,7 @@ impl Node {
             shutdown,
             host_config: config.host,
             host,
+            stopped: AtomicBool::new(false),
             next_conn_id: AtomicU64::new(1),
             counters: Arc::default(),
             open_sockets: AtomicUsize::new(0),
@@ -176,6 +177,7 @@ impl Node {
     /// Stops accepting, closes every client with 1001, and returns once every
     /// task of the node has ended. Calling it again does nothing.
     pub async fn stop(&self) {
+        self.handle.state().stopped.store(true, Ordering::Release);
         self.handle.state().shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
@@ -192,6 +194,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         // Dropped without stop: tell the tasks to end on their own.
+        self.handle.state().stopped.store(true, Ordering::Release);
         self.handle.state().shutdown.cancel();
     }
 }

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,8 @@ pub(crate) struct NodeState {
     pub(crate) host_config: HostConfig,
     /// Events for the host, when it wants any.
     pub(crate) host: Option<Arc<HostEvents>>,
+    /// Set when the node stops: actions fail with `Error::Stopped` after.
+    pub(crate) stopped: AtomicBool,
     /// Next connection id.
     pub(crate) next_conn_id: AtomicU64,
     /// Counters for `NodeHandle::stats`.

@@ -485,7 +485,7 @@ impl ServerCore {
             state.handle = None;
             state.server.take()
         };
-        if let Some(mut server) = server {
+        if let Some(server) = server {
             server.stop();
         }
         self.stopped.notify_all();
@@ -856,7 +856,7 @@ impl Server {
         let wants_events = config.host.wants_events();
         let poll_mode = self.poll_mode;
         let started = py.detach(|| crate::Server::start(config));
-        let mut server = match started {
+        let server = match started {
             Ok(server) => server,
             Err(error) => {
                 self.core.state.lock().starting = false;
@@ -1043,7 +1043,7 @@ impl Server {
     ) -> PyResult<usize> {
         let message = text_arg("message", message)?;
         let exclude = exclude_arg(exclude)?;
-        Ok(self.handle()?.broadcast(&message, &exclude))
+        self.handle()?.broadcast(&message, &exclude).map_err(to_py)
     }
 
     /// Local members of `group` (0 when not running).
