@@ -35,7 +35,7 @@ pub enum Error {
     #[error("cannot join group: {0}")]
     Join(#[from] JoinError),
     /// A close code that a server may not send (RFC 6455 §7.4).
-    #[error("invalid close code {0}: use 1000, 1001, 1008, 1011 or 3000-4999")]
+    #[error("invalid close code {0}: use 1000-1003, 1007-1014 or 3000-4999")]
     InvalidCloseCode(u16),
     /// A channel name or data that the channel protocol cannot carry.
     #[error("invalid channel request: {0}")]

@@ -6,30 +6,46 @@
 //! `{"cmd":"send_to_group","group_id":"123","message":"..."}` reaches every
 //! member of the group, on every node of a cluster.
 //!
-//! # Layout
+//! # How a message travels
 //!
-//! - `accept`: the accept loop every listener shares.
-//! - [`config`]: what a node is told at start ([`Config`], [`Limits`]).
-//! - [`node`]: a node's tasks on a tokio runtime ([`Node`]) and the actions a
-//!   host takes on it from any thread ([`NodeHandle`]).
-//! - [`server`]: a node on a background runtime of its own ([`Server`]), for
-//!   hosts that are not async: the binary, C, PHP and Python.
-//! - [`host`]: the host bridge: events to the host, by polling or on a
-//!   dispatcher thread ([`HostEvents`], [`Dispatcher`]).
-//! - [`protocol`]: the client commands and their error replies.
-//! - [`registry`]: which local connections are in which groups.
-//! - `connection`: one websocket client's task.
-//! - `frame`: websocket frames encoded once, shared by every member.
-//! - `outbound`: a connection's outbound queue, bounded in bytes.
-//! - [`bus`]: how nodes reach each other (local, or through a channel server).
-//! - [`redis_bus`]: the bus on Redis pub/sub, standalone or sharded on a
-//!   Redis Cluster.
-//! - [`channel`]: the seed's pub/sub protocol, its server and its client.
-//! - [`cli`]: the `groupcast` command line.
-//! - [`ffi`]: the C ABI, for C and PHP-FFI hosts (header in `include/`).
-//! - `python` (feature `python`): the Python module `groupcast._groupcast`.
-//! - [`stats`]: counters a node keeps, as a snapshot or Prometheus text.
-//! - [`error`]: the error type.
+//! A client's frame is read by its connection task (`node/connection.rs`),
+//! parsed into a [`protocol::ClientCommand`], and a `send_to_group` is
+//! encoded once as a websocket frame. The local members of the group are
+//! found in the registry and the frame is pushed, shared, onto each member's
+//! outbound queue (`queue.rs`); each member's task writes what is queued in
+//! few vectored syscalls (`node/writer.rs`). The same message is handed once
+//! to the bus (`bus/`), which publishes it on the group's channel (a channel
+//! server or Redis); other nodes with members in the group receive it, and
+//! deliver it to their own members the same way. Messages that are not
+//! built-in commands go to the host through its event queue (`host/`),
+//! taken by polling or by callbacks on the host thread.
+//!
+//! # Layout, in layers
+//!
+//! Each layer uses only the layers above it in this list; no module reaches
+//! up, so there is no import circle.
+//!
+//! 1. Plain data, no I/O: [`ids`] (connection and group ids), [`config`]
+//!    (everything a node is told, and its one validator), [`stats`],
+//!    [`protocol`] (client commands and error replies), `frame` (frames
+//!    encoded once), [`error`]; `accept` (the accept loop every listener
+//!    shares).
+//! 2. `queue` (a connection's outbound queue, bounded in bytes) and
+//!    `registry` (which local connections are in which groups).
+//! 3. [`host`]: events to the host, its queue, the dispatcher thread and
+//!    the hooks that route events to its callbacks.
+//! 4. [`channel`]: the seed's pub/sub protocol: codec, messages, server,
+//!    client, and both on a background runtime.
+//! 5. [`bus`]: how nodes meet (channel server or Redis): the envelope and
+//!    channel naming, remote delivery, each bus.
+//! 6. [`node`]: a node's tasks on a tokio runtime ([`Node`]), its state,
+//!    the actions a host takes from any thread ([`NodeHandle`]), connection
+//!    tasks, the vectored writer, the metrics endpoint.
+//! 7. [`server`] (a node on a background runtime of its own: [`Server`]) and
+//!    [`cli`] (the `groupcast` command line).
+//! 8. The host surfaces, thin over all of the above: [`ffi`] (the C ABI,
+//!    for C and PHP-FFI; header in `include/`) and `python` (feature
+//!    `python`: the module `groupcast._groupcast`).
 
 mod accept;
 pub mod bus;

@@ -1,9 +1,10 @@
 //! The client protocol: JSON commands a websocket client sends, and the JSON
 //! error replies it gets back when a command is not understood.
 //!
-//! Parsing borrows from the frame it reads so that the hot command,
-//! `send_to_group`, copies its message exactly once (into the bytes every
-//! member's writer shares).
+//! Parsing borrows from the frame it reads: the hot command,
+//! `send_to_group`, copies its message out once as text; the node then
+//! encodes it once into the frame bytes every member's writer shares (and,
+//! with a bus, once more into the envelope for the other nodes).
 
 use std::fmt;
 

@@ -185,10 +185,66 @@ fn help_lists_the_flags_and_bad_arguments_fail() {
         assert!(text.contains(flag), "{flag} missing from:\n{text}");
     }
     let bad = Command::new(env!("CARGO_BIN_EXE_groupcast"))
-        .args(["serve", "--workers", "0"])
+        .args(["serve", "--workers", "many"])
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// The range rules are `Config::validate`'s, the same as from Rust, C and
+/// Python: 0 is never "no limit", durations are above 0 (a drain may be
+/// 0), addresses are HOST:PORT. Each refusal names the setting, exit 1.
+#[test]
+fn zero_and_address_rules_are_the_cores() {
+    let refused = |args: &[&str], says: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_groupcast"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--channel-listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    };
+    refused(&["--workers", "0"], "workers must be at least 1");
+    refused(
+        &["--max-connections", "0"],
+        "max_connections must be at least 1",
+    );
+    refused(
+        &["--max-message-size", "0"],
+        "max_message_size must be at least 1",
+    );
+    refused(&["--ping-interval", "0"], "ping_interval must be above 0");
+    refused(
+        &["--handshake-timeout", "0"],
+        "handshake_timeout must be above 0",
+    );
+    refused(
+        &["--idle-timeout=-1"],
+        "idle_timeout must be a number of seconds",
+    );
+    refused(&["--metrics", "9100"], "metrics_listen must be HOST:PORT");
+    let out = Command::new(env!("CARGO_BIN_EXE_groupcast"))
+        .args(["serve", "--listen", "127.0.0.1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listen must be HOST:PORT"), "{stderr}");
+    // A drain of 0 closes at once: accepted.
+    let drained = Process::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--channel-listen",
+        "127.0.0.1:0",
+        "--drain-timeout",
+        "0",
+    ]);
+    drained.addr("websocket");
+    drained.signal(libc::SIGTERM);
+    assert_eq!(drained.wait(), Some(0));
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{ARRIVES, Client, eventually};
+use groupcast::host::{EventHandler, Hooks, Verdict};
 use groupcast::{Config, HostConfig, HostEvent, HostEvents, Node, Payload, Server};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -252,12 +253,12 @@ fn server_dispatches_on_one_host_thread_and_stop_from_a_callback_returns() {
         },
         ..Config::local("127.0.0.1:0")
     };
-    let server = Arc::new(parking_lot::Mutex::new(Server::start(config).unwrap()));
-    let addr = server.lock().addresses().websocket;
+    // No lock around the server: every method takes &self.
+    let server = Arc::new(Server::start(config).unwrap());
+    let addr = server.addresses().websocket;
     let (seen_tx, seen_rx) = mpsc::channel();
     let for_callback = server.clone();
     server
-        .lock()
         .dispatch(move |batch| {
             for event in batch.drain(..) {
                 let thread = std::thread::current().name().map(str::to_owned);
@@ -268,7 +269,7 @@ fn server_dispatches_on_one_host_thread_and_stop_from_a_callback_returns() {
                     && text == "stop"
                 {
                     // Stopping from inside the callback must not deadlock.
-                    for_callback.lock().stop();
+                    assert!(for_callback.stop(), "this call stopped it");
                 }
                 seen_tx.send((thread, event)).unwrap();
             }
@@ -304,7 +305,98 @@ fn server_dispatches_on_one_host_thread_and_stop_from_a_callback_returns() {
         })
         .collect();
     assert_eq!(kinds, ["hello", "stop", "close Some(1001)"]);
-    assert!(!server.lock().is_running());
+    assert!(!server.is_running());
+    assert!(!server.stop(), "a second stop does nothing");
+    let after = server.handle().send_to_group("g", "late", &[]);
+    assert!(matches!(after, Err(groupcast::Error::Stopped)), "{after:?}");
+    let after = server.handle().broadcast("late", &[]);
+    assert!(matches!(after, Err(groupcast::Error::Stopped)), "{after:?}");
+}
+
+/// A host's callbacks per kind of event, as the C and Python bindings use
+/// them: the core routes each event and carries out the connect verdict.
+struct Recorder {
+    seen: mpsc::Sender<String>,
+}
+
+struct RecorderBatch<'a>(&'a mpsc::Sender<String>);
+
+impl EventHandler for RecorderBatch<'_> {
+    fn on_connect(&mut self, event: &mut HostEvent) -> Verdict {
+        let HostEvent::Connect { query, .. } = event else {
+            unreachable!("only connects reach on_connect")
+        };
+        self.0.send(format!("connect {query}")).unwrap();
+        match query.as_str() {
+            "deny" => Verdict::Refuse,
+            "broken" => Verdict::Failed,
+            _ => Verdict::Admit,
+        }
+    }
+
+    fn on_message(&mut self, event: &mut HostEvent) {
+        if let HostEvent::Message {
+            payload: Payload::Text(text),
+            ..
+        } = event
+        {
+            self.0.send(format!("message {text}")).unwrap();
+        }
+    }
+
+    fn on_close(&mut self, event: &mut HostEvent) {
+        if let HostEvent::Close { code, .. } = event {
+            self.0.send(format!("close {code:?}")).unwrap();
+        }
+    }
+}
+
+impl Hooks for Recorder {
+    fn batch(&mut self, route: &mut dyn FnMut(&mut dyn EventHandler)) {
+        route(&mut RecorderBatch(&self.seen));
+    }
+}
+
+#[test]
+fn hooks_get_each_kind_and_the_connect_verdict_admits_or_closes() {
+    let config = Config {
+        host: HostConfig {
+            approve_connections: true,
+            connect_events: true,
+            message_events: true,
+            close_events: true,
+            ..HostConfig::default()
+        },
+        ..Config::local("127.0.0.1:0")
+    };
+    let server = Server::start(config).unwrap();
+    let addr = server.addresses().websocket;
+    let (seen_tx, seen_rx) = mpsc::channel();
+    server.run_hooks(Recorder { seen: seen_tx }).unwrap();
+    let next = || {
+        seen_rx
+            .recv_timeout(ARRIVES)
+            .expect("an event reaches the hooks")
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut admitted = Client::connect_path(addr, "/?ok").await;
+        assert_eq!(next(), "connect ok");
+        admitted.send("hi").await;
+        assert_eq!(next(), "message hi");
+        for (query, code, reason) in [
+            ("deny", 1008, "connection refused"),
+            ("broken", 1011, "internal error"),
+        ] {
+            let mut refused = Client::connect_path(addr, &format!("/?{query}")).await;
+            assert_eq!(next(), format!("connect {query}"));
+            let close = refused.recv_close().await.expect("a close frame");
+            assert_eq!((u16::from(close.code), &*close.reason), (code, reason));
+            assert_eq!(next(), format!("close Some({code})"));
+        }
+    });
+    server.stop();
+    assert_eq!(next(), "close Some(1001)", "the admitted client, at stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -279,9 +279,7 @@ fn same_secret(given: &str, expected: &str) -> bool {
 
 impl Hub {
     /// Queues one event frame, encoded once, for every subscriber of
-    /// `channel`.
-    /// Queues one event frame, encoded once, for every subscriber of
-    /// `channel` but `skip`.
+    /// `channel` but `skip` (a node publishing to the others).
     fn publish(
         &self,
         channel: &str,

@@ -153,3 +153,13 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A single node on loopback with these client limits.
+pub async fn node_with(limits: groupcast::Limits) -> Node {
+    Node::start(Config {
+        limits,
+        ..Config::local("127.0.0.1:0")
+    })
+    .await
+    .expect("node starts")
+}
