@@ -18,12 +18,22 @@ pub(crate) async fn next_connection(
     listener: &TcpListener,
     shutdown: &CancellationToken,
 ) -> Option<(TcpStream, SocketAddr)> {
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return None,
             accepted = listener.accept() => match accepted {
                 Ok(connection) => return Some(connection),
-                Err(_) => tokio::time::sleep(ACCEPT_BACKOFF).await,
+                Err(error) => {
+                    // Once per streak of failures: out of descriptors, a
+                    // failed accept repeats every few milliseconds.
+                    if !failing {
+                        let addr = listener.local_addr().ok();
+                        tracing::warn!(?addr, %error, "accept failed; retrying");
+                        failing = true;
+                    }
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
             },
         }
     }

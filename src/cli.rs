@@ -10,6 +10,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::channel::{BackgroundChannelServer, ChannelServerConfig};
 use crate::config::{Config, DEFAULT_CHANNEL_LISTEN, DEFAULT_LISTEN, Limits, SlowConsumerPolicy};
+use crate::logging::LogFormat;
 use crate::server::Server;
 
 /// Group broadcasting for websocket clients.
@@ -18,6 +19,17 @@ use crate::server::Server;
 struct Cli {
     #[command(subcommand)]
     command: CliCommand,
+    /// How log lines are written to standard error: text for people, json
+    /// for machines. GROUPCAST_LOG (else RUST_LOG) sets the filter
+    /// [default: info].
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormatArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -168,6 +180,11 @@ where
             return ExitCode::from(error.exit_code() as u8);
         }
     };
+    let format = match cli.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    crate::logging::init(Some("info"), format);
     let result = match cli.command {
         CliCommand::Serve(args) => serve(*args),
         CliCommand::Channel(args) => channel(args),

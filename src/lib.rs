@@ -57,6 +57,7 @@ pub mod ffi;
 mod frame;
 pub mod host;
 pub mod ids;
+pub mod logging;
 pub mod node;
 pub mod protocol;
 #[cfg(feature = "python")]
@@ -72,4 +73,4 @@ pub use host::{Dispatcher, HostEvent, HostEvents, Payload};
 pub use ids::{ConnId, GroupId};
 pub use node::{Addresses, Node, NodeHandle};
 pub use server::Server;
-pub use stats::Stats;
+pub use stats::{Health, Stats};

@@ -169,6 +169,37 @@ impl Outbound {
 /// Close code and reason used when a consumer falls too far behind.
 pub(crate) const SLOW_CONSUMER: (u16, &str) = (1008, "slow consumer: outbound queue full");
 
+/// Bytes in flight through a queue that has no bound of its own. One item
+/// larger than the bound still passes when nothing else is in flight.
+#[derive(Debug)]
+pub(crate) struct ByteBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl ByteBudget {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(ByteBudget {
+            used: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Takes `n` bytes if they fit; `false` when they do not.
+    pub(crate) fn try_take(&self, n: usize) -> bool {
+        let before = self.used.fetch_add(n, Ordering::Relaxed);
+        if before + n > self.limit && before > 0 {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub(crate) fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
 /// What the sending and the receiving side share.
 #[derive(Debug, Default)]
 struct Queue {
@@ -251,10 +282,11 @@ impl Outbox {
             self.queued.fetch_sub(len, Ordering::Relaxed);
             match self.policy {
                 SlowConsumerPolicy::Close => {
-                    if !self.terminate.is_cancelled() {
+                    // Concurrent pushes may all overflow: only the one that
+                    // terminates the connection counts it.
+                    if self.terminate_with(SLOW_CONSUMER.0, SLOW_CONSUMER.1) {
                         NodeCounters::add(&self.counters.slow_consumer_closes, 1);
                     }
-                    self.terminate_with(SLOW_CONSUMER.0, SLOW_CONSUMER.1);
                 }
                 SlowConsumerPolicy::Drop => {
                     NodeCounters::add(&self.counters.dropped_messages, frames.count() as u64);
@@ -277,9 +309,13 @@ impl Outbox {
     }
 
     /// Makes the connection close now with `code`, dropping what is queued.
-    pub(crate) fn terminate_with(&self, code: u16, reason: &str) {
-        let _ = self.terminated_with.set((code, reason.to_owned()));
+    /// Returns whether this call decided it (the first reason wins, and a
+    /// node that is stopping has already decided).
+    pub(crate) fn terminate_with(&self, code: u16, reason: &str) -> bool {
+        let first = !self.terminate.is_cancelled()
+            && self.terminated_with.set((code, reason.to_owned())).is_ok();
         self.terminate.cancel();
+        first
     }
 
     /// Whether the connection was terminated for a reason of its own (not

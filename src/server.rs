@@ -14,6 +14,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::runtime::Runtime;
 
+use crate::channel::background::off_runtime;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::host::{Dispatcher, Hooks, HostEvent, route};
@@ -156,16 +157,21 @@ impl Server {
     /// the server was already stopped (or another thread is stopping it).
     /// Called from the host thread itself (inside a callback), it does not
     /// wait for that thread, which ends when the callback returns.
+    ///
+    /// Inside a tokio runtime (a `Server` dropped in async code) the waiting
+    /// is done on a thread of its own, so it never panics.
     pub fn stop(&self) -> bool {
         let running = self.running.lock().take();
         let Some((runtime, node)) = running else {
             return false;
         };
-        runtime.block_on(node.stop());
-        drop(node);
-        // Every task has ended; what is left are blocking-pool threads,
-        // which exit at once.
-        runtime.shutdown_timeout(Duration::from_secs(5));
+        off_runtime(move || {
+            runtime.block_on(node.stop());
+            drop(node);
+            // Every task has ended; what is left are blocking-pool threads,
+            // which exit at once.
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        });
         let dispatcher = self.dispatcher.lock().take();
         if let Some(mut dispatcher) = dispatcher {
             dispatcher.join();

@@ -1,7 +1,7 @@
-//! NodeCounters a node keeps about itself, readable from every host language and
+//! Counters a node keeps about itself, readable from every host language and
 //! as Prometheus text.
 //!
-//! NodeCounters are relaxed atomics bumped once per event or per fan-out (never
+//! Counters are relaxed atomics bumped once per event or per fan-out (never
 //! once per member), so counting costs nothing on the delivery path.
 
 use std::fmt::Write as _;
@@ -21,11 +21,48 @@ pub(crate) struct NodeCounters {
     pub(crate) dropped_messages: AtomicU64,
     pub(crate) slow_consumer_closes: AtomicU64,
     pub(crate) heartbeat_timeouts: AtomicU64,
+    pub(crate) host_dropped_events: AtomicU64,
 }
 
 impl NodeCounters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `messages` queued for clients, `bytes` of payload in all:
+    /// the one place local and remote deliveries are counted.
+    pub(crate) fn count_out(&self, messages: usize, bytes: usize) {
+        Self::add(&self.messages_out, messages as u64);
+        Self::add(&self.bytes_out, bytes as u64);
+    }
+}
+
+/// Whether a node serves and reaches its cluster: what `GET /health` on
+/// the metrics listener answers (200 when [`Health::ok`], 503 otherwise).
+/// A node that lost its bus is not healthy: its clients would miss every
+/// other node's messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// `"ok"`, or `"unavailable"` (bus down, or the node stopped).
+    pub status: &'static str,
+    /// `"none"` (a single node), `"connected"` or `"disconnected"`.
+    pub bus: &'static str,
+    /// Why the node is unavailable; absent when it is ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Connections open now.
+    pub connections: u64,
+}
+
+impl Health {
+    /// Whether the node serves and reaches the other nodes.
+    pub fn ok(&self) -> bool {
+        self.status == "ok"
+    }
+
+    /// As JSON text, e.g. `{"status":"ok","bus":"connected","connections":3}`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -58,8 +95,21 @@ pub struct Stats {
     pub heartbeat_timeouts: u64,
     /// Times the bus lost its connection and made it again.
     pub bus_reconnects: u64,
-    /// Publishes to other nodes dropped while the bus was down.
+    /// Publishes to other nodes dropped: the bus was down, or its bound in
+    /// bytes was reached (a slow or frozen channel server, Redis).
     pub bus_dropped_publishes: u64,
+    /// 1 while the bus reaches the other nodes (always 1 without a bus).
+    pub bus_connected: u64,
+    /// Connections to the bus tried, successful or not.
+    pub bus_connect_attempts: u64,
+    /// Times the channel server refused this node's secret.
+    pub bus_auth_failures: u64,
+    /// Messages from the bus dropped because the node had not taken the
+    /// earlier ones (its bound in bytes was reached).
+    pub bus_dropped_events: u64,
+    /// Events for the host dropped because its queue was full (channel
+    /// data: group delivery never waits for the host).
+    pub host_dropped_events: u64,
 }
 
 impl Stats {
@@ -75,6 +125,7 @@ impl Stats {
             dropped_messages: get(&counters.dropped_messages),
             slow_consumer_closes: get(&counters.slow_consumer_closes),
             heartbeat_timeouts: get(&counters.heartbeat_timeouts),
+            host_dropped_events: get(&counters.host_dropped_events),
             ..Stats::default()
         }
     }
@@ -92,6 +143,11 @@ impl Stats {
                 "groups",
                 "Groups with at least one local member.",
                 self.groups,
+            ),
+            (
+                "bus_connected",
+                "1 while the bus reaches the other nodes.",
+                self.bus_connected,
             ),
         ];
         let counters = [
@@ -139,11 +195,34 @@ impl Stats {
             ("bus_reconnects", "Bus reconnections.", self.bus_reconnects),
             (
                 "bus_dropped_publishes",
-                "Publishes dropped while the bus was down.",
+                "Publishes to other nodes dropped (bus down or over its bound).",
                 self.bus_dropped_publishes,
             ),
+            (
+                "bus_connect_attempts",
+                "Connections to the bus tried.",
+                self.bus_connect_attempts,
+            ),
+            (
+                "bus_auth_failures",
+                "Times the channel server refused the secret.",
+                self.bus_auth_failures,
+            ),
+            (
+                "bus_dropped_events",
+                "Messages from the bus dropped (over its bound).",
+                self.bus_dropped_events,
+            ),
+            (
+                "host_dropped_events",
+                "Events for the host dropped (its queue was full).",
+                self.host_dropped_events,
+            ),
         ];
-        let mut out = String::new();
+        let mut out = format!(
+            "# HELP groupcast_build_info The running version.\n# TYPE groupcast_build_info gauge\ngroupcast_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
         for (name, help, value) in gauges {
             let _ = write!(
                 out,
@@ -174,7 +253,11 @@ mod tests {
         let text = stats.to_prometheus();
         assert!(text.contains("\ngroupcast_connections 3\n"));
         assert!(text.contains("\ngroupcast_messages_out_total 42\n"));
-        assert_eq!(text.matches("# TYPE").count(), 13);
+        assert_eq!(text.matches("# TYPE").count(), 19);
+        assert!(text.contains(&format!(
+            "groupcast_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )));
         let json: serde_json::Value = serde_json::from_str(&stats.to_json()).unwrap();
         assert_eq!(json["messages_out"], 42);
     }

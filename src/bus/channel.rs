@@ -1,28 +1,36 @@
 //! The bus on a channel server: follows the registry's interest with
 //! subscriptions, delivers other nodes' group messages, and hands the host
 //! the channels it subscribed to.
+//!
+//! Group delivery never waits for the host: channel data that does not fit
+//! in the host's queue is dropped and counted (`host_dropped_events`), so a
+//! slow host cannot stall the cluster's traffic.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::{GROUP_CHANNEL_PREFIX, group_channel};
-use super::remote::RemoteRun;
-use crate::channel::{ChannelClient, ChannelEvent};
+use super::remote::{Remote, RemoteRun};
+use crate::channel::{ChannelClient, ChannelEvents};
 use crate::host::{HostEvent, HostEvents};
-use crate::registry::{Interest, Registry};
+use crate::registry::Interest;
+
+/// Most channel events taken at once; consecutive ones for a group are
+/// delivered together.
+const EVENT_BATCH: usize = 256;
 
 /// Follows the registry's interest changes with subscriptions, delivers
 /// other nodes' group messages to local members, and hands the host the
 /// events of channels it subscribed to, until `shutdown`.
-pub(crate) async fn run_channel_bus(
+pub(super) async fn run_channel_bus(
     client: ChannelClient,
-    node_id: u64,
-    registry: Arc<Registry>,
+    remote: Remote,
     host: Option<Arc<HostEvents>>,
     mut interest: mpsc::UnboundedReceiver<Interest>,
-    mut events: mpsc::UnboundedReceiver<ChannelEvent>,
+    mut events: ChannelEvents,
     shutdown: CancellationToken,
 ) {
     let mut batch = Vec::new();
@@ -45,24 +53,21 @@ pub(crate) async fn run_channel_bus(
                 let mut run = RemoteRun::default();
                 for event in batch.drain(..) {
                     if event.channel.starts_with(GROUP_CHANNEL_PREFIX) {
-                        run.add(&registry, node_id, event.data.get().as_bytes());
+                        remote.add(&mut run, event.data.get().as_bytes());
                         continue;
                     }
-                    run.finish(&registry);
-                    if let Some(host) = &host {
-                        host.push(HostEvent::Channel {
-                            channel: event.channel,
-                            data: event.data.get().to_owned(),
-                        }, &shutdown)
-                        .await;
+                    remote.finish(&mut run);
+                    let Some(host) = &host else { continue };
+                    let event = HostEvent::Channel {
+                        channel: event.channel,
+                        data: event.data.get().to_owned(),
+                    };
+                    if host.try_push(event).is_err() {
+                        remote.counters.host_dropped_events.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                run.finish(&registry);
+                remote.finish(&mut run);
             }
         }
     }
 }
-
-/// Most channel events taken at once; consecutive ones for a group are
-/// delivered together.
-const EVENT_BATCH: usize = 256;

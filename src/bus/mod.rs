@@ -24,7 +24,7 @@ use crate::config::{Config, RedisTarget};
 use crate::error::{Error, Result};
 use crate::host::HostEvents;
 use crate::registry::{Interest, Registry};
-use crate::stats::Stats;
+use crate::stats::{NodeCounters, Stats};
 
 mod channel;
 mod envelope;
@@ -37,6 +37,7 @@ pub use envelope::GROUP_CHANNEL_PREFIX;
 use channel::run_channel_bus;
 use envelope::group_channel;
 use redis::RedisBus;
+use remote::Remote;
 
 /// How long a node's start waits for its bus to reach the channel server it
 /// embeds (a loopback connection: this only guards against a stuck runtime).
@@ -58,6 +59,8 @@ pub(crate) struct BusContext<'a> {
     pub(crate) node_id: u64,
     /// Where other nodes' messages are delivered.
     pub(crate) registry: Arc<Registry>,
+    /// Where deliveries and drops are counted.
+    pub(crate) counters: Arc<NodeCounters>,
     /// The registry's interest changes (present when the node has a bus).
     pub(crate) interest: Option<mpsc::UnboundedReceiver<Interest>>,
     /// The host's event queue, for the channels it subscribes to.
@@ -92,12 +95,16 @@ impl Bus {
         let Some(interest) = context.interest else {
             return Ok(Bus::Local);
         };
+        let remote = Remote {
+            node_id: context.node_id,
+            registry: context.registry,
+            counters: context.counters,
+        };
         if let Some(url) = &config.bus {
             let target = RedisTarget::parse(url).map_err(Error::Config)?;
             return Ok(Bus::Redis(RedisBus::start(
                 target,
-                context.node_id,
-                context.registry,
+                remote,
                 interest,
                 context.shutdown.child_token(),
                 context.tasks,
@@ -120,8 +127,7 @@ impl Bus {
         );
         context.tasks.spawn(run_channel_bus(
             client.clone(),
-            context.node_id,
-            context.registry,
+            remote,
             context.host,
             interest,
             events,
@@ -156,16 +162,39 @@ impl Bus {
 
     /// Adds the bus's own counters to a node's `stats`.
     pub(crate) fn add_stats(&self, stats: &mut Stats) {
+        stats.bus_connected = u64::from(self.is_connected());
         match self {
             Bus::Local => {}
             Bus::Channel { client, .. } => {
                 stats.bus_reconnects = client.reconnects();
                 stats.bus_dropped_publishes = client.dropped_publishes();
+                stats.bus_connect_attempts = client.connect_attempts();
+                stats.bus_auth_failures = client.auth_failures();
+                stats.bus_dropped_events = client.dropped_events();
             }
             Bus::Redis(redis) => {
                 stats.bus_reconnects = redis.reconnects();
                 stats.bus_dropped_publishes = redis.dropped_publishes();
+                stats.bus_connect_attempts = redis.connect_attempts();
             }
+        }
+    }
+
+    /// Which bus this is, for health reports: `none`, `channel` or `redis`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Bus::Local => "none",
+            Bus::Channel { .. } => "channel",
+            Bus::Redis(_) => "redis",
+        }
+    }
+
+    /// Why the bus is down, while it is.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        match self {
+            Bus::Local => None,
+            Bus::Channel { client, .. } => client.last_error(),
+            Bus::Redis(redis) => redis.last_error(),
         }
     }
 

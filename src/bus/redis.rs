@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -52,13 +53,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::envelope::Envelope;
-use super::remote::RemoteRun;
+use super::remote::{Remote, RemoteRun};
 use crate::config::{Deployment, RedisTarget};
-use crate::registry::{Interest, Registry};
+use crate::queue::ByteBudget;
+use crate::registry::Interest;
 
-/// Publications waiting for the connection. Bounded so that a Redis that
-/// cannot keep up costs messages, counted, rather than memory.
+/// Publications waiting for the connection, in count and in bytes. Bounded
+/// so that a Redis that cannot keep up costs messages, counted, rather than
+/// memory.
 const PUBLISH_QUEUE: usize = 16 * 1024;
+const PUBLISH_QUEUE_BYTES: usize = 8 << 20;
 /// Most publications sent in one pipeline (one write, one round trip).
 const PUBLISH_BATCH: usize = 512;
 /// Most channels named in one SUBSCRIBE / UNSUBSCRIBE.
@@ -86,6 +90,13 @@ struct Publication {
     payload: Vec<u8>,
 }
 
+impl Publication {
+    /// What it weighs against [`PUBLISH_QUEUE_BYTES`].
+    fn bytes(&self) -> usize {
+        self.channel.len() + self.payload.len()
+    }
+}
+
 /// What the node keeps of its Redis bus: the way to publish, and the state
 /// the handle reports. Cheap to share; the connection lives in the bus task.
 pub(crate) struct RedisBus {
@@ -100,7 +111,9 @@ pub(crate) struct RedisBus {
     /// Standalone: publications are dropped without a try while the
     /// connection is down. A cluster tries each (other shards may be up).
     gate_on_connected: bool,
-    /// RedisCounters shared with the bus task.
+    /// Bytes of publications in `queue`, against [`PUBLISH_QUEUE_BYTES`].
+    pending: Arc<ByteBudget>,
+    /// Counters shared with the bus task.
     counters: Arc<RedisCounters>,
 }
 
@@ -110,6 +123,10 @@ struct RedisCounters {
     dropped: AtomicU64,
     /// Connections re-established after a loss.
     reconnects: AtomicU64,
+    /// Connections tried.
+    connect_attempts: AtomicU64,
+    /// Why Redis is unreachable, while it is.
+    last_error: Mutex<Option<String>>,
 }
 
 impl RedisBus {
@@ -118,8 +135,7 @@ impl RedisBus {
     /// and a node starts even while Redis is down.
     pub(crate) fn start(
         target: RedisTarget,
-        node_id: u64,
-        registry: Arc<Registry>,
+        remote: Remote,
         interest: mpsc::UnboundedReceiver<Interest>,
         shutdown: CancellationToken,
         tasks: &TaskTracker,
@@ -127,11 +143,13 @@ impl RedisBus {
         let (queue, publications) = mpsc::channel(PUBLISH_QUEUE);
         let (connected_tx, connected) = watch::channel(false);
         let counters = Arc::new(RedisCounters::default());
+        let pending = ByteBudget::new(PUBLISH_QUEUE_BYTES);
         let gate_on_connected = matches!(target.deployment, Deployment::Standalone(_));
+        let node_id = remote.node_id;
         let task = BusTask {
             prefix: target.prefix.clone(),
-            node_id,
-            registry,
+            remote: Arc::new(remote),
+            pending: pending.clone(),
             interest,
             publications,
             connected: connected_tx,
@@ -148,6 +166,7 @@ impl RedisBus {
             queue,
             connected,
             gate_on_connected,
+            pending,
             counters,
         }
     }
@@ -171,14 +190,30 @@ impl RedisBus {
             channel: self.channel(group),
             payload,
         };
+        let bytes = publication.bytes();
+        if !self.pending.try_take(bytes) {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         match self.queue.try_send(publication) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.pending.give_back(bytes);
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
             // The node is stopping: nobody routes any more.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => self.pending.give_back(bytes),
         }
+    }
+
+    /// Connections to Redis tried.
+    pub(crate) fn connect_attempts(&self) -> u64 {
+        self.counters.connect_attempts.load(Ordering::Relaxed)
+    }
+
+    /// Why Redis is unreachable, while it is.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.counters.last_error.lock().clone()
     }
 
     /// Whether Redis is reachable and every group with members is
@@ -235,8 +270,10 @@ enum RedisSessionEnd {
 /// The bus task: owns the connection, follows interest, sends publications.
 struct BusTask {
     prefix: String,
-    node_id: u64,
-    registry: Arc<Registry>,
+    /// Where other nodes' messages are delivered and counted.
+    remote: Arc<Remote>,
+    /// Given back as publications leave the queue.
+    pending: Arc<ByteBudget>,
     interest: mpsc::UnboundedReceiver<Interest>,
     publications: mpsc::Receiver<Publication>,
     connected: watch::Sender<bool>,
@@ -255,8 +292,13 @@ impl BusTask {
         let (signals_tx, mut signals) = mpsc::unbounded_channel();
         let mut backoff = BACKOFF_MIN;
         let mut ever_connected = false;
+        // Whether the current outage was logged: once per outage.
+        let mut outage_logged = false;
         loop {
             self.generation += 1;
+            self.counters
+                .connect_attempts
+                .fetch_add(1, Ordering::Relaxed);
             let connecting = connect(
                 &deployment,
                 self.push_handler(signals_tx.clone(), self.generation),
@@ -271,12 +313,17 @@ impl BusTask {
                         self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
                     ever_connected = true;
+                    *self.counters.last_error.lock() = None;
+                    tracing::info!("connected to Redis");
                     self.subscribed.clear();
                     let started = tokio::time::Instant::now();
                     if let RedisSessionEnd::Shutdown = self.session(link, &mut signals).await {
                         return;
                     }
                     self.connected.send_replace(false);
+                    tracing::warn!("lost Redis; reconnecting");
+                    outage_logged = true;
+                    *self.counters.last_error.lock() = Some("the connection was lost".into());
                     // A connection that breaks at once (a SUBSCRIBE refused,
                     // a server closing on us) must not make a busy loop:
                     // only a session that lasted resets the backoff.
@@ -289,7 +336,12 @@ impl BusTask {
                         backoff = BACKOFF_MIN;
                     }
                 }
-                Err(_) => {
+                Err(error) => {
+                    if !outage_logged {
+                        tracing::warn!(%error, "Redis unreachable; retrying");
+                        outage_logged = true;
+                    }
+                    *self.counters.last_error.lock() = Some(format!("cannot connect: {error}"));
                     if !self.wait_disconnected(backoff).await {
                         return;
                     }
@@ -306,13 +358,10 @@ impl BusTask {
         signals: mpsc::UnboundedSender<Signal>,
         generation: u64,
     ) -> impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static {
-        let registry = self.registry.clone();
-        let node_id = self.node_id;
+        let remote = self.remote.clone();
         move |push: PushInfo| {
             match push.kind {
-                PushKind::Message | PushKind::SMessage => {
-                    deliver_push(&registry, node_id, &push.data)
-                }
+                PushKind::Message | PushKind::SMessage => deliver_push(&remote, &push.data),
                 PushKind::Disconnection => {
                     let _ = signals.send(Signal::Lost { generation });
                 }
@@ -345,10 +394,17 @@ impl BusTask {
                 },
                 n = self.publications.recv_many(&mut batch, PUBLISH_BATCH) => {
                     self.counters.dropped.fetch_add(n as u64, Ordering::Relaxed);
+                    self.taken(&batch);
                     batch.clear();
                 }
             }
         }
+    }
+
+    /// Gives back the bytes of publications taken from the queue.
+    fn taken(&self, batch: &[Publication]) {
+        self.pending
+            .give_back(batch.iter().map(Publication::bytes).sum());
     }
 
     /// Records an interest change in `wanted`.
@@ -418,6 +474,7 @@ impl BusTask {
                     if n == 0 {
                         return RedisSessionEnd::Shutdown;
                     }
+                    self.taken(&batch);
                     let failed = link.publish(&batch).await;
                     batch.clear();
                     if failed > 0 {
@@ -591,11 +648,11 @@ impl RedisLink {
 /// Delivers another node's group message (`[channel, payload]`) to the
 /// local members. Redis hands pushes over one at a time, so each is a run
 /// of one.
-fn deliver_push(registry: &Registry, node_id: u64, data: &[Value]) {
+fn deliver_push(remote: &Remote, data: &[Value]) {
     let Some(Value::BulkString(payload)) = data.last() else {
         return;
     };
     let mut run = RemoteRun::default();
-    run.add(registry, node_id, payload);
-    run.finish(registry);
+    remote.add(&mut run, payload);
+    remote.finish(&mut run);
 }

@@ -1,42 +1,56 @@
 //! Other nodes' group messages reaching this node's members: one path for
-//! every bus, so both buses deliver in runs and count the same way.
+//! every bus, so both buses deliver in runs and count the same way as local
+//! deliveries (`messages_out`, `bytes_out`).
 
-use crate::queue::{FinishedRun, FrameRun};
-use crate::registry::Registry;
+use std::sync::Arc;
 
 use super::envelope::Envelope;
+use crate::queue::{FinishedRun, FrameRun};
+use crate::registry::Registry;
+use crate::stats::NodeCounters;
+
+/// Where other nodes' messages go, and where they are counted.
+pub(crate) struct Remote {
+    /// This node's id: its own publications are ignored.
+    pub(crate) node_id: u64,
+    /// The local members.
+    pub(crate) registry: Arc<Registry>,
+    /// The node's counters.
+    pub(crate) counters: Arc<NodeCounters>,
+}
 
 /// Consecutive messages of other nodes, gathered so that those for one
 /// group reach its members as one run (as a local sender's burst does).
 #[derive(Default)]
 pub(super) struct RemoteRun(FrameRun<String>);
 
-impl RemoteRun {
-    /// Adds an envelope's data if it is another node's group message
-    /// (ignores this node's own echo and foreign data); delivers the run
-    /// this one ended.
-    pub(super) fn add(&mut self, registry: &Registry, node_id: u64, data: &[u8]) {
-        let Some(envelope) = Envelope::from_other_node(data, node_id) else {
+impl Remote {
+    /// Adds an envelope's data to `run` if it is another node's group
+    /// message (ignores this node's own echo and foreign data); delivers the
+    /// run this one ended.
+    pub(super) fn add(&self, run: &mut RemoteRun, data: &[u8]) {
+        let Some(envelope) = Envelope::from_other_node(data, self.node_id) else {
             return;
         };
         let frame = crate::frame::text(&envelope.message);
-        let finished = self
+        let finished = run
             .0
             .push(&*envelope.group_id, frame, envelope.message.len());
         if let Some(finished) = finished {
-            deliver_remote(registry, finished);
+            self.deliver(finished);
         }
     }
 
-    /// Delivers what is gathered.
-    pub(super) fn finish(&mut self, registry: &Registry) {
-        if let Some(finished) = self.0.finish() {
-            deliver_remote(registry, finished);
+    /// Delivers what `run` gathered.
+    pub(super) fn finish(&self, run: &mut RemoteRun) {
+        if let Some(finished) = run.0.finish() {
+            self.deliver(finished);
         }
     }
-}
 
-/// Delivers a run of other nodes' messages to the group's local members.
-fn deliver_remote(registry: &Registry, (group, frames, _): FinishedRun<String>) {
-    registry.fan_out(&group, &frames, &[]);
+    fn deliver(&self, (group, frames, text_bytes): FinishedRun<String>) {
+        let members = self.registry.fan_out(&group, &frames, &[]);
+        self.counters
+            .count_out(members * frames.count(), members * text_bytes);
+    }
 }

@@ -14,13 +14,29 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{ChannelClient, ChannelClientConfig, ChannelEvent, ChannelServer, ChannelServerConfig};
+use super::{
+    ChannelClient, ChannelClientConfig, ChannelEvents, ChannelServer, ChannelServerConfig,
+};
 use crate::error::{Error, Result};
 use crate::host::{HostEvent, HostEvents};
+
+/// Runs `f`, which blocks on a runtime of groupcast's own, where blocking
+/// is allowed: on this thread, or, when this thread is itself inside a
+/// tokio runtime (a `Server` dropped in `#[tokio::test]`, say), on a thread
+/// of its own that this one waits for. Tokio refuses to block inside a
+/// runtime with a panic; waiting for a plain thread is only slow.
+pub(crate) fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
 
 /// Channel traffic of a standalone server or client is light next to a
 /// node's: one worker thread.
@@ -96,9 +112,11 @@ impl BackgroundChannelServer {
         let Some((runtime, server)) = running else {
             return false;
         };
-        runtime.block_on(server.stop());
-        drop(server);
-        runtime.shutdown_timeout(Duration::from_secs(5));
+        off_runtime(move || {
+            runtime.block_on(server.stop());
+            drop(server);
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        });
         true
     }
 }
@@ -206,9 +224,11 @@ impl BackgroundChannelClient {
             return false;
         };
         running.shutdown.cancel();
-        running.tasks.close();
-        running.runtime.block_on(running.tasks.wait());
-        running.runtime.shutdown_timeout(Duration::from_secs(5));
+        off_runtime(move || {
+            running.tasks.close();
+            running.runtime.block_on(running.tasks.wait());
+            running.runtime.shutdown_timeout(Duration::from_secs(5));
+        });
         self.events.close();
         true
     }
@@ -225,7 +245,7 @@ const FORWARD_BATCH: usize = 256;
 
 /// Moves what the client receives into the host's queue until `shutdown`.
 async fn forward(
-    mut received: mpsc::UnboundedReceiver<ChannelEvent>,
+    mut received: ChannelEvents,
     events: Arc<HostEvents>,
     shutdown: CancellationToken,
 ) {

@@ -5,6 +5,20 @@
 //! capped exponential backoff and jitter, subscribes again to every channel it
 //! had, and sends the publishes made meanwhile from a buffer bounded in bytes
 //! (what does not fit is dropped and counted).
+//!
+//! Nothing on this path grows without bound or blocks its caller: publishes
+//! waiting for a slow or frozen server, and events received and not yet
+//! taken, are each bounded in bytes; past a bound they are dropped and
+//! counted (`bus_dropped_publishes`, `bus_dropped_events`). Subscription
+//! changes are never dropped (routing depends on them); there is one per
+//! group that gains its first or loses its last local member.
+//!
+//! The link counts as up only once the server accepted it: with a secret,
+//! when the server answered the `auth` frame with `auth_ok`; without one,
+//! once connected (a server that wants a secret answers the first frame with
+//! `auth_failed` and closes). Only a session that lasted resets the backoff,
+//! so a server that refuses this client is retried at the capped backoff,
+//! not in a tight loop.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -14,6 +28,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
@@ -24,7 +39,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::codec::FrameDecoder;
-use super::message::{ChannelEvent, auth_frame, parse_event, publish_frame, subscription_frame};
+use super::message::{
+    AuthReply, ChannelEvent, auth_frame, parse_auth_reply, parse_event, ping_frame, publish_frame,
+    subscription_frame,
+};
+use crate::queue::ByteBudget;
 
 /// How a channel client behaves when the server is away.
 #[derive(Debug, Clone)]
@@ -37,6 +56,12 @@ pub struct ChannelClientConfig {
     pub reconnect_max: Duration,
     /// Most bytes of publishes kept while disconnected; more are dropped.
     pub offline_buffer_bytes: usize,
+    /// Most bytes of publishes waiting to be written while connected (a
+    /// slow or frozen server); more are dropped.
+    pub max_pending_bytes: usize,
+    /// Most bytes of received events not yet taken by the owner; more are
+    /// dropped.
+    pub max_event_bytes: usize,
     /// The server's shared secret, sent first on every connection.
     pub secret: Option<String>,
 }
@@ -48,6 +73,8 @@ impl Default for ChannelClientConfig {
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(1),
             offline_buffer_bytes: 1 << 20,
+            max_pending_bytes: 4 << 20,
+            max_event_bytes: 8 << 20,
             secret: None,
         }
     }
@@ -60,13 +87,46 @@ enum ClientRequest {
     Publish(Bytes),
 }
 
-/// ClientCounters a client keeps about itself.
+/// Counters a client keeps about itself, and the last failure, for stats
+/// and health.
 #[derive(Debug, Default)]
 struct ClientCounters {
     /// Times the connection was lost and made again.
     reconnects: AtomicU64,
-    /// Publishes dropped because the offline buffer was full.
+    /// Connections tried (each TCP connect).
+    connect_attempts: AtomicU64,
+    /// Publishes dropped: the offline buffer or the pending bound was full.
     dropped_publishes: AtomicU64,
+    /// Events dropped because the owner had not taken the earlier ones.
+    dropped_events: AtomicU64,
+    /// Times the server refused this client's secret.
+    auth_failures: AtomicU64,
+    /// Why the link is down, while it is.
+    last_error: Mutex<Option<String>>,
+}
+
+/// What a received event weighs against [`ChannelClientConfig::max_event_bytes`].
+fn event_bytes(event: &ChannelEvent) -> usize {
+    event.channel.len() + event.data.get().len()
+}
+
+/// The events of subscribed channels, as a client receives them; bounded in
+/// bytes (see [`ChannelClientConfig::max_event_bytes`]).
+pub struct ChannelEvents {
+    received: mpsc::UnboundedReceiver<ChannelEvent>,
+    budget: Arc<ByteBudget>,
+}
+
+impl ChannelEvents {
+    /// Waits for at least one event and appends up to `max` to `batch`;
+    /// returns how many, 0 once the client has stopped.
+    pub async fn recv_many(&mut self, batch: &mut Vec<ChannelEvent>, max: usize) -> usize {
+        let start = batch.len();
+        let taken = self.received.recv_many(batch, max).await;
+        let bytes: usize = batch[start..].iter().map(event_bytes).sum();
+        self.budget.give_back(bytes);
+        taken
+    }
 }
 
 /// A connection to a channel server that keeps itself up. Cheap to clone;
@@ -75,6 +135,8 @@ struct ClientCounters {
 pub struct ChannelClient {
     /// Requests for the connection task.
     commands: mpsc::UnboundedSender<ClientRequest>,
+    /// Bytes of publishes in `commands`, against `max_pending_bytes`.
+    pending: Arc<ByteBudget>,
     /// Whether the connection is up now.
     connected: watch::Receiver<bool>,
     counters: Arc<ClientCounters>,
@@ -96,16 +158,20 @@ impl ChannelClient {
         config: ChannelClientConfig,
         shutdown: CancellationToken,
         tasks: &TaskTracker,
-    ) -> (ChannelClient, mpsc::UnboundedReceiver<ChannelEvent>) {
+    ) -> (ChannelClient, ChannelEvents) {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (connected_tx, connected) = watch::channel(false);
         let counters = Arc::new(ClientCounters::default());
-        let session = ClientLink {
+        let pending = ByteBudget::new(config.max_pending_bytes);
+        let event_budget = ByteBudget::new(config.max_event_bytes);
+        let link = ClientLink {
             addr: addr.into(),
             config,
             commands: commands_rx,
+            pending: pending.clone(),
             events: events_tx,
+            event_budget: event_budget.clone(),
             connected: connected_tx,
             counters: counters.clone(),
             shutdown: shutdown.clone(),
@@ -113,14 +179,19 @@ impl ChannelClient {
             offline: VecDeque::new(),
             offline_bytes: 0,
         };
-        tasks.spawn(session.run());
+        tasks.spawn(link.run());
         let client = ChannelClient {
             commands,
+            pending,
             connected,
             counters,
             shutdown,
         };
-        (client, events_rx)
+        let events = ChannelEvents {
+            received: events_rx,
+            budget: event_budget,
+        };
+        (client, events)
     }
 
     /// Subscribes to `channel` (now, and again after every reconnection).
@@ -167,7 +238,20 @@ impl ChannelClient {
     ) -> crate::Result<()> {
         let frame = publish_frame(channel, data, exclude_self)
             .map_err(|e| crate::Error::Channel(e.to_string()))?;
+        if self.shutdown.is_cancelled() {
+            return Err(crate::Error::Stopped);
+        }
+        // A server that does not read must not grow this process: past the
+        // bound the publish is dropped and counted, the caller never waits.
+        if !self.pending.try_take(frame.len()) {
+            self.counters
+                .dropped_publishes
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let len = frame.len();
         self.send(ClientRequest::Publish(frame))
+            .inspect_err(|_| self.pending.give_back(len))
     }
 
     fn send(&self, command: ClientRequest) -> crate::Result<()> {
@@ -195,9 +279,30 @@ impl ChannelClient {
         self.counters.reconnects.load(Ordering::Relaxed)
     }
 
-    /// Publishes dropped because the server was away and the buffer full.
+    /// Publishes dropped: the server was away and the offline buffer
+    /// full, or it did not read and the pending bound was reached.
     pub fn dropped_publishes(&self) -> u64 {
         self.counters.dropped_publishes.load(Ordering::Relaxed)
+    }
+
+    /// Events dropped because the owner had not taken the earlier ones.
+    pub fn dropped_events(&self) -> u64 {
+        self.counters.dropped_events.load(Ordering::Relaxed)
+    }
+
+    /// Connections tried (successful or not).
+    pub fn connect_attempts(&self) -> u64 {
+        self.counters.connect_attempts.load(Ordering::Relaxed)
+    }
+
+    /// Times the server refused this client's secret.
+    pub fn auth_failures(&self) -> u64 {
+        self.counters.auth_failures.load(Ordering::Relaxed)
+    }
+
+    /// Why the link is down, while it is (`None` when up or never tried).
+    pub fn last_error(&self) -> Option<String> {
+        self.counters.last_error.lock().clone()
     }
 
     /// Ends the connection; later calls return [`crate::Error::Stopped`].
@@ -206,12 +311,19 @@ impl ChannelClient {
     }
 }
 
+/// How long a client with a secret waits for the server's answer to it.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The connection task's state, kept across reconnections.
 struct ClientLink {
     addr: String,
     config: ChannelClientConfig,
     commands: mpsc::UnboundedReceiver<ClientRequest>,
+    /// Given back as publishes leave `commands`.
+    pending: Arc<ByteBudget>,
     events: mpsc::UnboundedSender<ChannelEvent>,
+    /// Taken as events are received, given back as the owner takes them.
+    event_budget: Arc<ByteBudget>,
     connected: watch::Sender<bool>,
     counters: Arc<ClientCounters>,
     shutdown: CancellationToken,
@@ -222,41 +334,79 @@ struct ClientLink {
     offline_bytes: usize,
 }
 
-/// Why a connected session ended.
+/// Why a connection ended.
 enum ClientLinkEnd {
+    /// The client is stopping.
     Shutdown,
-    Lost,
+    /// The server went away or broke the protocol; `up` tells whether the
+    /// link had been accepted.
+    Lost { error: String, up: bool },
+    /// The server refused this client's secret.
+    Refused(String),
 }
 
 impl ClientLink {
     async fn run(mut self) {
         let mut backoff = self.config.reconnect_min;
-        let mut ever_connected = false;
+        let mut ever_up = false;
+        // Whether the current outage (or refusal streak) was logged.
+        let mut outage_logged = false;
+        let mut refusal_logged = false;
         loop {
+            self.counters
+                .connect_attempts
+                .fetch_add(1, Ordering::Relaxed);
             let connect = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 connect = TcpStream::connect(&self.addr) => connect,
             };
-            match connect {
-                Ok(stream) => {
-                    if ever_connected {
-                        self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+            let started = tokio::time::Instant::now();
+            let end = match connect {
+                Ok(stream) => self.connected_session(stream, &mut ever_up).await,
+                Err(error) => ClientLinkEnd::Lost {
+                    error: format!("cannot connect: {error}"),
+                    up: false,
+                },
+            };
+            self.connected.send_replace(false);
+            match end {
+                ClientLinkEnd::Shutdown => return,
+                ClientLinkEnd::Lost { error, up } => {
+                    if up {
+                        tracing::warn!(addr = %self.addr, %error, "channel server lost; reconnecting");
+                        outage_logged = true;
+                    } else if !outage_logged {
+                        tracing::warn!(addr = %self.addr, %error, "channel server unreachable; retrying");
+                        outage_logged = true;
                     }
-                    ever_connected = true;
-                    backoff = self.config.reconnect_min;
-                    let end = self.connected_session(stream).await;
-                    self.connected.send_replace(false);
-                    if let ClientLinkEnd::Shutdown = end {
-                        return;
-                    }
+                    refusal_logged = false;
+                    *self.counters.last_error.lock() = Some(error);
                 }
-                Err(_) => {
-                    let wait = jitter(backoff);
-                    backoff = (backoff * 2).min(self.config.reconnect_max);
-                    if !self.wait_offline(wait).await {
-                        return;
+                ClientLinkEnd::Refused(reason) => {
+                    self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
+                    if !refusal_logged {
+                        tracing::warn!(
+                            addr = %self.addr,
+                            %reason,
+                            "the channel server refused this client's secret (check the channel secret); retrying"
+                        );
+                        refusal_logged = true;
                     }
+                    outage_logged = true;
+                    *self.counters.last_error.lock() =
+                        Some(format!("the channel server refused the secret: {reason}"));
                 }
+            }
+            // A session that broke at once (a refusal, a server closing on
+            // us) must not make a busy loop: only one that lasted resets the
+            // backoff.
+            if started.elapsed() >= self.config.reconnect_max {
+                backoff = self.config.reconnect_min;
+            }
+            let wait = jitter(backoff);
+            backoff = (backoff * 2).min(self.config.reconnect_max);
+            if !self.wait_offline(wait).await {
+                return;
             }
         }
     }
@@ -286,6 +436,7 @@ impl ClientLink {
                 self.subscriptions.remove(&channel);
             }
             ClientRequest::Publish(frame) => {
+                self.pending.give_back(frame.len());
                 if self.offline_bytes + frame.len() <= self.config.offline_buffer_bytes {
                     self.offline_bytes += frame.len();
                     self.offline.push_back(frame);
@@ -298,40 +449,96 @@ impl ClientLink {
         }
     }
 
-    async fn connected_session(&mut self, stream: TcpStream) -> ClientLinkEnd {
+    /// Serves one connection until it ends. `ever_up` tells whether a link
+    /// was ever accepted, so the reconnections can be counted.
+    async fn connected_session(&mut self, stream: TcpStream, ever_up: &mut bool) -> ClientLinkEnd {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         let mut frames = FramedRead::new(read, FrameDecoder::new(self.config.max_frame));
         let mut writer = BufWriter::with_capacity(64 * 1024, write);
-        if self.resume(&mut writer).await.is_err() {
-            return ClientLinkEnd::Lost;
+        let lost = |error: String| ClientLinkEnd::Lost { error, up: false };
+        if let Err(error) = self.introduce(&mut writer).await {
+            return lost(format!("cannot write: {error}"));
         }
+        if self.config.secret.is_some() {
+            let answer = tokio::select! {
+                _ = self.shutdown.cancelled() => return ClientLinkEnd::Shutdown,
+                answer = tokio::time::timeout(AUTH_TIMEOUT, frames.next()) => answer,
+            };
+            match answer {
+                Ok(Some(Ok(body))) => match parse_auth_reply(&body) {
+                    Some(AuthReply::Accepted) => {}
+                    Some(AuthReply::Refused(reason)) => return ClientLinkEnd::Refused(reason),
+                    None => return lost("the server did not answer the secret".into()),
+                },
+                Ok(Some(Err(error))) => return lost(format!("cannot read: {error}")),
+                Ok(None) => return lost("the server closed the connection".into()),
+                Err(_) => return lost("the server did not answer the secret in time".into()),
+            }
+        }
+        if let Err(error) = self.resume(&mut writer).await {
+            return lost(format!("cannot write: {error}"));
+        }
+        if *ever_up {
+            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        *ever_up = true;
+        *self.counters.last_error.lock() = None;
+        tracing::info!(addr = %self.addr, "connected to the channel server");
         self.connected.send_replace(true);
+        let lost = |error: String| ClientLinkEnd::Lost { error, up: true };
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return ClientLinkEnd::Shutdown,
                 command = self.commands.recv() => {
                     let Some(command) = command else { return ClientLinkEnd::Shutdown };
-                    if self.write_commands(command, &mut writer).await.is_err() {
-                        return ClientLinkEnd::Lost;
+                    if let Err(error) = self.write_commands(command, &mut writer).await {
+                        return lost(format!("cannot write: {error}"));
                     }
                 }
                 frame = frames.next() => {
-                    let Some(Ok(body)) = frame else { return ClientLinkEnd::Lost };
+                    let body = match frame {
+                        Some(Ok(body)) => body,
+                        Some(Err(error)) => return lost(format!("cannot read: {error}")),
+                        None => return lost("the server closed the connection".into()),
+                    };
                     if let Some(event) = parse_event(&body) {
-                        // The receiver may be gone while the owner stops.
-                        let _ = self.events.send(event);
+                        self.received(event);
+                    } else if let Some(AuthReply::Refused(reason)) = parse_auth_reply(&body) {
+                        // A server that wants a secret this client lacks.
+                        return ClientLinkEnd::Refused(reason);
                     }
                 }
             }
         }
     }
 
-    /// After (re)connecting: subscribe to everything, send what was buffered.
-    async fn resume(&mut self, writer: &mut BufWriter<OwnedWriteHalf>) -> std::io::Result<()> {
-        if let Some(secret) = &self.config.secret {
-            writer.write_all(&auth_frame(secret)?).await?;
+    /// Hands an event to the owner, or drops and counts it when the owner
+    /// has not taken enough of the earlier ones.
+    fn received(&self, event: ChannelEvent) {
+        if !self.event_budget.try_take(event_bytes(&event)) {
+            self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
+            return;
         }
+        let bytes = event_bytes(&event);
+        // The receiver may be gone while the owner stops.
+        if self.events.send(event).is_err() {
+            self.event_budget.give_back(bytes);
+        }
+    }
+
+    /// The first frame: the secret, or a ping that a server wanting a secret
+    /// answers with its refusal at once.
+    async fn introduce(&self, writer: &mut BufWriter<OwnedWriteHalf>) -> std::io::Result<()> {
+        match &self.config.secret {
+            Some(secret) => writer.write_all(&auth_frame(secret)?).await?,
+            None => writer.write_all(&ping_frame()).await?,
+        }
+        writer.flush().await
+    }
+
+    /// Once accepted: subscribe to everything, send what was buffered.
+    async fn resume(&mut self, writer: &mut BufWriter<OwnedWriteHalf>) -> std::io::Result<()> {
         if !self.subscriptions.is_empty() {
             let channels: Vec<&str> = self.subscriptions.iter().map(String::as_str).collect();
             writer
@@ -370,7 +577,10 @@ impl ClientLink {
                             .await?;
                     }
                 }
-                ClientRequest::Publish(frame) => writer.write_all(&frame).await?,
+                ClientRequest::Publish(frame) => {
+                    self.pending.give_back(frame.len());
+                    writer.write_all(&frame).await?;
+                }
             }
             budget -= 1;
             if budget > 0 {

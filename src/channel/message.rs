@@ -167,6 +167,51 @@ pub(crate) fn event_frame(channel: &str, data: &RawValue) -> std::io::Result<Byt
     encode_frame(&body)
 }
 
+/// The server's answer to a client's `auth` frame (a groupcast extension:
+/// the seed's protocol has no replies, and clients that send no `auth`
+/// never get one, except a refusal from a server that wants a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AuthReply {
+    /// `{"type":"auth_ok"}`: the link is up.
+    Accepted,
+    /// `{"type":"auth_failed","reason":"..."}`, then the server closes.
+    Refused(String),
+}
+
+/// Parses a server's frame body as an answer to `auth`; `None` for any
+/// other body.
+pub(crate) fn parse_auth_reply(body: &[u8]) -> Option<AuthReply> {
+    #[derive(Deserialize)]
+    struct WireReply<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(default)]
+        reason: String,
+    }
+    let wire: WireReply<'_> = serde_json::from_slice(body).ok()?;
+    match &*wire.kind {
+        "auth_ok" => Some(AuthReply::Accepted),
+        "auth_failed" => Some(AuthReply::Refused(wire.reason)),
+        _ => None,
+    }
+}
+
+/// Encodes the server's answer to an `auth` frame.
+pub(crate) fn auth_reply_frame(reply: &AuthReply) -> Bytes {
+    let body = match reply {
+        AuthReply::Accepted => serde_json::json!({ "type": "auth_ok" }),
+        AuthReply::Refused(reason) => {
+            serde_json::json!({ "type": "auth_failed", "reason": reason })
+        }
+    };
+    encode_frame(body.to_string().as_bytes()).unwrap_or_default()
+}
+
+/// Encodes a ping (an empty body).
+pub(crate) fn ping_frame() -> Bytes {
+    encode_frame(&[]).unwrap_or_default()
+}
+
 /// Encodes the `auth` request a client sends first when the server wants a
 /// shared secret.
 pub(crate) fn auth_frame(secret: &str) -> std::io::Result<Bytes> {

@@ -9,6 +9,6 @@ pub(crate) mod message;
 pub mod server;
 
 pub use background::{BackgroundChannelClient, BackgroundChannelServer};
-pub use client::{ChannelClient, ChannelClientConfig};
+pub use client::{ChannelClient, ChannelClientConfig, ChannelEvents};
 pub use message::ChannelEvent;
 pub use server::{ChannelServer, ChannelServerConfig};

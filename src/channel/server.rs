@@ -16,11 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::codec::FrameDecoder;
-use super::message::{Request, event_frame, parse_request};
+use super::message::{AuthReply, Request, auth_reply_frame, event_frame, parse_request};
 use crate::accept::next_connection;
 use crate::config::SlowConsumerPolicy;
 use crate::queue::{Outbound, Outbox};
 use crate::stats::NodeCounters;
+
+/// How long a refused client is given to take its refusal.
+const REFUSAL_WRITE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Limits of a channel server.
 #[derive(Debug, Clone)]
@@ -146,10 +149,11 @@ async fn accept_loop(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
-    while let Some((stream, _)) = next_connection(&listener, &shutdown).await {
+    while let Some((stream, peer)) = next_connection(&listener, &shutdown).await {
         let _ = stream.set_nodelay(true);
         tasks.spawn(serve_client(
             stream,
+            peer,
             hub.clone(),
             config.clone(),
             shutdown.child_token(),
@@ -161,6 +165,7 @@ async fn accept_loop(
 /// far behind, or the server stops.
 async fn serve_client(
     stream: TcpStream,
+    peer: SocketAddr,
     hub: Arc<Hub>,
     config: ChannelServerConfig,
     terminate: CancellationToken,
@@ -206,14 +211,24 @@ async fn serve_client(
                 let Some(Ok(body)) = frame else { break };
                 if !authenticated {
                     // The first frame must prove the secret; anything else
-                    // closes the connection before it can do anything.
-                    match (parse_request(&body), &config.secret) {
+                    // is refused, with the reason, before it can do anything.
+                    let refusal = match (parse_request(&body), &config.secret) {
                         (Ok(Request::Auth(given)), Some(secret)) if same_secret(&given, secret) => {
                             authenticated = true;
+                            let _ = me.outbox.push(auth_reply_frame(&AuthReply::Accepted));
                             continue;
                         }
-                        _ => break,
-                    }
+                        (Ok(Request::Auth(_)), _) => "wrong secret",
+                        _ => "this channel server requires a secret",
+                    };
+                    tracing::warn!(%peer, reason = refusal, "refused a channel client");
+                    let frame = auth_reply_frame(&AuthReply::Refused(refusal.into()));
+                    let _ = tokio::time::timeout(REFUSAL_WRITE, async {
+                        writer.write_all(&frame).await?;
+                        writer.flush().await
+                    })
+                    .await;
+                    break;
                 }
                 if handle_request(&hub, id, &me, &mut subscribed, &body).is_err() {
                     break;
@@ -234,7 +249,12 @@ fn handle_request(
     body: &[u8],
 ) -> Result<(), String> {
     match parse_request(body)? {
-        Request::Ping | Request::Auth(_) => {}
+        Request::Ping => {}
+        // Already authenticated (or no secret needed): say so, so that a
+        // client that sent a secret knows its link is up.
+        Request::Auth(_) => {
+            let _ = me.outbox.push(auth_reply_frame(&AuthReply::Accepted));
+        }
         Request::Subscribe(channels) => {
             let mut map = hub.channels.lock();
             for channel in channels {

@@ -70,6 +70,7 @@ pub(crate) async fn serve_connection(shared: Arc<NodeState>, stream: TcpStream, 
     let check = |request: &Request, response: Response| {
         if let Some(refusal) = refusal(&shared, request) {
             NodeCounters::add(&shared.counters.connections_refused, 1);
+            tracing::debug!(%peer, status = %refusal.status(), "connection refused at the handshake");
             return Err(refusal);
         }
         target.path = request.uri().path().to_owned();
@@ -92,6 +93,7 @@ pub(crate) async fn serve_connection(shared: Arc<NodeState>, stream: TcpStream, 
         },
     };
     let (conn, outbox_rx) = shared.open_connection(peer);
+    tracing::debug!(conn = conn.id, %peer, "connection opened");
     let mut session = ClientSession {
         shared: shared.clone(),
         conn: conn.clone(),
@@ -101,6 +103,7 @@ pub(crate) async fn serve_connection(shared: Arc<NodeState>, stream: TcpStream, 
     };
     session.run(target).await;
     shared.registry.remove_connection(&conn);
+    tracing::debug!(conn = conn.id, %peer, code = ?session.close_code, "connection closed");
     if let Some(host) = shared
         .host
         .as_ref()

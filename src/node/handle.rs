@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::host::HostEvents;
 use crate::ids::{ConnId, GroupId};
 use crate::registry::ConnectionEntry;
-use crate::stats::Stats;
+use crate::stats::{Health, Stats};
 
 /// Actions on a node, callable from any thread (they never block on the
 /// network: sends are queued for each connection's writer). Cheap to clone.
@@ -164,6 +164,46 @@ impl NodeHandle {
         stats.groups = state.registry.group_count() as u64;
         state.bus.add_stats(&mut stats);
         stats
+    }
+
+    /// Whether the node serves and its bus reaches the other nodes (see
+    /// [`Health`]); answered from what the node knows, never by asking the
+    /// network.
+    pub fn health(&self) -> Health {
+        let state = &self.state;
+        let connections = state.registry.connection_count() as u64;
+        if self.running().is_err() {
+            return Health {
+                status: "unavailable",
+                bus: "disconnected",
+                reason: Some("the node has stopped".into()),
+                connections,
+            };
+        }
+        let bus = &state.bus;
+        match (bus.kind(), bus.is_connected()) {
+            ("none", _) => Health {
+                status: "ok",
+                bus: "none",
+                reason: None,
+                connections,
+            },
+            (_, true) => Health {
+                status: "ok",
+                bus: "connected",
+                reason: None,
+                connections,
+            },
+            (kind, false) => Health {
+                status: "unavailable",
+                bus: "disconnected",
+                reason: Some(match bus.last_error() {
+                    Some(error) => format!("the {kind} bus is down: {error}"),
+                    None => format!("the {kind} bus is not connected yet"),
+                }),
+                connections,
+            },
+        }
     }
 
     /// Local members of `group`.

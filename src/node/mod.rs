@@ -6,6 +6,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -20,6 +21,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::host::HostEvents;
 use crate::registry::Registry;
+use crate::stats::NodeCounters;
 
 mod connection;
 mod handle;
@@ -104,9 +106,11 @@ impl Node {
             false => None,
         };
         let embedded_channel = channel_server.as_ref().map(|s| s.local_addr().to_string());
+        let counters = Arc::new(NodeCounters::default());
         let context = BusContext {
             node_id: RandomState::new().hash_one(websocket),
             registry: registry.clone(),
+            counters: counters.clone(),
             interest: interest_rx,
             host: host.clone(),
             shutdown: &shutdown,
@@ -133,10 +137,11 @@ impl Node {
             host,
             stopped: AtomicBool::new(false),
             next_conn_id: AtomicU64::new(1),
-            counters: Arc::default(),
+            counters,
             open_sockets: AtomicUsize::new(0),
         });
         tasks.spawn(accept_loop(listener, state.clone(), tasks.clone()));
+        tasks.spawn(report_slow_consumers(state.clone()));
         let handle = NodeHandle::new(state);
         if let Some(listener) = metrics_listener {
             let shutdown = handle.state().shutdown.clone();
@@ -147,14 +152,23 @@ impl Node {
                 tasks.clone(),
             ));
         }
+        let addresses = Addresses {
+            websocket,
+            channel: channel_server.as_ref().map(ChannelServer::local_addr),
+            metrics,
+        };
+        let or_none = |addr: Option<SocketAddr>| addr.map_or("none".into(), |a| a.to_string());
+        tracing::info!(
+            %websocket,
+            channel = %or_none(addresses.channel),
+            metrics = %or_none(metrics),
+            bus = handle.state().bus.kind(),
+            "node listening"
+        );
         Ok(Node {
             handle,
             tasks,
-            addresses: Addresses {
-                websocket,
-                channel: channel_server.as_ref().map(ChannelServer::local_addr),
-                metrics,
-            },
+            addresses,
             channel_server,
         })
     }
@@ -177,7 +191,9 @@ impl Node {
     /// Stops accepting, closes every client with 1001, and returns once every
     /// task of the node has ended. Calling it again does nothing.
     pub async fn stop(&self) {
-        self.handle.state().stopped.store(true, Ordering::Release);
+        if !self.handle.state().stopped.swap(true, Ordering::AcqRel) {
+            tracing::info!(websocket = %self.addresses.websocket, "stopping the node");
+        }
         self.handle.state().shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
@@ -196,6 +212,32 @@ impl Drop for Node {
         // Dropped without stop: tell the tasks to end on their own.
         self.handle.state().stopped.store(true, Ordering::Release);
         self.handle.state().shutdown.cancel();
+    }
+}
+
+/// How often closed slow consumers are summed up in the log.
+const SLOW_CONSUMER_REPORT: Duration = Duration::from_secs(10);
+
+/// Logs the slow consumers closed in each interval as one line, not one
+/// per client: a burst of thousands must not flood the log.
+async fn report_slow_consumers(state: Arc<NodeState>) {
+    let mut ticks = tokio::time::interval(SLOW_CONSUMER_REPORT);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported = 0;
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let closed = state.counters.slow_consumer_closes.load(Ordering::Relaxed);
+        if closed > reported {
+            tracing::warn!(
+                closed = closed - reported,
+                seconds = SLOW_CONSUMER_REPORT.as_secs(),
+                "closed slow consumers (outbound queue over its bound) in the last interval"
+            );
+            reported = closed;
+        }
     }
 }
 

@@ -46,8 +46,7 @@ pub(crate) struct NodeState {
 impl NodeState {
     /// Counts `messages` queued messages of `len` bytes each.
     pub(crate) fn count_out(&self, messages: usize, len: usize) {
-        NodeCounters::add(&self.counters.messages_out, messages as u64);
-        NodeCounters::add(&self.counters.bytes_out, (messages * len) as u64);
+        self.counters.count_out(messages, messages * len);
     }
 
     /// Registers a new connection and returns it with its queue's receiver.
@@ -84,11 +83,8 @@ impl NodeState {
     /// length. Returns the number of members reached.
     pub(crate) fn fan_out_run(&self, group: &str, frames: &Frames, text_bytes: usize) -> usize {
         let members = self.registry.fan_out(group, frames, &[]);
-        NodeCounters::add(
-            &self.counters.messages_out,
-            (members * frames.count()) as u64,
-        );
-        NodeCounters::add(&self.counters.bytes_out, (members * text_bytes) as u64);
+        self.counters
+            .count_out(members * frames.count(), members * text_bytes);
         members
     }
 }
