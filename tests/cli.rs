@@ -3,74 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{ARRIVES, Client};
+use common::{Client, Process};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-/// A `groupcast` process and the addresses it printed.
-struct Process {
-    child: Child,
-    line: String,
-}
-
-impl Process {
-    fn start(args: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_groupcast"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("groupcast starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("address line");
-        assert!(line.starts_with("groupcast listening "), "{line:?}");
-        Process { child, line }
-    }
-
-    /// The address printed as `key=ADDR`.
-    fn addr(&self, key: &str) -> SocketAddr {
-        let prefix = format!("{key}=");
-        self.line
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {key} in {:?}", self.line))
-            .parse()
-            .unwrap()
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
-    }
-
-    /// Waits for the exit and returns its code.
-    fn wait(mut self) -> Option<i32> {
-        let deadline = std::time::Instant::now() + ARRIVES;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "groupcast did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_runs_the_seed_and_sigterm_stops_it_with_1001() {

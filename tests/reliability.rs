@@ -270,15 +270,22 @@ async fn channel_secret_keeps_out_unauthenticated_clients() {
     let hub = a.addresses().channel.unwrap();
     assert!(a.handle().bus_connected(), "the node itself authenticates");
 
-    // No auth frame: closed before it can subscribe.
+    // No auth frame: told why, then closed, before it can subscribe.
     let mut intruder = TcpStream::connect(hub).await.unwrap();
     let body = br#"{"type":"subscribe","channels":["groupcast:group:g"]}"#;
     let mut frame = ((body.len() + 4) as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(body);
     intruder.write_all(&frame).await.unwrap();
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(common::ARRIVES, intruder.read(&mut buf)).await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(common::ARRIVES, intruder.read_to_end(&mut answer)).await;
+    assert!(matches!(read, Ok(Ok(_)) | Ok(Err(_))), "closed: {read:?}");
+    let refusal = br#"{"reason":"this channel server requires a secret","type":"auth_failed"}"#;
+    let mut expected = ((refusal.len() + 4) as u32).to_be_bytes().to_vec();
+    expected.extend_from_slice(refusal);
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        String::from_utf8_lossy(&expected)
+    );
 
     // A node with the wrong secret never gets in; the right one does.
     let wrong = Node::start(config(None, Some(hub.to_string()), "guess"))

@@ -2,7 +2,10 @@
 //! websocket clients over loopback.
 #![allow(dead_code)] // each test file uses a different part
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -162,4 +165,152 @@ pub async fn node_with(limits: groupcast::Limits) -> Node {
     })
     .await
     .expect("node starts")
+}
+
+/// A `groupcast` process and the addresses it printed.
+pub struct Process {
+    pub child: Child,
+    line: String,
+    /// What it wrote to standard error so far, when captured.
+    stderr: Arc<parking_lot::Mutex<String>>,
+}
+
+impl Process {
+    /// Starts `groupcast ARGS` and waits for its "listening" line; its
+    /// standard error goes to the test's.
+    pub fn start(args: &[&str]) -> Process {
+        Self::spawn(args, &[], false)
+    }
+
+    /// As [`Process::start`] with `env` set, keeping standard error for
+    /// [`Process::stderr`].
+    pub fn start_logged(args: &[&str], env: &[(&str, &str)]) -> Process {
+        Self::spawn(args, env, true)
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)], capture: bool) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_groupcast"))
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(if capture {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
+            .spawn()
+            .expect("groupcast starts");
+        let stderr = Arc::new(parking_lot::Mutex::new(String::new()));
+        if let Some(pipe) = child.stderr.take() {
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut all = stderr.lock();
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            });
+        }
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("address line");
+        assert!(line.starts_with("groupcast listening "), "{line:?}");
+        Process {
+            child,
+            line,
+            stderr,
+        }
+    }
+
+    /// What the process wrote to standard error so far (with
+    /// [`Process::start_logged`]).
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().clone()
+    }
+
+    /// Its resident set, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// CPU time it used so far (user + system), in clock ticks (1/100 s).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name, which is in parentheses.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// The address printed as `key=ADDR`.
+    pub fn addr(&self, key: &str) -> SocketAddr {
+        let prefix = format!("{key}=");
+        self.line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {key} in {:?}", self.line))
+            .parse()
+            .unwrap()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for the exit and returns its code.
+    pub fn wait(mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + ARRIVES;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "groupcast did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` on a plain HTTP listener: the status code and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A counter's value in Prometheus text (`groupcast_NAME`, with `_total`
+/// for counters).
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("groupcast_{name} ")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no groupcast_{name} in:\n{text}"))
 }
