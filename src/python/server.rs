@@ -68,6 +68,11 @@ impl Stoppable for ServerCore {
 
 /// A groupcast node: a websocket server whose clients join groups and send
 /// to them, embedded in this process. See the package documentation.
+///
+/// Every option is checked at construction by the rules all surfaces share
+/// (`ValueError` naming the setting): addresses are `HOST:PORT`; counts and
+/// sizes are at least 1 (`None` is "no limit", never 0); durations are
+/// seconds above 0, except `drain_timeout`, where 0 closes at once.
 #[pyclass(frozen, weakref, module = "groupcast._groupcast")]
 pub(super) struct Server {
     /// What `start` starts; fixed at construction.
