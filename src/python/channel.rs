@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::{Condvar, Mutex};
 use pyo3::PyTraverseError;
-use pyo3::exceptions::PyTimeoutError;
+use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -239,18 +239,21 @@ impl ChannelClient {
     }
 
     /// Starts the client, its subscriptions and its host thread.
-    fn open(&self, address: &str) -> crate::Result<Arc<BackgroundChannelClient>> {
+    /// Runs detached (the errors it makes need no interpreter).
+    fn open(&self, address: &str) -> PyResult<Arc<BackgroundChannelClient>> {
         let mut running = self.core.running.lock();
         if running.is_some() {
-            return Err(Error::Config(
-                "this client is already connected: close() it first".into(),
+            return Err(PyValueError::new_err(
+                "this client is already connected: close() it first",
             ));
         }
-        let client = Arc::new(BackgroundChannelClient::connect(
+        let client = BackgroundChannelClient::connect(
             address,
             ChannelClientConfig::default(),
             HostConfig::default().queue_capacity,
-        )?);
+        )
+        .map_err(to_py)?;
+        let client = Arc::new(client);
         for channel in self.callbacks.lock().keys() {
             let _ = client.client().subscribe(channel);
         }
@@ -258,7 +261,7 @@ impl ChannelClient {
         let host_thread = Dispatcher::spawn(client.events().clone(), move |batch| {
             run_callbacks(&callbacks, batch)
         })
-        .map_err(Error::Runtime)?;
+        .map_err(|error| to_py(Error::Runtime(error)))?;
         *running = Some(ClientRunning {
             client: client.clone(),
             host_thread,
@@ -291,7 +294,7 @@ impl ChannelClient {
         let this = slf.get();
         let deadline = timeout_deadline(timeout)?;
         // A client that failed to start is dropped (and closed) detached.
-        let client = py.detach(|| this.open(address)).map_err(to_py)?;
+        let client = py.detach(|| this.open(address))?;
         register_live(Arc::downgrade(&this.core) as Weak<dyn Stoppable>);
         let connected = wait_interruptibly(py, deadline, |until| {
             client.wait_connected(until.saturating_duration_since(std::time::Instant::now()))
