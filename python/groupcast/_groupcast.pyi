@@ -1,4 +1,4 @@
-"""Type stubs for the compiled module (src/python.rs); checked by mypy.stubtest."""
+"""Type stubs for the compiled module (src/python/); checked by mypy.stubtest."""
 
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
@@ -84,6 +84,18 @@ class Addresses:
 
 @final
 class Server:
+    """A groupcast node: a websocket server whose clients join groups and
+    send to them, embedded in this process.
+
+    Every option is checked at construction, by the same rules as the Rust,
+    C and command-line surfaces (``ValueError`` naming the setting):
+    addresses are ``HOST:PORT`` (port 0 lets the OS choose); counts and
+    sizes are at least 1, and ``None`` (the default) is "no limit" or "the
+    default", never 0; durations are seconds above 0, except
+    ``drain_timeout``, where 0 closes connections at once; ``idle_timeout``
+    is at least ``ping_interval``.
+    """
+
     def __new__(
         cls,
         listen: str = "0.0.0.0:1234",
@@ -155,6 +167,9 @@ class Server:
 
 @final
 class ChannelServer:
+    """The seed's ``Channel\\Server``; ``listen`` must be ``HOST:PORT``
+    (``ValueError`` otherwise)."""
+
     def __new__(cls, listen: str = "127.0.0.1:2206") -> Self: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...

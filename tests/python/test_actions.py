@@ -161,7 +161,7 @@ def test_port_in_use_raises_oserror(make_server):
         ({"channel_listen": "x"}, ValueError, "channel_listen must be"),
         ({"channel": LOCAL, "channel_listen": LOCAL}, ValueError, "not both"),
         ({"workers": 0}, ValueError, "workers"),
-        ({"max_message_size": 0}, ValueError, "greater than 0"),
+        ({"max_message_size": 0}, ValueError, "max_message_size must be at least 1"),
         ({"approval_timeout": -1.0}, ValueError, "approval_timeout"),
         ({"listen": 1234}, TypeError, "listen"),
         ({"workers": "two"}, TypeError, "workers"),

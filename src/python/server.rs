@@ -1,0 +1,685 @@
+//! The `Server` class: a node embedded in the Python process. Its options
+//! become a [`Config`] that the core validates; its actions are the core's
+//! [`NodeHandle`]'s; its callbacks run through the core's hooks
+//! ([`PyHooks`], in `hooks.rs`), or, with `events=True`, the core's queue
+//! is polled ([`HostEvents::poll_until`]) in waits Ctrl-C can interrupt.
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+use pyo3::PyTraverseError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString, PyTuple};
+
+use super::events::{Addresses, event_object};
+use super::hooks::{Callbacks, PyHooks};
+use super::{
+    ChannelError, Stoppable, StoppedError, check_channel_callback, check_channel_name, exclude_arg,
+    group_arg, json_dumps, json_loads, register_live, seconds_arg, text_arg, timeout_deadline,
+    to_py, wait_interruptibly,
+};
+use crate::host::Polled;
+use crate::{Config, HostEvents, NodeHandle, SlowConsumerPolicy};
+
+/// What a server is doing; behind [`ServerCore::state`].
+#[derive(Default)]
+struct ServerState {
+    /// The running server; `None` before start and once stopped (so a
+    /// stopped server holds no thread, socket or queue).
+    server: Option<crate::Server>,
+    /// Where the last start listened, kept after stop.
+    addresses: Option<crate::Addresses>,
+    /// The event queue with `events=True`, kept after stop so that a poller
+    /// can drain it.
+    events: Option<Arc<HostEvents>>,
+    /// A start is in progress (the lock is not held while it binds).
+    starting: bool,
+}
+
+impl ServerState {
+    fn running(&self) -> Option<&crate::Server> {
+        self.server.as_ref()
+    }
+}
+
+/// A server's shared state: the Python object, the `atexit` list and
+/// `serve_forever` all reach it.
+#[derive(Default)]
+struct ServerCore {
+    state: Mutex<ServerState>,
+    /// Signalled when the server stops, for `serve_forever`.
+    stopped: Condvar,
+}
+
+impl Stoppable for ServerCore {
+    /// The caller must not be attached to the interpreter: the host thread
+    /// may need it to finish its batch.
+    fn stop_detached(&self) {
+        let server = self.state.lock().server.take();
+        if let Some(server) = server {
+            server.stop();
+        }
+        self.stopped.notify_all();
+    }
+}
+
+/// A groupcast node: a websocket server whose clients join groups and send
+/// to them, embedded in this process. See the package documentation.
+///
+/// Every option is checked at construction by the rules all surfaces share
+/// (`ValueError` naming the setting): addresses are `HOST:PORT`; counts and
+/// sizes are at least 1 (`None` is "no limit", never 0); durations are
+/// seconds above 0, except `drain_timeout`, where 0 closes at once.
+#[pyclass(frozen, weakref, module = "groupcast._groupcast")]
+pub(super) struct Server {
+    /// What `start` starts; fixed at construction.
+    config: Config,
+    /// `events=True`: events go to `poll` / `events()` instead of hooks.
+    poll_mode: bool,
+    /// The callbacks, shared with the host thread.
+    callbacks: Arc<Mutex<Callbacks>>,
+    core: Arc<ServerCore>,
+}
+
+impl Server {
+    /// The running server's actions.
+    fn handle(&self) -> PyResult<NodeHandle> {
+        self.core
+            .state
+            .lock()
+            .running()
+            .map(|server| server.handle().clone())
+            .ok_or_else(|| StoppedError::new_err("the server is not running: call start() first"))
+    }
+
+    fn set_hook(
+        &self,
+        which: fn(&mut Callbacks) -> &mut Option<Py<PyAny>>,
+        name: &str,
+        callback: Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        if !callback.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "{name} needs a callable, not {}",
+                callback.get_type().name()?
+            )));
+        }
+        if self.poll_mode {
+            return Err(PyValueError::new_err(format!(
+                "this server was made with events=True: take events from poll() or \
+                 events() instead of registering {name}"
+            )));
+        }
+        let state = self.core.state.lock();
+        if state.running().is_some() || state.starting {
+            return Err(PyValueError::new_err(format!(
+                "register {name} before start(): the hooks decide what the server asks the host"
+            )));
+        }
+        let previous = which(&mut self.callbacks.lock()).replace(callback.clone().unbind());
+        drop(state);
+        // Released outside the locks: its finalizer may call back in.
+        drop(previous);
+        Ok(callback.unbind())
+    }
+
+    /// Whether the server has a channel server (embedded or joined), which
+    /// `subscribe` and `publish` need.
+    fn has_channel_server(&self) -> bool {
+        self.config.channel.is_some() || self.config.channel_listen.is_some()
+    }
+
+    /// The configuration for this start: which events the hooks need.
+    fn start_config(&self) -> Config {
+        let mut config = self.config.clone();
+        let host = &mut config.host;
+        // `subscribe` works at any time, whatever else the host takes.
+        host.channel_events = self.has_channel_server();
+        if self.poll_mode {
+            host.connect_events = true;
+            host.message_events = true;
+            host.close_events = true;
+        } else {
+            let callbacks = self.callbacks.lock();
+            host.approve_connections = callbacks.on_connect.is_some();
+            host.connect_events = callbacks.on_connect.is_some();
+            host.message_events = callbacks.on_message.is_some();
+            host.close_events = callbacks.on_close.is_some();
+        }
+        config
+    }
+
+    /// Starts the core server and what feeds the callbacks; detached.
+    fn start_detached(&self, config: Config) -> crate::Result<crate::Server> {
+        let hooked = !self.poll_mode && config.host.wants_events();
+        let server = crate::Server::start(config)?;
+        let callbacks = self.callbacks.clone();
+        if hooked {
+            server.run_hooks(PyHooks {
+                callbacks: callbacks.clone(),
+            })?;
+        }
+        // Channels subscribed before start.
+        let channels: Vec<String> = callbacks.lock().channels.keys().cloned().collect();
+        for channel in channels {
+            server.handle().channel_subscribe(&channel)?;
+        }
+        Ok(server)
+    }
+
+    fn poll_events(&self) -> PyResult<Arc<HostEvents>> {
+        if !self.poll_mode {
+            return Err(PyValueError::new_err(
+                "poll() needs a server made with events=True (this one uses hooks)",
+            ));
+        }
+        self.core
+            .state
+            .lock()
+            .events
+            .clone()
+            .ok_or_else(|| StoppedError::new_err("the server has not been started"))
+    }
+}
+
+#[pymethods]
+impl Server {
+    #[new]
+    #[pyo3(signature = (
+        listen = "0.0.0.0:1234",
+        *,
+        channel_listen = None,
+        channel = None,
+        workers = None,
+        builtin_commands = true,
+        events = false,
+        approve_connections = false,
+        max_message_size = None,
+        max_group_id_len = None,
+        max_groups_per_connection = None,
+        outbound_queue_bytes = None,
+        queue_capacity = None,
+        approval_timeout = None,
+        bus = None,
+        channel_secret = None,
+        metrics_listen = None,
+        slow_consumer = "close",
+        max_connections = None,
+        ping_interval = None,
+        idle_timeout = None,
+        handshake_timeout = None,
+        drain_timeout = None,
+        allowed_origins = None,
+        send_buffer_size = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        listen: &str,
+        channel_listen: Option<&str>,
+        channel: Option<&str>,
+        workers: Option<usize>,
+        builtin_commands: bool,
+        events: bool,
+        approve_connections: bool,
+        max_message_size: Option<usize>,
+        max_group_id_len: Option<usize>,
+        max_groups_per_connection: Option<usize>,
+        outbound_queue_bytes: Option<usize>,
+        queue_capacity: Option<usize>,
+        approval_timeout: Option<f64>,
+        bus: Option<&str>,
+        channel_secret: Option<&str>,
+        metrics_listen: Option<&str>,
+        slow_consumer: &str,
+        max_connections: Option<usize>,
+        ping_interval: Option<f64>,
+        idle_timeout: Option<f64>,
+        handshake_timeout: Option<f64>,
+        drain_timeout: Option<f64>,
+        allowed_origins: Option<Vec<String>>,
+        send_buffer_size: Option<usize>,
+    ) -> PyResult<Self> {
+        // Start from the defaults so fields added to the core keep their
+        // default meaning here; `validate` below judges every value.
+        let mut config = Config::local(listen);
+        config.workers = workers;
+        config.channel_listen = channel_listen.map(str::to_owned);
+        config.channel = channel.map(str::to_owned);
+        config.bus = bus.map(str::to_owned);
+        config.channel_secret = channel_secret.map(str::to_owned);
+        config.metrics_listen = metrics_listen.map(str::to_owned);
+        let limits = &mut config.limits;
+        for (value, field) in [
+            (max_message_size, &mut limits.max_message_size),
+            (max_group_id_len, &mut limits.max_group_id_len),
+            (
+                max_groups_per_connection,
+                &mut limits.max_groups_per_connection,
+            ),
+            (outbound_queue_bytes, &mut limits.outbound_queue_bytes),
+        ] {
+            if let Some(value) = value {
+                *field = value;
+            }
+        }
+        limits.slow_consumer = match slow_consumer {
+            "close" => SlowConsumerPolicy::Close,
+            "drop" => SlowConsumerPolicy::Drop,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "slow_consumer must be \"close\" or \"drop\", not {other:?}"
+                )));
+            }
+        };
+        limits.max_connections = max_connections;
+        limits.allowed_origins = allowed_origins;
+        limits.send_buffer_size = send_buffer_size;
+        let host = &mut config.host;
+        host.builtin_commands = builtin_commands;
+        if let Some(value) = queue_capacity {
+            host.queue_capacity = value;
+        }
+        for (name, value, field) in [
+            ("ping_interval", ping_interval, &mut limits.ping_interval),
+            ("idle_timeout", idle_timeout, &mut limits.idle_timeout),
+            (
+                "handshake_timeout",
+                handshake_timeout,
+                &mut limits.handshake_timeout,
+            ),
+            ("drain_timeout", drain_timeout, &mut limits.drain_timeout),
+            (
+                "approval_timeout",
+                approval_timeout,
+                &mut host.approval_timeout,
+            ),
+        ] {
+            if let Some(seconds) = value {
+                *field = seconds_arg(name, seconds)?;
+            }
+        }
+        if approve_connections && !events {
+            return Err(PyValueError::new_err(
+                "approve_connections=True is for events=True; with hooks, registering \
+                 on_connect holds each connection until it returns",
+            ));
+        }
+        // Poll mode keeps it; hook mode derives it from on_connect at start.
+        host.approve_connections = approve_connections;
+        config.validate().map_err(to_py)?;
+        Ok(Server {
+            config,
+            poll_mode: events,
+            callbacks: Arc::default(),
+            core: Arc::default(),
+        })
+    }
+
+    /// Registers `callback(conn_info)`, called for each new connection
+    /// before it may talk; returning `False` refuses it (close code 1008).
+    fn on_connect(&self, callback: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.set_hook(|h| &mut h.on_connect, "on_connect", callback)
+    }
+
+    /// Registers `callback(conn, data)` for client messages that are not
+    /// built-in commands (all messages with `builtin_commands=False`).
+    fn on_message(&self, callback: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.set_hook(|h| &mut h.on_message, "on_message", callback)
+    }
+
+    /// Registers `callback(conn, code)`, called once a connection closed
+    /// and left its groups.
+    fn on_close(&self, callback: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.set_hook(|h| &mut h.on_close, "on_close", callback)
+    }
+
+    /// Starts serving; returns once listening. Does nothing if running.
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        {
+            let mut state = self.core.state.lock();
+            if state.running().is_some() || state.starting {
+                return Ok(());
+            }
+            state.starting = true;
+        }
+        let config = self.start_config();
+        let started = py.detach(|| self.start_detached(config));
+        {
+            let mut state = self.core.state.lock();
+            state.starting = false;
+            let server = started.map_err(to_py)?;
+            state.addresses = Some(server.addresses());
+            state.events = match self.poll_mode {
+                true => server.handle().events().cloned(),
+                false => None,
+            };
+            state.server = Some(server);
+        }
+        register_live(Arc::downgrade(&self.core) as Weak<dyn Stoppable>);
+        Ok(())
+    }
+
+    /// Stops serving: clients get close code 1001, every thread is joined.
+    /// Safe from any thread, from inside a callback, and more than once.
+    fn stop(&self, py: Python<'_>) {
+        let core = self.core.clone();
+        py.detach(move || core.stop_detached());
+    }
+
+    /// Whether the server is running.
+    #[getter]
+    fn running(&self) -> bool {
+        self.core.state.lock().running().is_some()
+    }
+
+    /// Starts the server if needed and blocks until it is stopped (by
+    /// `stop()` from a callback or another thread). Ctrl-C stops it and
+    /// raises `KeyboardInterrupt`.
+    fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
+        self.start(py)?;
+        let core = self.core.clone();
+        let waited = wait_interruptibly(py, None, move |until| {
+            let mut state = core.state.lock();
+            if state.running().is_none() {
+                return true;
+            }
+            core.stopped.wait_until(&mut state, until);
+            state.running().is_none()
+        });
+        if waited.is_err() {
+            self.stop(py);
+        }
+        waited.map(|_| ())
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.get().start(slf.py())?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.stop(py);
+        false
+    }
+
+    /// Where the server listens (after start; kept after stop).
+    #[getter]
+    fn addresses(&self) -> PyResult<Addresses> {
+        self.core
+            .state
+            .lock()
+            .addresses
+            .map(Addresses::new)
+            .ok_or_else(|| StoppedError::new_err("the server has not been started"))
+    }
+
+    /// The websocket URL clients can use, e.g. `"ws://127.0.0.1:1234/"`.
+    #[getter]
+    fn url(&self) -> PyResult<String> {
+        let (host, port) = self.addresses()?.websocket().clone();
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        Ok(format!("ws://{host}:{port}/"))
+    }
+
+    /// Sends `data` to one connection: a text frame for `str`, a binary
+    /// frame for `bytes`-like data.
+    fn send(&self, conn: u64, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let handle = self.handle()?;
+        if let Ok(text) = data.cast::<PyString>() {
+            return handle.send_text(conn, &text.to_cow()?).map_err(to_py);
+        }
+        if let Ok(bytes) = data.cast::<PyBytes>() {
+            return handle.send_binary(conn, bytes.as_bytes()).map_err(to_py);
+        }
+        match data.extract::<Vec<u8>>() {
+            Ok(bytes) => handle.send_binary(conn, &bytes).map_err(to_py),
+            _ => Err(PyTypeError::new_err(format!(
+                "data must be str (text frame) or bytes (binary frame), not {}",
+                data.get_type().name()?
+            ))),
+        }
+    }
+
+    /// Closes a connection after what is queued for it has been sent.
+    #[pyo3(signature = (conn, code = 1000, reason = ""))]
+    fn close(&self, conn: u64, code: u16, reason: &str) -> PyResult<()> {
+        self.handle()?.close(conn, code, reason).map_err(to_py)
+    }
+
+    /// Lets a connection held for approval talk (`events=True,
+    /// approve_connections=True`; refuse with `close` instead). With hooks,
+    /// `on_connect` admits by returning.
+    fn admit(&self, conn: u64) -> PyResult<()> {
+        self.handle()?.admit(conn).map_err(to_py)
+    }
+
+    /// Puts a connection in a group; `False` if it already was.
+    fn join(&self, conn: u64, group: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let group = group_arg(group)?;
+        self.handle()?.join(conn, &group).map_err(to_py)
+    }
+
+    /// Takes a connection out of a group; `False` if it was not in it.
+    fn leave(&self, conn: u64, group: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let group = group_arg(group)?;
+        self.handle()?.leave(conn, &group).map_err(to_py)
+    }
+
+    /// Sends `message` to every member of `group` on every node, except the
+    /// local connections in `exclude`; returns the local deliveries.
+    #[pyo3(signature = (group, message, exclude = None))]
+    fn send_to_group(
+        &self,
+        group: &Bound<'_, PyAny>,
+        message: &Bound<'_, PyAny>,
+        exclude: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let group = group_arg(group)?;
+        let message = text_arg("message", message)?;
+        let exclude = exclude_arg(exclude)?;
+        self.handle()?
+            .send_to_group(&group, &message, &exclude)
+            .map_err(to_py)
+    }
+
+    /// Sends `message` to every connection of this server except those in
+    /// `exclude`; returns how many it was queued for.
+    #[pyo3(signature = (message, exclude = None))]
+    fn broadcast(
+        &self,
+        message: &Bound<'_, PyAny>,
+        exclude: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let message = text_arg("message", message)?;
+        let exclude = exclude_arg(exclude)?;
+        self.handle()?.broadcast(&message, &exclude).map_err(to_py)
+    }
+
+    /// Local members of `group` (0 when not running).
+    fn group_size(&self, group: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let group = group_arg(group)?;
+        Ok(self.handle().map_or(0, |h| h.group_size(&group)))
+    }
+
+    /// Groups with at least one local member (empty when not running).
+    fn groups(&self) -> Vec<String> {
+        self.handle().map(|h| h.groups()).unwrap_or_default()
+    }
+
+    /// The groups a connection is in.
+    fn connection_groups(&self, conn: u64) -> PyResult<Vec<String>> {
+        self.handle()?.connection_groups(conn).map_err(to_py)
+    }
+
+    /// The client address of a connection, `("host", port)`.
+    fn peer(&self, conn: u64) -> PyResult<(String, u16)> {
+        let peer = self.handle()?.peer_addr(conn).map_err(to_py)?;
+        Ok(super::address_tuple(peer))
+    }
+
+    /// Open connections (0 when not running).
+    fn connection_count(&self) -> usize {
+        self.handle().map_or(0, |h| h.connection_count())
+    }
+
+    /// A snapshot of the server's counters, as a dict of ints: connections,
+    /// groups, connections_opened, connections_refused, messages_in,
+    /// bytes_in, messages_out, bytes_out, dropped_messages,
+    /// slow_consumer_closes, heartbeat_timeouts, bus_reconnects,
+    /// bus_dropped_publishes.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stats = self.handle()?.stats();
+        json_loads(py, &stats.to_json())
+    }
+
+    /// Subscribes to a channel of the channel server: each value published
+    /// on it is passed to `callback(data)` (with `events=True`: arrives as a
+    /// `ChannelEvent` and `callback` must be omitted).
+    #[pyo3(signature = (channel, callback = None))]
+    fn subscribe(&self, channel: &str, callback: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        match (&callback, self.poll_mode) {
+            (Some(callback), false) => check_channel_callback(callback)?,
+            (None, true) => {}
+            (None, false) => {
+                return Err(PyTypeError::new_err("subscribe() needs a callback"));
+            }
+            (Some(_), true) => {
+                return Err(PyValueError::new_err(
+                    "this server was made with events=True: channel data arrives as \
+                     ChannelEvent; omit the callback",
+                ));
+            }
+        }
+        if !self.has_channel_server() {
+            return Err(ChannelError::new_err(
+                "this server has no channel server: pass channel= or channel_listen=",
+            ));
+        }
+        check_channel_name(channel)?;
+        let handle = self.handle().ok();
+        let previous = self
+            .callbacks
+            .lock()
+            .channels
+            .insert(channel.to_owned(), callback.map(Bound::unbind));
+        drop(previous); // outside the lock: its finalizer may call back in
+        match handle {
+            Some(handle) => handle.channel_subscribe(channel).map_err(to_py),
+            None => Ok(()), // subscribed at start
+        }
+    }
+
+    /// Stops a subscription made with `subscribe`.
+    fn unsubscribe(&self, channel: &str) -> PyResult<()> {
+        let removed = self.callbacks.lock().channels.remove(channel);
+        drop(removed);
+        match self.handle() {
+            Ok(handle) => handle.channel_unsubscribe(channel).map_err(to_py),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Publishes `data` (anything `json.dumps` accepts) on a channel of the
+    /// channel server, as the seed's `Channel\Client::publish`.
+    fn publish(&self, channel: &str, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let handle = self.handle()?;
+        let text = json_dumps(data)?;
+        handle.channel_publish(channel, &text).map_err(to_py)
+    }
+
+    /// With `events=True`: takes up to `max_events` events, waiting up to
+    /// `timeout` seconds for the first (`None`: until one comes or the
+    /// server stops). Returns `[]` on timeout and once stopped and drained.
+    #[pyo3(signature = (timeout = None, max_events = 1024))]
+    fn poll(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        max_events: usize,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        let events = self.poll_events()?;
+        let deadline = timeout_deadline(timeout)?;
+        let mut batch = Vec::new();
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            // poll(0), the common case in an event loop: no detach.
+            events.poll_until(&mut batch, deadline, max_events);
+        } else {
+            wait_interruptibly(py, deadline, |until| {
+                events.poll_until(&mut batch, Some(until), max_events) != Polled::TimedOut
+            })?;
+        }
+        batch
+            .into_iter()
+            .map(|event| event_object(py, event))
+            .collect()
+    }
+
+    /// With `events=True`: a file descriptor readable while events wait,
+    /// for event loops (`loop.add_reader`). Do not read from it.
+    fn fileno(&self) -> PyResult<i32> {
+        Ok(self.poll_events()?.notify_fd())
+    }
+
+    /// With `events=True`: whether the server stopped and every event was
+    /// taken.
+    #[getter]
+    fn finished(&self) -> bool {
+        let state = self.core.state.lock();
+        match &state.events {
+            Some(events) => events.is_finished(),
+            None => state.running().is_none(),
+        }
+    }
+
+    /// With `events=True`: an async iterator over the events, for asyncio.
+    #[pyo3(signature = (max_events = 1024))]
+    fn events<'py>(slf: &Bound<'py, Self>, max_events: usize) -> PyResult<Bound<'py, PyAny>> {
+        if !slf.get().poll_mode {
+            return Err(PyValueError::new_err(
+                "events() needs a server made with events=True",
+            ));
+        }
+        slf.py()
+            .import("groupcast._aio")?
+            .getattr("server_events")?
+            .call1((slf, max_events))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // Never wait inside the collector: the lock is only held for
+        // reference swaps, so missing one visit is harmless.
+        if let Some(callbacks) = self.callbacks.try_lock() {
+            visit.call(&callbacks.on_connect)?;
+            visit.call(&callbacks.on_message)?;
+            visit.call(&callbacks.on_close)?;
+            for callback in callbacks.channels.values() {
+                visit.call(callback.as_ref())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = std::mem::take(&mut *self.callbacks.lock());
+        drop(taken);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The last reference went away while running: stop, detached, since
+        // the host thread may be waiting to attach to finish a batch.
+        if self.running() {
+            let core = self.core.clone();
+            Python::attach(|py| py.detach(move || core.stop_detached()));
+        }
+    }
+}
