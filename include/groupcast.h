@@ -195,7 +195,9 @@ typedef uint32_t groupcast_event_kind;
 
 /**
  * A client limit, for `groupcast_config_set_limit` (defaults in brackets;
- * durations in milliseconds).
+ * durations in milliseconds). 0 is refused by `groupcast_server_start`
+ * (GROUPCAST_ERR_CONFIG naming the limit) for every limit but
+ * `GROUPCAST_LIMIT_DRAIN_TIMEOUT_MS`: 0 never means "no limit".
  */
 enum groupcast_limit
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -219,7 +221,8 @@ enum groupcast_limit
    */
   GROUPCAST_LIMIT_MAX_GROUP_ID_LEN = 4,
   /**
-   * Connections open at once, more refused with HTTP 503 [0: no limit].
+   * Connections open at once, more refused with HTTP 503
+   * [default: no limit]; 0 is refused.
    */
   GROUPCAST_LIMIT_MAX_CONNECTIONS = 5,
   /**
@@ -241,7 +244,8 @@ enum groupcast_limit
    */
   GROUPCAST_LIMIT_DRAIN_TIMEOUT_MS = 9,
   /**
-   * Kernel send buffer per client socket in bytes [0: the OS's].
+   * Kernel send buffer per client socket in bytes [default: the OS's];
+   * 0 is refused.
    */
   GROUPCAST_LIMIT_SEND_BUFFER_SIZE = 10,
 };
@@ -798,8 +802,8 @@ groupcast_result groupcast_config_set_bus(struct groupcast_config *config,
                                           size_t url_len);
 
 /**
- * Sets the number of network threads (the seed's `count`); 0 means one
- * per CPU.
+ * Sets the number of network threads (the seed's `count`) [default: one
+ * per CPU]; 0 is refused by `groupcast_server_start`.
  *
  * # Safety
  *
@@ -833,8 +837,8 @@ groupcast_result groupcast_config_set_events(struct groupcast_config *config,
                                              uint32_t events);
 
 /**
- * Most events queued for the host before clients' reads pause (default
- * 65536); at least 1.
+ * Most events queued for the host before clients' reads pause [65536];
+ * 0 is refused by `groupcast_server_start`.
  *
  * # Safety
  *

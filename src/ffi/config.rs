@@ -1,8 +1,9 @@
 //! `groupcast_config`: what a C host builds before starting a server, and
 //! the callbacks it registers.
 //!
-//! Setters translate C values into the core's `Config`, which
-//! `groupcast_server_start` validates.
+//! Setters store what they are given, with no range rule of their own:
+//! `Config::validate` (run by `groupcast_server_start`) owns every rule, so
+//! C, PHP, Python and the CLI refuse the same values with the same words.
 //! Callbacks are kept with their userdata and finalizer in reference-counted
 //! cells, shared by the config and every server started from it, so each
 //! finalizer runs once, after the last call.
@@ -248,8 +249,8 @@ pub unsafe extern "C" fn groupcast_config_set_bus(
     })
 }
 
-/// Sets the number of network threads (the seed's `count`); 0 means one
-/// per CPU.
+/// Sets the number of network threads (the seed's `count`) [default: one
+/// per CPU]; 0 is refused by `groupcast_server_start`.
 ///
 /// # Safety
 ///
@@ -261,7 +262,7 @@ pub unsafe extern "C" fn groupcast_config_set_workers(
 ) -> groupcast_result {
     guard(|| {
         let config = arg_mut!(config);
-        config.config.workers = (workers > 0).then_some(workers);
+        config.config.workers = Some(workers);
         GROUPCAST_OK
     })
 }
@@ -310,8 +311,8 @@ pub unsafe extern "C" fn groupcast_config_set_events(
     })
 }
 
-/// Most events queued for the host before clients' reads pause (default
-/// 65536); at least 1.
+/// Most events queued for the host before clients' reads pause [65536];
+/// 0 is refused by `groupcast_server_start`.
 ///
 /// # Safety
 ///
@@ -323,19 +324,15 @@ pub unsafe extern "C" fn groupcast_config_set_queue_capacity(
 ) -> groupcast_result {
     guard(|| {
         let config = arg_mut!(config);
-        if capacity == 0 {
-            return fail(
-                GROUPCAST_ERR_INVALID_ARGUMENT,
-                "queue capacity must be at least 1",
-            );
-        }
         config.config.host.queue_capacity = capacity;
         GROUPCAST_OK
     })
 }
 
 /// A client limit, for `groupcast_config_set_limit` (defaults in brackets;
-/// durations in milliseconds).
+/// durations in milliseconds). 0 is refused by `groupcast_server_start`
+/// (GROUPCAST_ERR_CONFIG naming the limit) for every limit but
+/// `GROUPCAST_LIMIT_DRAIN_TIMEOUT_MS`: 0 never means "no limit".
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum groupcast_limit {
@@ -347,7 +344,8 @@ pub enum groupcast_limit {
     GROUPCAST_LIMIT_MAX_GROUPS_PER_CONNECTION = 3,
     /// Longest group id in bytes [256].
     GROUPCAST_LIMIT_MAX_GROUP_ID_LEN = 4,
-    /// Connections open at once, more refused with HTTP 503 [0: no limit].
+    /// Connections open at once, more refused with HTTP 503
+    /// [default: no limit]; 0 is refused.
     GROUPCAST_LIMIT_MAX_CONNECTIONS = 5,
     /// Milliseconds between server pings [25000].
     GROUPCAST_LIMIT_PING_INTERVAL_MS = 6,
@@ -359,7 +357,8 @@ pub enum groupcast_limit {
     /// Milliseconds a stopping server gives clients to receive what is
     /// queued [5000]; 0 closes them at once.
     GROUPCAST_LIMIT_DRAIN_TIMEOUT_MS = 9,
-    /// Kernel send buffer per client socket in bytes [0: the OS's].
+    /// Kernel send buffer per client socket in bytes [default: the OS's];
+    /// 0 is refused.
     GROUPCAST_LIMIT_SEND_BUFFER_SIZE = 10,
 }
 
@@ -402,9 +401,7 @@ pub unsafe extern "C" fn groupcast_config_set_limit(
                 limits.max_groups_per_connection = size
             }
             w if w == GROUPCAST_LIMIT_MAX_GROUP_ID_LEN as u32 => limits.max_group_id_len = size,
-            w if w == GROUPCAST_LIMIT_MAX_CONNECTIONS as u32 => {
-                limits.max_connections = (size > 0).then_some(size)
-            }
+            w if w == GROUPCAST_LIMIT_MAX_CONNECTIONS as u32 => limits.max_connections = Some(size),
             w if w == GROUPCAST_LIMIT_PING_INTERVAL_MS as u32 => limits.ping_interval = millis,
             w if w == GROUPCAST_LIMIT_IDLE_TIMEOUT_MS as u32 => limits.idle_timeout = millis,
             w if w == GROUPCAST_LIMIT_HANDSHAKE_TIMEOUT_MS as u32 => {
@@ -412,7 +409,7 @@ pub unsafe extern "C" fn groupcast_config_set_limit(
             }
             w if w == GROUPCAST_LIMIT_DRAIN_TIMEOUT_MS as u32 => limits.drain_timeout = millis,
             w if w == GROUPCAST_LIMIT_SEND_BUFFER_SIZE as u32 => {
-                limits.send_buffer_size = (size > 0).then_some(size)
+                limits.send_buffer_size = Some(size)
             }
             other => {
                 return fail(
