@@ -2,7 +2,8 @@
  * groupcast: group broadcasting for websocket clients, embedded in a C host.
  *
  * Conventions: opaque handles (groupcast_config, groupcast_server,
- * groupcast_groups) made by _new/_start/_groups and released by _free;
+ * groupcast_groups, groupcast_channel_server, groupcast_channel_client)
+ * made by _new/_start/_groups/_connect and released by _free;
  * _free(NULL) does nothing. Fallible calls return a groupcast_result
  * (GROUPCAST_OK == 0) and write their out-parameters, always last, only on
  * success. Strings cross as pointer + length (NULL is allowed for length 0)
@@ -282,6 +283,20 @@ typedef enum groupcast_slow_consumer groupcast_slow_consumer;
 typedef uint32_t groupcast_slow_consumer;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+/**
+ * A channel client: made by `groupcast_channel_client_connect`, released
+ * by `groupcast_channel_client_free`. Calls may come from any thread;
+ * poll from one thread at a time.
+ */
+typedef struct groupcast_channel_client groupcast_channel_client;
+
+/**
+ * A standalone channel server: made by `groupcast_channel_server_start`,
+ * released by `groupcast_channel_server_free`. Calls may come from any
+ * thread.
+ */
+typedef struct groupcast_channel_server groupcast_channel_server;
 
 /**
  * A server's configuration, built with setters and read by
@@ -728,6 +743,197 @@ groupcast_result groupcast_server_channel_subscribe(const struct groupcast_serve
 groupcast_result groupcast_server_channel_unsubscribe(const struct groupcast_server *server,
                                                       const char *channel,
                                                       size_t channel_len);
+
+/**
+ * Starts a channel server listening on `listen` (`host:port`; port 0 lets
+ * the OS pick, read it back with `groupcast_channel_server_address`) and
+ * returns once it listens. Clients must send `secret` first (length 0: no
+ * secret; listening beyond loopback requires one).
+ * `GROUPCAST_ERR_CONFIG` when `listen` is not HOST:PORT,
+ * `GROUPCAST_ERR_BIND` when it cannot be listened on.
+ *
+ * # Safety
+ *
+ * `listen` points to `listen_len` bytes, `secret` to `secret_len` bytes;
+ * `out_server` writable.
+ */
+groupcast_result groupcast_channel_server_start(const char *listen,
+                                                size_t listen_len,
+                                                const char *secret,
+                                                size_t secret_len,
+                                                struct groupcast_channel_server **out_server);
+
+/**
+ * Writes the address the channel server listens on (`ip:port`,
+ * NUL-terminated) as `groupcast_server_websocket_address` does. Readable
+ * after stop.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_channel_server_start`; `buf` has room for `len`
+ * bytes; `out_len` NULL or writable.
+ */
+groupcast_result groupcast_channel_server_address(const struct groupcast_channel_server *server,
+                                                  char *buf,
+                                                  size_t len,
+                                                  size_t *out_len);
+
+/**
+ * Writes how many connections are subscribed to `channel` now into
+ * `out_count`. `GROUPCAST_ERR_STOPPED` after stop.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_channel_server_start`; `channel` points to
+ * `channel_len` bytes; `out_count` writable.
+ */
+groupcast_result groupcast_channel_server_subscriber_count(const struct groupcast_channel_server *server,
+                                                           const char *channel,
+                                                           size_t channel_len,
+                                                           size_t *out_count);
+
+/**
+ * Closes every connection and joins the channel server's threads.
+ * `GROUPCAST_ERR_STOPPED` (harmless) when already stopped.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_channel_server_start`, not freed.
+ */
+groupcast_result groupcast_channel_server_stop(struct groupcast_channel_server *server);
+
+/**
+ * Stops the channel server if it runs and releases it. NULL does nothing.
+ *
+ * # Safety
+ *
+ * `server` is NULL or from `groupcast_channel_server_start`, not yet
+ * freed; no other call on it in progress or made afterwards.
+ */
+void groupcast_channel_server_free(struct groupcast_channel_server *server);
+
+/**
+ * Starts a channel client for the server at `addr` (`host:port`) and
+ * returns at once: it connects, reconnects and resubscribes by itself
+ * (see `groupcast_channel_client_wait_connected`); publishes made while
+ * disconnected are kept up to a bound. `secret` (length 0: none) is sent
+ * first. `GROUPCAST_ERR_CONFIG` when `addr` is not HOST:PORT.
+ *
+ * # Safety
+ *
+ * `addr` points to `addr_len` bytes, `secret` to `secret_len` bytes;
+ * `out_client` writable.
+ */
+groupcast_result groupcast_channel_client_connect(const char *addr,
+                                                  size_t addr_len,
+                                                  const char *secret,
+                                                  size_t secret_len,
+                                                  struct groupcast_channel_client **out_client);
+
+/**
+ * Waits up to `timeout_ms` for the connection to the channel server and
+ * writes whether it is up into `out_connected` (false on timeout or after
+ * close).
+ *
+ * # Safety
+ *
+ * `client` from `groupcast_channel_client_connect`; `out_connected`
+ * writable.
+ */
+groupcast_result groupcast_channel_client_wait_connected(const struct groupcast_channel_client *client,
+                                                         uint32_t timeout_ms,
+                                                         bool *out_connected);
+
+/**
+ * Publishes `data_json` (JSON text) on `channel` to every subscriber,
+ * this client included when subscribed. `GROUPCAST_ERR_CHANNEL` when the
+ * data is not JSON or the channel is empty, `GROUPCAST_ERR_STOPPED` after
+ * close.
+ *
+ * # Safety
+ *
+ * `client` from `groupcast_channel_client_connect`; each pointer points
+ * to its length's worth of bytes.
+ */
+groupcast_result groupcast_channel_client_publish(const struct groupcast_channel_client *client,
+                                                  const char *channel,
+                                                  size_t channel_len,
+                                                  const char *data_json,
+                                                  size_t data_json_len);
+
+/**
+ * Subscribes to `channel` (again after every reconnection); its data
+ * arrives as `GROUPCAST_EVENT_CHANNEL` through
+ * `groupcast_channel_client_poll`.
+ *
+ * # Safety
+ *
+ * `client` from `groupcast_channel_client_connect`; `channel` points to
+ * `channel_len` bytes.
+ */
+groupcast_result groupcast_channel_client_subscribe(const struct groupcast_channel_client *client,
+                                                    const char *channel,
+                                                    size_t channel_len);
+
+/**
+ * Ends the subscription to `channel`.
+ *
+ * # Safety
+ *
+ * As `groupcast_channel_client_subscribe`.
+ */
+groupcast_result groupcast_channel_client_unsubscribe(const struct groupcast_channel_client *client,
+                                                      const char *channel,
+                                                      size_t channel_len);
+
+/**
+ * Takes up to `capacity` `GROUPCAST_EVENT_CHANNEL` events, as
+ * `groupcast_server_poll` does (same timeout, views and ownership: valid
+ * until the next poll on this client or its free).
+ * `GROUPCAST_ERR_STOPPED` once the client is closed and every event has
+ * been taken.
+ *
+ * # Safety
+ *
+ * `client` from `groupcast_channel_client_connect`; `events` has room for
+ * `capacity` items; `out_count` writable.
+ */
+groupcast_result groupcast_channel_client_poll(struct groupcast_channel_client *client,
+                                               int32_t timeout_ms,
+                                               struct groupcast_event *events,
+                                               size_t capacity,
+                                               size_t *out_count);
+
+/**
+ * As `groupcast_server_notify_fd`, for the client's events.
+ *
+ * # Safety
+ *
+ * `client` from `groupcast_channel_client_connect`; `out_fd` writable.
+ */
+groupcast_result groupcast_channel_client_notify_fd(const struct groupcast_channel_client *client,
+                                                    int *out_fd);
+
+/**
+ * Disconnects and joins the client's threads; what was received can
+ * still be polled. `GROUPCAST_ERR_STOPPED` (harmless) when already closed.
+ *
+ * # Safety
+ *
+ * `client` from `groupcast_channel_client_connect`, not freed.
+ */
+groupcast_result groupcast_channel_client_close(struct groupcast_channel_client *client);
+
+/**
+ * Closes the client if open and releases it, with the events of its last
+ * poll. NULL does nothing.
+ *
+ * # Safety
+ *
+ * `client` is NULL or from `groupcast_channel_client_connect`, not yet
+ * freed; no other call on it in progress or made afterwards.
+ */
+void groupcast_channel_client_free(struct groupcast_channel_client *client);
 
 /**
  * A running (or stopped) server: made by `groupcast_server_start`, released

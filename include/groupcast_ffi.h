@@ -55,6 +55,8 @@ enum groupcast_slow_consumer
   GROUPCAST_SLOW_CONSUMER_DROP = 2,
 };
 typedef uint32_t groupcast_slow_consumer;
+typedef struct groupcast_channel_client groupcast_channel_client;
+typedef struct groupcast_channel_server groupcast_channel_server;
 typedef struct groupcast_config groupcast_config;
 typedef struct groupcast_groups groupcast_groups;
 typedef struct groupcast_server groupcast_server;
@@ -170,6 +172,49 @@ groupcast_result groupcast_server_channel_subscribe(const struct groupcast_serve
 groupcast_result groupcast_server_channel_unsubscribe(const struct groupcast_server *server,
                                                       const char *channel,
                                                       size_t channel_len);
+groupcast_result groupcast_channel_server_start(const char *listen,
+                                                size_t listen_len,
+                                                const char *secret,
+                                                size_t secret_len,
+                                                struct groupcast_channel_server **out_server);
+groupcast_result groupcast_channel_server_address(const struct groupcast_channel_server *server,
+                                                  char *buf,
+                                                  size_t len,
+                                                  size_t *out_len);
+groupcast_result groupcast_channel_server_subscriber_count(const struct groupcast_channel_server *server,
+                                                           const char *channel,
+                                                           size_t channel_len,
+                                                           size_t *out_count);
+groupcast_result groupcast_channel_server_stop(struct groupcast_channel_server *server);
+void groupcast_channel_server_free(struct groupcast_channel_server *server);
+groupcast_result groupcast_channel_client_connect(const char *addr,
+                                                  size_t addr_len,
+                                                  const char *secret,
+                                                  size_t secret_len,
+                                                  struct groupcast_channel_client **out_client);
+groupcast_result groupcast_channel_client_wait_connected(const struct groupcast_channel_client *client,
+                                                         uint32_t timeout_ms,
+                                                         bool *out_connected);
+groupcast_result groupcast_channel_client_publish(const struct groupcast_channel_client *client,
+                                                  const char *channel,
+                                                  size_t channel_len,
+                                                  const char *data_json,
+                                                  size_t data_json_len);
+groupcast_result groupcast_channel_client_subscribe(const struct groupcast_channel_client *client,
+                                                    const char *channel,
+                                                    size_t channel_len);
+groupcast_result groupcast_channel_client_unsubscribe(const struct groupcast_channel_client *client,
+                                                      const char *channel,
+                                                      size_t channel_len);
+groupcast_result groupcast_channel_client_poll(struct groupcast_channel_client *client,
+                                               int32_t timeout_ms,
+                                               struct groupcast_event *events,
+                                               size_t capacity,
+                                               size_t *out_count);
+groupcast_result groupcast_channel_client_notify_fd(const struct groupcast_channel_client *client,
+                                                    int *out_fd);
+groupcast_result groupcast_channel_client_close(struct groupcast_channel_client *client);
+void groupcast_channel_client_free(struct groupcast_channel_client *client);
 groupcast_result groupcast_config_new(struct groupcast_config **out_config);
 void groupcast_config_free(struct groupcast_config *config);
 groupcast_result groupcast_config_set_listen(struct groupcast_config *config,

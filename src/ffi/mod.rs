@@ -2,8 +2,8 @@
 //! from these files by cbindgen (`cbindgen.toml`); the doc comments here
 //! are the header's documentation.
 //!
-//! Conventions (as rustls-ffi): opaque handles made by `_new`/`_start` and
-//! released by `_free` (`_free(NULL)` does nothing); every
+//! Conventions (as rustls-ffi): opaque handles made by `_new`/`_start`/
+//! `_connect` and released by `_free` (`_free(NULL)` does nothing); every
 //! export checks its pointers for NULL and runs inside a panic boundary;
 //! fallible calls return a [`groupcast_result`] and write their
 //! out-parameters (always last) only on success; strings cross as pointer +
@@ -13,7 +13,8 @@
 //!
 //! One file per object, as rustls-ffi splits its ABI: `result` (results,
 //! errors, pointer helpers), `config`, `server` (lifecycle), `events`
-//! (views, poll, callbacks), `actions`. The plumbing they share with the other bindings —
+//! (views, poll, callbacks), `actions`, `channel` (standalone channel
+//! server and client). The plumbing they share with the other bindings —
 //! routing events to callbacks, the connect verdict, stopping from a
 //! callback, range rules — is the core's (`crate::host`, `crate::Server`,
 //! `Config::validate`).
@@ -23,11 +24,13 @@
 #[macro_use]
 mod result;
 mod actions;
+mod channel;
 mod config;
 mod events;
 mod server;
 
 pub use actions::*;
+pub use channel::*;
 pub use config::*;
 pub use events::*;
 pub use result::*;
