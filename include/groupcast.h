@@ -382,9 +382,9 @@ typedef struct groupcast_stats {
  * One event, as a view into memory owned by the library.
  *
  * Ownership: the pointers stay valid during the callback that received the
- * event, or — for `groupcast_server_poll` — until the next
- * `groupcast_server_poll` on the same server or `groupcast_server_free`,
- * whichever comes first. Copy what you keep. Every string is also
+ * event, or — for `groupcast_server_poll` and
+ * `groupcast_channel_client_poll` — until the next poll on the same server
+ * (client) or its `_free`, whichever comes first. Copy what you keep. Every string is also
  * NUL-terminated (the NUL is not counted in its length); a text message may
  * itself contain NUL bytes, so trust the length. Fields a kind does not use
  * are 0 / NULL.
