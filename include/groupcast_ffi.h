@@ -55,9 +55,26 @@ enum groupcast_slow_consumer
   GROUPCAST_SLOW_CONSUMER_DROP = 2,
 };
 typedef uint32_t groupcast_slow_consumer;
+typedef struct groupcast_channel_client groupcast_channel_client;
+typedef struct groupcast_channel_server groupcast_channel_server;
 typedef struct groupcast_config groupcast_config;
 typedef struct groupcast_groups groupcast_groups;
 typedef struct groupcast_server groupcast_server;
+typedef struct groupcast_stats {
+  uint64_t connections;
+  uint64_t groups;
+  uint64_t connections_opened;
+  uint64_t connections_refused;
+  uint64_t messages_in;
+  uint64_t bytes_in;
+  uint64_t messages_out;
+  uint64_t bytes_out;
+  uint64_t dropped_messages;
+  uint64_t slow_consumer_closes;
+  uint64_t heartbeat_timeouts;
+  uint64_t bus_reconnects;
+  uint64_t bus_dropped_publishes;
+} groupcast_stats;
 typedef struct groupcast_event {
   uint32_t kind;
   uint64_t conn;
@@ -81,21 +98,6 @@ typedef void (*groupcast_userdata_free)(void *userdata);
 typedef void (*groupcast_event_callback)(void *userdata,
                                          struct groupcast_server *server,
                                          const struct groupcast_event *event);
-typedef struct groupcast_stats {
-  uint64_t connections;
-  uint64_t groups;
-  uint64_t connections_opened;
-  uint64_t connections_refused;
-  uint64_t messages_in;
-  uint64_t bytes_in;
-  uint64_t messages_out;
-  uint64_t bytes_out;
-  uint64_t dropped_messages;
-  uint64_t slow_consumer_closes;
-  uint64_t heartbeat_timeouts;
-  uint64_t bus_reconnects;
-  uint64_t bus_dropped_publishes;
-} groupcast_stats;
 const char *groupcast_version(void);
 void groupcast_result_message(uint32_t code,
                               char *buf,
@@ -104,77 +106,6 @@ void groupcast_result_message(uint32_t code,
 void groupcast_last_error_message(char *buf,
                                   size_t len,
                                   size_t *out_len);
-groupcast_result groupcast_config_new(struct groupcast_config **out_config);
-void groupcast_config_free(struct groupcast_config *config);
-groupcast_result groupcast_config_set_listen(struct groupcast_config *config,
-                                             const char *addr,
-                                             size_t addr_len);
-groupcast_result groupcast_config_set_channel_listen(struct groupcast_config *config,
-                                                     const char *addr,
-                                                     size_t addr_len);
-groupcast_result groupcast_config_set_channel(struct groupcast_config *config,
-                                              const char *addr,
-                                              size_t addr_len);
-groupcast_result groupcast_config_set_bus(struct groupcast_config *config,
-                                          const char *url,
-                                          size_t url_len);
-groupcast_result groupcast_config_set_workers(struct groupcast_config *config,
-                                              size_t workers);
-groupcast_result groupcast_config_set_builtin_commands(struct groupcast_config *config,
-                                                       bool enabled);
-groupcast_result groupcast_config_set_events(struct groupcast_config *config,
-                                             uint32_t events);
-groupcast_result groupcast_config_set_queue_capacity(struct groupcast_config *config,
-                                                     size_t capacity);
-groupcast_result groupcast_config_set_limit(struct groupcast_config *config,
-                                            uint32_t which,
-                                            uint64_t value);
-groupcast_result groupcast_config_set_slow_consumer(struct groupcast_config *config,
-                                                    uint32_t policy);
-groupcast_result groupcast_config_add_allowed_origin(struct groupcast_config *config,
-                                                     const char *origin,
-                                                     size_t origin_len);
-groupcast_result groupcast_config_set_channel_secret(struct groupcast_config *config,
-                                                     const char *secret,
-                                                     size_t secret_len);
-groupcast_result groupcast_config_set_metrics_listen(struct groupcast_config *config,
-                                                     const char *addr,
-                                                     size_t addr_len);
-groupcast_result groupcast_config_on_connect(struct groupcast_config *config,
-                                             groupcast_connect_callback callback_fn,
-                                             void *userdata,
-                                             groupcast_userdata_free free_userdata);
-groupcast_result groupcast_config_on_message(struct groupcast_config *config,
-                                             groupcast_event_callback callback_fn,
-                                             void *userdata,
-                                             groupcast_userdata_free free_userdata);
-groupcast_result groupcast_config_on_close(struct groupcast_config *config,
-                                           groupcast_event_callback callback_fn,
-                                           void *userdata,
-                                           groupcast_userdata_free free_userdata);
-groupcast_result groupcast_config_on_channel_event(struct groupcast_config *config,
-                                                   groupcast_event_callback callback_fn,
-                                                   void *userdata,
-                                                   groupcast_userdata_free free_userdata);
-groupcast_result groupcast_server_start(const struct groupcast_config *config,
-                                        struct groupcast_server **out_server);
-groupcast_result groupcast_server_stop(struct groupcast_server *server);
-void groupcast_server_free(struct groupcast_server *server);
-groupcast_result groupcast_server_websocket_address(const struct groupcast_server *server,
-                                                    char *buf,
-                                                    size_t len,
-                                                    size_t *out_len);
-groupcast_result groupcast_server_channel_address(const struct groupcast_server *server,
-                                                  char *buf,
-                                                  size_t len,
-                                                  size_t *out_len);
-groupcast_result groupcast_server_poll(struct groupcast_server *server,
-                                       int32_t timeout_ms,
-                                       struct groupcast_event *events,
-                                       size_t capacity,
-                                       size_t *out_count);
-groupcast_result groupcast_server_notify_fd(const struct groupcast_server *server,
-                                            int *out_fd);
 groupcast_result groupcast_server_send_text(const struct groupcast_server *server,
                                             uint64_t conn,
                                             const char *text,
@@ -241,3 +172,117 @@ groupcast_result groupcast_server_channel_subscribe(const struct groupcast_serve
 groupcast_result groupcast_server_channel_unsubscribe(const struct groupcast_server *server,
                                                       const char *channel,
                                                       size_t channel_len);
+groupcast_result groupcast_channel_server_start(const char *listen,
+                                                size_t listen_len,
+                                                const char *secret,
+                                                size_t secret_len,
+                                                struct groupcast_channel_server **out_server);
+groupcast_result groupcast_channel_server_address(const struct groupcast_channel_server *server,
+                                                  char *buf,
+                                                  size_t len,
+                                                  size_t *out_len);
+groupcast_result groupcast_channel_server_subscriber_count(const struct groupcast_channel_server *server,
+                                                           const char *channel,
+                                                           size_t channel_len,
+                                                           size_t *out_count);
+groupcast_result groupcast_channel_server_stop(struct groupcast_channel_server *server);
+void groupcast_channel_server_free(struct groupcast_channel_server *server);
+groupcast_result groupcast_channel_client_connect(const char *addr,
+                                                  size_t addr_len,
+                                                  const char *secret,
+                                                  size_t secret_len,
+                                                  struct groupcast_channel_client **out_client);
+groupcast_result groupcast_channel_client_wait_connected(const struct groupcast_channel_client *client,
+                                                         uint32_t timeout_ms,
+                                                         bool *out_connected);
+groupcast_result groupcast_channel_client_publish(const struct groupcast_channel_client *client,
+                                                  const char *channel,
+                                                  size_t channel_len,
+                                                  const char *data_json,
+                                                  size_t data_json_len);
+groupcast_result groupcast_channel_client_subscribe(const struct groupcast_channel_client *client,
+                                                    const char *channel,
+                                                    size_t channel_len);
+groupcast_result groupcast_channel_client_unsubscribe(const struct groupcast_channel_client *client,
+                                                      const char *channel,
+                                                      size_t channel_len);
+groupcast_result groupcast_channel_client_poll(struct groupcast_channel_client *client,
+                                               int32_t timeout_ms,
+                                               struct groupcast_event *events,
+                                               size_t capacity,
+                                               size_t *out_count);
+groupcast_result groupcast_channel_client_notify_fd(const struct groupcast_channel_client *client,
+                                                    int *out_fd);
+groupcast_result groupcast_channel_client_close(struct groupcast_channel_client *client);
+void groupcast_channel_client_free(struct groupcast_channel_client *client);
+groupcast_result groupcast_config_new(struct groupcast_config **out_config);
+void groupcast_config_free(struct groupcast_config *config);
+groupcast_result groupcast_config_set_listen(struct groupcast_config *config,
+                                             const char *addr,
+                                             size_t addr_len);
+groupcast_result groupcast_config_set_channel_listen(struct groupcast_config *config,
+                                                     const char *addr,
+                                                     size_t addr_len);
+groupcast_result groupcast_config_set_channel(struct groupcast_config *config,
+                                              const char *addr,
+                                              size_t addr_len);
+groupcast_result groupcast_config_set_bus(struct groupcast_config *config,
+                                          const char *url,
+                                          size_t url_len);
+groupcast_result groupcast_config_set_workers(struct groupcast_config *config,
+                                              size_t workers);
+groupcast_result groupcast_config_set_builtin_commands(struct groupcast_config *config,
+                                                       bool enabled);
+groupcast_result groupcast_config_set_events(struct groupcast_config *config,
+                                             uint32_t events);
+groupcast_result groupcast_config_set_queue_capacity(struct groupcast_config *config,
+                                                     size_t capacity);
+groupcast_result groupcast_config_set_limit(struct groupcast_config *config,
+                                            uint32_t which,
+                                            uint64_t value);
+groupcast_result groupcast_config_set_slow_consumer(struct groupcast_config *config,
+                                                    uint32_t policy);
+groupcast_result groupcast_config_add_allowed_origin(struct groupcast_config *config,
+                                                     const char *origin,
+                                                     size_t origin_len);
+groupcast_result groupcast_config_set_channel_secret(struct groupcast_config *config,
+                                                     const char *secret,
+                                                     size_t secret_len);
+groupcast_result groupcast_config_set_metrics_listen(struct groupcast_config *config,
+                                                     const char *addr,
+                                                     size_t addr_len);
+groupcast_result groupcast_config_on_connect(struct groupcast_config *config,
+                                             groupcast_connect_callback callback_fn,
+                                             void *userdata,
+                                             groupcast_userdata_free free_userdata);
+groupcast_result groupcast_config_on_message(struct groupcast_config *config,
+                                             groupcast_event_callback callback_fn,
+                                             void *userdata,
+                                             groupcast_userdata_free free_userdata);
+groupcast_result groupcast_config_on_close(struct groupcast_config *config,
+                                           groupcast_event_callback callback_fn,
+                                           void *userdata,
+                                           groupcast_userdata_free free_userdata);
+groupcast_result groupcast_config_on_channel_event(struct groupcast_config *config,
+                                                   groupcast_event_callback callback_fn,
+                                                   void *userdata,
+                                                   groupcast_userdata_free free_userdata);
+groupcast_result groupcast_server_poll(struct groupcast_server *server,
+                                       int32_t timeout_ms,
+                                       struct groupcast_event *events,
+                                       size_t capacity,
+                                       size_t *out_count);
+groupcast_result groupcast_server_notify_fd(const struct groupcast_server *server,
+                                            int *out_fd);
+groupcast_result groupcast_server_start(const struct groupcast_config *config,
+                                        struct groupcast_server **out_server);
+groupcast_result groupcast_server_stop(struct groupcast_server *server);
+void groupcast_server_free(struct groupcast_server *server);
+groupcast_result groupcast_server_websocket_address(const struct groupcast_server *server,
+                                                    char *buf,
+                                                    size_t len,
+                                                    size_t *out_len);
+groupcast_result groupcast_server_channel_address(const struct groupcast_server *server,
+                                                  char *buf,
+                                                  size_t len,
+                                                  size_t *out_len);

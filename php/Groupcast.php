@@ -113,7 +113,7 @@ final class Server
      *
      * Options: listen ("host:port", default "0.0.0.0:1234"), channel_listen
      * (embed a channel server there, default "127.0.0.1:2206"; null for
-     * none), channel (join one instead), workers (0: one per CPU),
+     * none), channel (join one instead), workers (unset: one per CPU; 0 is refused),
      * builtin_commands (default true), events (EVENTS_* flags OR-ed),
      * queue_capacity, poll_batch (events taken per poll, default 256).
      */

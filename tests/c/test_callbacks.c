@@ -127,11 +127,14 @@ static void round_trip(void) {
     CHECK(f.opcode == WS_BINARY && f.len == sizeof blob && memcmp(f.data, blob, sizeof blob) == 0);
     ws_frame_free(&f);
 
-    /* on_connect refuses: the client is closed with 1008. */
+    /* on_connect refuses: the client is closed with 1008 "connection
+     * refused". */
     int denied = ws_connect(port, "/deny", 5000);
     CHECK(denied >= 0);
     f = ws_recv(denied);
     CHECK(f.opcode == WS_CLOSE && f.close_code == 1008);
+    CHECK(f.len == 2 + strlen("connection refused") &&
+          memcmp(f.data + 2, "connection refused", f.len - 2) == 0);
     ws_frame_free(&f);
     close(denied);
     CHECK(atomic_load(&s.refused) == 1);
