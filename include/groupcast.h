@@ -373,9 +373,32 @@ typedef struct groupcast_stats {
    */
   uint64_t bus_reconnects;
   /**
-   * Publishes to other nodes dropped while the bus was down.
+   * Publishes to other nodes dropped: the bus was down, or its bound in
+   * bytes was reached (a slow or frozen channel server, Redis).
    */
   uint64_t bus_dropped_publishes;
+  /**
+   * 1 while the bus reaches the other nodes (always 1 without a bus).
+   */
+  uint64_t bus_connected;
+  /**
+   * Connections to the bus tried, successful or not.
+   */
+  uint64_t bus_connect_attempts;
+  /**
+   * Times the channel server refused this node's secret.
+   */
+  uint64_t bus_auth_failures;
+  /**
+   * Messages from the bus dropped because the node had not taken the
+   * earlier ones (its bound in bytes was reached).
+   */
+  uint64_t bus_dropped_events;
+  /**
+   * Events for the host dropped because its queue was full (channel
+   * data: group delivery never waits for the host).
+   */
+  uint64_t host_dropped_events;
 } groupcast_stats;
 
 /**
@@ -659,6 +682,28 @@ groupcast_result groupcast_server_connection_count(const struct groupcast_server
  */
 groupcast_result groupcast_server_stats(const struct groupcast_server *server,
                                         struct groupcast_stats *out_stats);
+
+/**
+ * Tells whether the server serves and its bus reaches the other nodes:
+ * `out_ok` (may be NULL) gets the verdict, and `buf` the report as JSON
+ * (NUL-terminated; length in `out_len`, which may be NULL), e.g.
+ * `{"status":"ok","bus":"connected","connections":3}` or
+ * `{"status":"unavailable","bus":"disconnected","reason":"...","connections":0}`
+ * — what `GET /health` answers on the metrics listener. Answered from what
+ * the server knows, without waiting on the network; after stop it reports
+ * "unavailable". `GROUPCAST_ERR_BUFFER_TOO_SMALL` when the report does not
+ * fit (512 bytes always do unless the bus's error is long).
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `buf` has room for `len` bytes;
+ * `out_ok` and `out_len` NULL or writable.
+ */
+groupcast_result groupcast_server_health(const struct groupcast_server *server,
+                                         bool *out_ok,
+                                         char *buf,
+                                         size_t len,
+                                         size_t *out_len);
 
 /**
  * Writes a snapshot of the groups with local members into `out_groups`;

@@ -74,6 +74,11 @@ typedef struct groupcast_stats {
   uint64_t heartbeat_timeouts;
   uint64_t bus_reconnects;
   uint64_t bus_dropped_publishes;
+  uint64_t bus_connected;
+  uint64_t bus_connect_attempts;
+  uint64_t bus_auth_failures;
+  uint64_t bus_dropped_events;
+  uint64_t host_dropped_events;
 } groupcast_stats;
 typedef struct groupcast_event {
   uint32_t kind;
@@ -153,6 +158,11 @@ groupcast_result groupcast_server_connection_count(const struct groupcast_server
                                                    size_t *out_count);
 groupcast_result groupcast_server_stats(const struct groupcast_server *server,
                                         struct groupcast_stats *out_stats);
+groupcast_result groupcast_server_health(const struct groupcast_server *server,
+                                         bool *out_ok,
+                                         char *buf,
+                                         size_t len,
+                                         size_t *out_len);
 groupcast_result groupcast_server_groups(const struct groupcast_server *server,
                                          struct groupcast_groups **out_groups);
 size_t groupcast_groups_count(const struct groupcast_groups *groups);

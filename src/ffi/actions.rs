@@ -290,6 +290,38 @@ pub unsafe extern "C" fn groupcast_server_stats(
     })
 }
 
+/// Tells whether the server serves and its bus reaches the other nodes:
+/// `out_ok` (may be NULL) gets the verdict, and `buf` the report as JSON
+/// (NUL-terminated; length in `out_len`, which may be NULL), e.g.
+/// `{"status":"ok","bus":"connected","connections":3}` or
+/// `{"status":"unavailable","bus":"disconnected","reason":"...","connections":0}`
+/// — what `GET /health` answers on the metrics listener. Answered from what
+/// the server knows, without waiting on the network; after stop it reports
+/// "unavailable". `GROUPCAST_ERR_BUFFER_TOO_SMALL` when the report does not
+/// fit (512 bytes always do unless the bus's error is long).
+///
+/// # Safety
+///
+/// `server` from `groupcast_server_start`; `buf` has room for `len` bytes;
+/// `out_ok` and `out_len` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_server_health(
+    server: *const groupcast_server,
+    out_ok: *mut bool,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> groupcast_result {
+    guard(|| {
+        let health = handle_of!(server).health();
+        let written = write_text(&health.to_json(), buf, len, out_len);
+        if written == GROUPCAST_OK {
+            out(out_ok, health.ok());
+        }
+        written
+    })
+}
+
 /// Writes a snapshot of the groups with local members into `out_groups`;
 /// read it with `groupcast_groups_count` / `groupcast_groups_get`, release
 /// it with `groupcast_groups_free`.

@@ -75,6 +75,9 @@ pub unsafe extern "C" fn groupcast_channel_server_start(
         let listen = arg_str!(listen, listen_len);
         let secret = arg_str!(secret, secret_len);
         arg_out!(out_server);
+        // A library in a C or PHP host logs nothing unless GROUPCAST_LOG
+        // (or RUST_LOG) asks for it.
+        crate::logging::init(None, crate::logging::LogFormat::Text);
         let config = ChannelServerConfig {
             secret: secret_of(secret),
             ..ChannelServerConfig::default()
@@ -199,6 +202,9 @@ pub unsafe extern "C" fn groupcast_channel_client_connect(
         let addr = arg_str!(addr, addr_len);
         let secret = arg_str!(secret, secret_len);
         arg_out!(out_client);
+        // A library in a C or PHP host logs nothing unless GROUPCAST_LOG
+        // (or RUST_LOG) asks for it.
+        crate::logging::init(None, crate::logging::LogFormat::Text);
         let config = ChannelClientConfig {
             secret: secret_of(secret),
             ..ChannelClientConfig::default()

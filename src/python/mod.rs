@@ -40,6 +40,7 @@ use crate::Error;
 mod channel;
 mod events;
 mod hooks;
+mod log_bridge;
 mod server;
 
 /// How long a wait stays detached before running Python's signal handlers.
@@ -294,6 +295,7 @@ mod _groupcast {
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
+        super::log_bridge::install();
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

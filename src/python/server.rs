@@ -534,10 +534,20 @@ impl Server {
     /// groups, connections_opened, connections_refused, messages_in,
     /// bytes_in, messages_out, bytes_out, dropped_messages,
     /// slow_consumer_closes, heartbeat_timeouts, bus_reconnects,
-    /// bus_dropped_publishes.
+    /// bus_dropped_publishes, bus_connected, bus_connect_attempts,
+    /// bus_auth_failures, bus_dropped_events, host_dropped_events.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stats = self.handle()?.stats();
         json_loads(py, &stats.to_json())
+    }
+
+    /// Whether the server serves and its bus reaches the other nodes, as
+    /// `GET /health` reports it: a dict with `status` ("ok" or
+    /// "unavailable"), `bus` ("none", "connected" or "disconnected"),
+    /// `connections`, and `reason` when unavailable.
+    fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let health = self.handle()?.health();
+        json_loads(py, &health.to_json())
     }
 
     /// Subscribes to a channel of the channel server: each value published
