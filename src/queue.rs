@@ -445,6 +445,50 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_overflows_count_one_slow_consumer_close() {
+        for _ in 0..50 {
+            let (outbox, _rx, counters) = outbox(4, SlowConsumerPolicy::Close);
+            outbox.push(Bytes::from_static(b"1234")).unwrap();
+            let outbox = Arc::new(outbox);
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let outbox = outbox.clone();
+                    std::thread::spawn(move || {
+                        for _ in 0..100 {
+                            let _ = outbox.push(Bytes::from_static(b"x"));
+                        }
+                    })
+                })
+                .collect();
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            assert_eq!(Stats::read(&counters).slow_consumer_closes, 1);
+        }
+    }
+
+    #[test]
+    fn a_node_stopping_is_not_a_slow_consumer() {
+        let (outbox, _rx, counters) = outbox(4, SlowConsumerPolicy::Close);
+        outbox.push(Bytes::from_static(b"1234")).unwrap();
+        outbox.terminated().cancel();
+        assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(NotQueued));
+        assert_eq!(Stats::read(&counters).slow_consumer_closes, 0);
+        assert_eq!(u16::from(outbox.termination_frame().code), 1001);
+    }
+
+    #[test]
+    fn a_byte_budget_lets_one_oversize_item_through_an_empty_queue() {
+        let budget = ByteBudget::new(10);
+        assert!(budget.try_take(25), "alone, even over the bound");
+        assert!(!budget.try_take(1));
+        budget.give_back(25);
+        assert!(budget.try_take(6));
+        assert!(budget.try_take(4));
+        assert!(!budget.try_take(1));
+    }
+
+    #[test]
     fn the_drop_policy_drops_and_keeps_the_connection() {
         let (outbox, _rx, counters) = outbox(10, SlowConsumerPolicy::Drop);
         assert!(outbox.push(Bytes::from_static(b"0123456789")).is_ok());

@@ -22,8 +22,9 @@ use crate::node::{Addresses, Node, NodeHandle};
 
 /// A node running on a background tokio runtime.
 ///
-/// Dropping a `Server` stops it. `start`, `stop` and `block_on` must not be
-/// called from inside a tokio runtime (they block).
+/// Dropping a `Server` stops it. `start` and `stop` block; called from
+/// inside a tokio runtime they wait on a thread of their own rather than
+/// panic. `block_on` must not be called from inside a runtime.
 pub struct Server {
     /// The runtime and the node on it; `None` once stopped. Locked only to
     /// take or look, never while waiting, so a stop from the host thread
@@ -53,8 +54,11 @@ impl Server {
         if let Some(workers) = config.workers {
             builder.worker_threads(workers);
         }
-        let runtime = builder.build().map_err(Error::Runtime)?;
-        let node = runtime.block_on(Node::start(config))?;
+        let (runtime, node) = off_runtime(move || {
+            let runtime = builder.build().map_err(Error::Runtime)?;
+            let node = runtime.block_on(Node::start(config))?;
+            Ok::<_, Error>((runtime, node))
+        })?;
         Ok(Server {
             addresses: node.addresses(),
             handle: node.handle(),

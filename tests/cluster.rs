@@ -219,3 +219,77 @@ async fn a_burst_across_nodes_arrives_whole_and_in_order_for_every_group() {
     node_b.stop().await;
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_nodes_deliveries_count_in_messages_out() {
+    let hub = channel_server("127.0.0.1:0").await;
+    let sending = cluster_node(hub.local_addr()).await;
+    let receiving = cluster_node(hub.local_addr()).await;
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        let mut member = Client::connect(receiving.addresses().websocket).await;
+        member.join("g").await;
+        member.sync().await;
+        members.push(member);
+    }
+    let channel = group_channel("g");
+    eventually("the receiving node subscribed", || {
+        hub.subscriber_count(&channel) == 1
+    })
+    .await;
+    let before = receiving.handle().stats();
+    let mut sender = Client::connect(sending.addresses().websocket).await;
+    for message in ["one", "three"] {
+        sender.send_to_group("g", message).await;
+        for member in &mut members {
+            assert_eq!(member.recv_text().await, message);
+        }
+    }
+    let after = receiving.handle().stats();
+    assert_eq!(after.messages_out - before.messages_out, 2 * 3);
+    assert_eq!(after.bytes_out - before.bytes_out, (3 + 5) * 3);
+}
+
+/// A host that subscribed to a channel and never takes its events fills its
+/// queue; the node must keep delivering other nodes' group messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_host_does_not_delay_cross_node_group_delivery() {
+    let hub = channel_server("127.0.0.1:0").await;
+    let publisher = cluster_node(hub.local_addr()).await;
+    let slow = groupcast::Node::start(groupcast::Config {
+        channel: Some(hub.local_addr().to_string()),
+        channel_listen: None,
+        host: groupcast::HostConfig {
+            channel_events: true,
+            queue_capacity: 4,
+            ..groupcast::HostConfig::default()
+        },
+        ..groupcast::Config::local("127.0.0.1:0")
+    })
+    .await
+    .unwrap();
+    slow.handle().wait_bus_connected().await;
+    slow.handle().channel_subscribe("news").unwrap();
+    eventually("subscribed to news", || hub.subscriber_count("news") == 1).await;
+    let mut member = Client::connect(slow.addresses().websocket).await;
+    member.join("g").await;
+    member.sync().await;
+    let channel = group_channel("g");
+    eventually("subscribed to g", || hub.subscriber_count(&channel) == 1).await;
+    for i in 0..100 {
+        publisher
+            .handle()
+            .channel_publish("news", &i.to_string())
+            .unwrap();
+    }
+    let mut sender = Client::connect(publisher.addresses().websocket).await;
+    sender.send_to_group("g", "still flowing").await;
+    assert_eq!(member.recv_text().await, "still flowing");
+    let stats = slow.handle().stats();
+    assert_eq!(
+        slow.handle().events().unwrap().len(),
+        4,
+        "the host queue is full"
+    );
+    assert_eq!(stats.host_dropped_events, 96, "{stats:?}");
+}

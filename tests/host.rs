@@ -379,7 +379,8 @@ fn hooks_get_each_kind_and_the_connect_verdict_admits_or_closes() {
             .expect("an event reaches the hooks")
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
+    // The admitted client outlives the block: it is connected at stop.
+    let _admitted = runtime.block_on(async {
         let mut admitted = Client::connect_path(addr, "/?ok").await;
         assert_eq!(next(), "connect ok");
         admitted.send("hi").await;
@@ -394,6 +395,7 @@ fn hooks_get_each_kind_and_the_connect_verdict_admits_or_closes() {
             assert_eq!((u16::from(close.code), &*close.reason), (code, reason));
             assert_eq!(next(), format!("close Some({code})"));
         }
+        admitted
     });
     server.stop();
     assert_eq!(next(), "close Some(1001)", "the admitted client, at stop");
@@ -457,4 +459,25 @@ async fn burst_with_host_messages(queue_capacity: usize) {
     assert_eq!(host.await.unwrap(), expected);
     client.expect_nothing().await;
     node.stop().await;
+}
+
+/// A `Server` dropped in async code (here a `#[tokio::test]`'s runtime)
+/// stops without the panic tokio raises for blocking inside a runtime.
+#[tokio::test]
+async fn a_server_dropped_inside_a_runtime_stops_cleanly() {
+    let server = Server::start(Config::local("127.0.0.1:0")).unwrap();
+    let addr = server.addresses().websocket;
+    let mut client = Client::connect(addr).await;
+    let handle = server.handle().clone();
+    drop(server);
+    assert!(matches!(
+        handle.send_to_group("g", "late", &[]),
+        Err(groupcast::Error::Stopped)
+    ));
+    let close = client.recv_close().await.expect("a close frame");
+    assert_eq!(close.code, CloseCode::Away);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "port released"
+    );
 }

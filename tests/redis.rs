@@ -211,6 +211,7 @@ async fn seed_scenario_across_two_nodes_exactly_once() {
     })
     .await;
 
+    let (before_a, before_b) = (node_a.handle().stats(), node_b.handle().stats());
     a1.send_to_group("123", "from a").await;
     b1.send(r#"{"cmd":"send_to_group","group_id":123,"message":"from b"}"#)
         .await;
@@ -220,6 +221,20 @@ async fn seed_scenario_across_two_nodes_exactly_once() {
         assert_eq!(got, ["from a", "from b"]);
         c.expect_nothing().await;
     }
+    // Deliveries of the other node's message count like local ones.
+    let (after_a, after_b) = (node_a.handle().stats(), node_b.handle().stats());
+    assert_eq!(
+        after_a.messages_out - before_a.messages_out,
+        4,
+        "2 local + 2 remote"
+    );
+    assert_eq!(after_a.bytes_out - before_a.bytes_out, 4 * 6);
+    assert_eq!(
+        after_b.messages_out - before_b.messages_out,
+        2,
+        "1 local + 1 remote"
+    );
+    assert_eq!(after_b.bytes_out - before_b.bytes_out, 2 * 6);
     node_a.stop().await;
     node_b.stop().await;
 }

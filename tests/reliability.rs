@@ -252,6 +252,32 @@ async fn metrics_endpoint_serves_prometheus_text() {
         "{response}"
     );
     assert!(scrape("/other").await.starts_with("HTTP/1.1 404"));
+    let health = scrape("/health").await;
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    assert!(
+        health.ends_with("\r\n\r\n{\"status\":\"ok\",\"bus\":\"none\",\"connections\":1}\n"),
+        "{health}"
+    );
+
+    // Clients that hold a request slot and say nothing: past 16 of them,
+    // a new connection is closed at once, and scrapes work again once the
+    // slots are free.
+    let metrics = node.addresses().metrics.unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        idle.push(TcpStream::connect(metrics).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = TcpStream::connect(metrics).await.unwrap();
+    let mut nothing = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), extra.read_to_end(&mut nothing)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "closed at once: {read:?}"
+    );
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(scrape("/metrics").await.starts_with("HTTP/1.1 200 OK"));
     node.stop().await;
 }
 

@@ -66,8 +66,11 @@ impl BackgroundChannelServer {
     /// [`ChannelServer::bind`] returns.
     pub fn start(listen: &str, config: ChannelServerConfig) -> Result<Self> {
         crate::config::check_address("listen", listen)?;
-        let runtime = small_runtime("groupcast-channel")?;
-        let server = runtime.block_on(ChannelServer::bind(listen, config))?;
+        let (runtime, server) = off_runtime(move || {
+            let runtime = small_runtime("groupcast-channel")?;
+            let server = runtime.block_on(ChannelServer::bind(listen, config))?;
+            Ok::<_, Error>((runtime, server))
+        })?;
         Ok(BackgroundChannelServer {
             local_addr: server.local_addr(),
             running: Mutex::new(Some((runtime, server))),

@@ -260,6 +260,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn auth_replies_round_trip_and_other_bodies_are_not_replies() {
+        for reply in [
+            AuthReply::Accepted,
+            AuthReply::Refused("wrong secret".into()),
+        ] {
+            let frame = auth_reply_frame(&reply);
+            assert_eq!(parse_auth_reply(&frame[4..]), Some(reply));
+        }
+        assert_eq!(
+            &auth_reply_frame(&AuthReply::Accepted)[4..],
+            br#"{"type":"auth_ok"}"#
+        );
+        assert_eq!(
+            parse_auth_reply(br#"{"type":"event","channel":"a","data":1}"#),
+            None
+        );
+        assert_eq!(parse_auth_reply(b""), None);
+        assert_eq!(&ping_frame()[..], &[0, 0, 0, 4]);
+    }
+
+    #[test]
     fn parses_requests() {
         assert_eq!(parse_request(b""), Ok(Request::Ping));
         assert_eq!(

@@ -12,6 +12,7 @@
 use std::fmt::Write as _;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
+use parking_lot::Mutex;
 use pyo3::prelude::*;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -83,9 +84,26 @@ impl Visit for Text {
     }
 }
 
+/// Whether records may still be handed to Python; held by the log thread
+/// for as long as it is inside the interpreter, so that [`close`] returns
+/// only once it is out. The interpreter must not be finalizing while this
+/// thread is in it.
+static OPEN: Mutex<bool> = Mutex::new(true);
+
+/// Stops handing records to Python (they are dropped from then on), and
+/// waits until the log thread is out of the interpreter. Called at exit,
+/// before the interpreter finalizes, detached from it.
+pub(crate) fn close() {
+    *OPEN.lock() = false;
+}
+
 /// Passes records to Python until the process ends.
 fn forward(records: Receiver<Record>) {
     while let Ok(record) = records.recv() {
+        let open = OPEN.lock();
+        if !*open {
+            continue;
+        }
         let attached = Python::try_attach(|py| {
             let logged = py
                 .import("logging")
@@ -95,6 +113,7 @@ fn forward(records: Receiver<Record>) {
                 error.write_unraisable(py, None);
             }
         });
+        drop(open);
         if attached.is_none() {
             return; // the interpreter is finalizing
         }

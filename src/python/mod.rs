@@ -272,9 +272,14 @@ fn _cli(py: Python<'_>, args: Vec<String>) -> u8 {
 fn _shutdown(py: Python<'_>) {
     let live: Vec<_> = std::mem::take(&mut *LIVE.lock());
     py.detach(move || {
-        for item in live.iter().filter_map(Weak::upgrade) {
+        // Newest first: clients and nodes before the channel servers they
+        // were started against, which would otherwise be seen to vanish.
+        for item in live.iter().rev().filter_map(Weak::upgrade) {
             item.stop_detached();
         }
+        // Detached: the log thread may need the interpreter to finish the
+        // record it is handing over.
+        log_bridge::close();
     });
 }
 
