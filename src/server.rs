@@ -17,7 +17,7 @@ use tokio::runtime::Runtime;
 use crate::channel::background::off_runtime;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::host::{Dispatcher, Hooks, HostEvent, route};
+use crate::host::{Dispatcher, HOOK_FAILED, Hooks, HostEvent, REFUSED, Verdict, route};
 use crate::node::{Addresses, Node, NodeHandle};
 
 /// A node running on a background tokio runtime.
@@ -107,8 +107,16 @@ impl Server {
     /// As [`Server::dispatch`].
     pub fn run_hooks(&self, mut hooks: impl Hooks) -> Result<()> {
         let node = self.handle.clone();
+        // A connection that closed meanwhile is no error here.
+        let mut verdict = move |conn, verdict| {
+            let _ = match verdict {
+                Verdict::Admit => node.admit(conn),
+                Verdict::Refuse => node.close(conn, REFUSED.0, REFUSED.1),
+                Verdict::Failed => node.close(conn, HOOK_FAILED.0, HOOK_FAILED.1),
+            };
+        };
         self.dispatch(move |batch| {
-            hooks.batch(&mut |handler| route(batch, handler, &node));
+            hooks.batch(&mut |handler| route(batch, handler, &mut verdict));
             // Whatever the host did not take (it could not enter) is dropped.
             batch.clear();
         })

@@ -8,7 +8,7 @@
 //! [`crate::Server::run_hooks`] runs them on the host thread.
 
 use super::HostEvent;
-use crate::node::NodeHandle;
+use crate::ids::ConnId;
 
 /// What a host's connect callback decided about a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,23 +59,20 @@ pub trait Hooks: Send + 'static {
     fn batch(&mut self, route: &mut dyn FnMut(&mut dyn EventHandler));
 }
 
-/// Hands each event of `batch` to its handler method and carries out a
-/// connect verdict on `node`.
-pub(crate) fn route(batch: &mut Vec<HostEvent>, handler: &mut dyn EventHandler, node: &NodeHandle) {
+/// Hands each event of `batch` to its handler method; a connect verdict is
+/// handed to `verdict` to carry out (the server admits or closes the
+/// connection: this layer knows nothing of nodes).
+pub(crate) fn route(
+    batch: &mut Vec<HostEvent>,
+    handler: &mut dyn EventHandler,
+    verdict: &mut dyn FnMut(ConnId, Verdict),
+) {
     for mut event in batch.drain(..) {
         if handler.halted() {
             break;
         }
         match event {
-            HostEvent::Connect { conn, .. } => {
-                let verdict = handler.on_connect(&mut event);
-                // A connection that closed meanwhile is no error here.
-                let _ = match verdict {
-                    Verdict::Admit => node.admit(conn),
-                    Verdict::Refuse => node.close(conn, REFUSED.0, REFUSED.1),
-                    Verdict::Failed => node.close(conn, HOOK_FAILED.0, HOOK_FAILED.1),
-                };
-            }
+            HostEvent::Connect { conn, .. } => verdict(conn, handler.on_connect(&mut event)),
             HostEvent::Message { .. } => handler.on_message(&mut event),
             HostEvent::Close { .. } => handler.on_close(&mut event),
             HostEvent::Channel { .. } => handler.on_channel(&mut event),
