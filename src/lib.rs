@@ -74,3 +74,18 @@ pub use ids::{ConnId, GroupId};
 pub use node::{Addresses, Node, NodeHandle};
 pub use server::Server;
 pub use stats::{Health, Stats};
+
+/// The Rust code blocks of README.md and docs/, compiled and run by
+/// `cargo test --doc`, so that a snippet a reader copies works
+/// (tests/docs/snippets.py runs the other languages' blocks).
+#[cfg(doctest)]
+mod doc_snippets {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/c-api.md")]
+    struct CApi;
+    #[doc = include_str!("../docs/python.md")]
+    struct Python;
+    #[doc = include_str!("../docs/redis.md")]
+    struct Redis;
+}
