@@ -794,7 +794,7 @@ groupcast_result groupcast_server_channel_unsubscribe(const struct groupcast_ser
  * the OS pick, read it back with `groupcast_channel_server_address`) and
  * returns once it listens. Clients must send `secret` first (length 0: no
  * secret; listening beyond loopback requires one).
- * `GROUPCAST_ERR_CONFIG` when `listen` is not HOST:PORT,
+ * `GROUPCAST_ERR_INVALID_ARGUMENT` when `listen` is not HOST:PORT,
  * `GROUPCAST_ERR_BIND` when it cannot be listened on.
  *
  * # Safety
@@ -862,7 +862,7 @@ void groupcast_channel_server_free(struct groupcast_channel_server *server);
  * returns at once: it connects, reconnects and resubscribes by itself
  * (see `groupcast_channel_client_wait_connected`); publishes made while
  * disconnected are kept up to a bound. `secret` (length 0: none) is sent
- * first. `GROUPCAST_ERR_CONFIG` when `addr` is not HOST:PORT.
+ * first. `GROUPCAST_ERR_INVALID_ARGUMENT` when `addr` is not HOST:PORT.
  *
  * # Safety
  *
@@ -1003,6 +1003,8 @@ void groupcast_config_free(struct groupcast_config *config);
 /**
  * Sets the websocket listen address, `host:port` (port 0 lets the OS pick;
  * read it back with `groupcast_server_websocket_address`).
+ * An address that is not `HOST:PORT` is `GROUPCAST_ERR_INVALID_ARGUMENT`
+ * (details in `groupcast_last_error_message`).
  *
  * # Safety
  *
@@ -1016,6 +1018,8 @@ groupcast_result groupcast_config_set_listen(struct groupcast_config *config,
  * Embeds a channel server listening on `addr` (the node uses it to reach
  * other nodes, and the host can publish and subscribe on it). Length 0
  * turns it off (a single node with no channel server).
+ * An address that is not `HOST:PORT` is `GROUPCAST_ERR_INVALID_ARGUMENT`
+ * (details in `groupcast_last_error_message`).
  *
  * # Safety
  *
@@ -1029,6 +1033,8 @@ groupcast_result groupcast_config_set_channel_listen(struct groupcast_config *co
  * Joins the channel server at `addr` instead of embedding one (exclusive
  * with `groupcast_config_set_channel_listen`: clear that one first). Length
  * 0 turns it off.
+ * An address that is not `HOST:PORT` is `GROUPCAST_ERR_INVALID_ARGUMENT`
+ * (details in `groupcast_last_error_message`).
  *
  * # Safety
  *
@@ -1150,6 +1156,8 @@ groupcast_result groupcast_config_set_channel_secret(struct groupcast_config *co
 /**
  * Serves Prometheus metrics on `addr` (`GET /metrics`). Length 0 turns it
  * off.
+ * An address that is not `HOST:PORT` is `GROUPCAST_ERR_INVALID_ARGUMENT`
+ * (details in `groupcast_last_error_message`).
  *
  * # Safety
  *

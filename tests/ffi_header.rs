@@ -41,11 +41,11 @@ fn version_function_matches_cargo_toml() {
 
 #[test]
 fn php_wrapper_expects_this_version() {
-    let php = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/php/Groupcast.php"))
-        .expect("php/Groupcast.php exists");
+    let php = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/php/Library.php"))
+        .expect("php/Library.php exists");
     let expected = format!("const VERSION = '{}';", env!("CARGO_PKG_VERSION"));
     assert!(
         php.contains(&expected),
-        "php/Groupcast.php must declare {expected}"
+        "php/Library.php must declare {expected}"
     );
 }

@@ -314,7 +314,14 @@ int main(int argc, char **argv) {
     groupcast_server *server = NULL;
     if (rc == GROUPCAST_OK) rc = groupcast_server_start(config, &server);
     groupcast_config_free(config);
-    if (rc != GROUPCAST_OK) return fail("cannot start", rc);
+    if (rc != GROUPCAST_OK) {
+        /* One line, e.g. "groupcast: cannot listen on 0.0.0.0:1234:
+         * Address already in use (os error 98)". */
+        char why[256];
+        groupcast_last_error_message(why, sizeof why, NULL);
+        fprintf(stderr, "groupcast: %s\n", why);
+        return 1;
+    }
 
     char websocket[64], channel[64];
     groupcast_server_websocket_address(server, websocket, sizeof websocket, NULL);

@@ -17,7 +17,9 @@
  * Defaults are the seed's: websocket 0.0.0.0:1234, channel 127.0.0.1:2206.
  * Run from a checkout after `cargo build --release` (GROUPCAST_LIB
  * overrides the library path). Prints "listening websocket=ADDR
- * channel=ADDR", runs until SIGINT or SIGTERM, then stops cleanly.
+ * channel=ADDR", runs until SIGINT or SIGTERM, then stops cleanly. When it
+ * cannot start (e.g. the port is busy) it prints one line
+ * "groupcast: <why>" and exits 1.
  */
 
 declare(strict_types=1);
@@ -102,11 +104,18 @@ function on_message(Server $server, int $conn, string $data, bool $binary): void
     }
 }
 
-$server = Server::start([
-    'listen' => $listen,
-    'channel_listen' => $channelListen,
-    'builtin_commands' => false,
-]);
+try {
+    $server = Server::start([
+        'listen' => $listen,
+        'channel_listen' => $channelListen,
+        'builtin_commands' => false,
+    ]);
+} catch (Groupcast\GroupcastException $e) {
+    // One line and exit 1, e.g. "groupcast: cannot listen on
+    // 0.0.0.0:1234: Address already in use (os error 98)".
+    fwrite(STDERR, 'groupcast: ' . $e->getMessage() . "\n");
+    exit(1);
+}
 
 $stop = false;
 pcntl_async_signals(true);

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::config::address_arg;
 use super::events::{PollSlot, groupcast_event, write_notify_fd};
 use super::result::*;
 use crate::channel::{
@@ -56,7 +57,7 @@ fn check_channel(channel: &str) -> Result<(), groupcast_result> {
 /// the OS pick, read it back with `groupcast_channel_server_address`) and
 /// returns once it listens. Clients must send `secret` first (length 0: no
 /// secret; listening beyond loopback requires one).
-/// `GROUPCAST_ERR_CONFIG` when `listen` is not HOST:PORT,
+/// `GROUPCAST_ERR_INVALID_ARGUMENT` when `listen` is not HOST:PORT,
 /// `GROUPCAST_ERR_BIND` when it cannot be listened on.
 ///
 /// # Safety
@@ -75,6 +76,9 @@ pub unsafe extern "C" fn groupcast_channel_server_start(
         let listen = arg_str!(listen, listen_len);
         let secret = arg_str!(secret, secret_len);
         arg_out!(out_server);
+        if let Err(code) = address_arg("listen", listen) {
+            return code;
+        }
         // A library in a C or PHP host logs nothing unless GROUPCAST_LOG
         // (or RUST_LOG) asks for it.
         crate::logging::init(None, crate::logging::LogFormat::Text);
@@ -184,7 +188,7 @@ pub unsafe extern "C" fn groupcast_channel_server_free(server: *mut groupcast_ch
 /// returns at once: it connects, reconnects and resubscribes by itself
 /// (see `groupcast_channel_client_wait_connected`); publishes made while
 /// disconnected are kept up to a bound. `secret` (length 0: none) is sent
-/// first. `GROUPCAST_ERR_CONFIG` when `addr` is not HOST:PORT.
+/// first. `GROUPCAST_ERR_INVALID_ARGUMENT` when `addr` is not HOST:PORT.
 ///
 /// # Safety
 ///
@@ -202,6 +206,9 @@ pub unsafe extern "C" fn groupcast_channel_client_connect(
         let addr = arg_str!(addr, addr_len);
         let secret = arg_str!(secret, secret_len);
         arg_out!(out_client);
+        if let Err(code) = address_arg("address", addr) {
+            return code;
+        }
         // A library in a C or PHP host logs nothing unless GROUPCAST_LOG
         // (or RUST_LOG) asks for it.
         crate::logging::init(None, crate::logging::LogFormat::Text);

@@ -4,6 +4,9 @@
 //! Setters store what they are given, with no range rule of their own:
 //! `Config::validate` (run by `groupcast_server_start`) owns every rule, so
 //! C, PHP, Python and the CLI refuse the same values with the same words.
+//! Addresses are the exception: a malformed one is refused at its setter
+//! (`GROUPCAST_ERR_INVALID_ARGUMENT`, with `check_address`'s words), where
+//! the typo is made; start checks them again.
 //! Callbacks are kept with their userdata and finalizer in reference-counted
 //! cells, shared by the config and every server started from it, so each
 //! finalizer runs once, after the last call.
@@ -168,6 +171,8 @@ pub unsafe extern "C" fn groupcast_config_free(config: *mut groupcast_config) {
 
 /// Sets the websocket listen address, `host:port` (port 0 lets the OS pick;
 /// read it back with `groupcast_server_websocket_address`).
+/// An address that is not `HOST:PORT` is `GROUPCAST_ERR_INVALID_ARGUMENT`
+/// (details in `groupcast_last_error_message`).
 ///
 /// # Safety
 ///
@@ -180,7 +185,11 @@ pub unsafe extern "C" fn groupcast_config_set_listen(
 ) -> groupcast_result {
     guard(|| {
         let config = arg_mut!(config);
-        config.config.listen = arg_str!(addr, addr_len).to_owned();
+        let addr = arg_str!(addr, addr_len);
+        if let Err(code) = address_arg("listen", addr) {
+            return code;
+        }
+        config.config.listen = addr.to_owned();
         GROUPCAST_OK
     })
 }
@@ -188,6 +197,8 @@ pub unsafe extern "C" fn groupcast_config_set_listen(
 /// Embeds a channel server listening on `addr` (the node uses it to reach
 /// other nodes, and the host can publish and subscribe on it). Length 0
 /// turns it off (a single node with no channel server).
+/// An address that is not `HOST:PORT` is `GROUPCAST_ERR_INVALID_ARGUMENT`
+/// (details in `groupcast_last_error_message`).
 ///
 /// # Safety
 ///
@@ -201,6 +212,11 @@ pub unsafe extern "C" fn groupcast_config_set_channel_listen(
     guard(|| {
         let config = arg_mut!(config);
         let addr = arg_str!(addr, addr_len);
+        if !addr.is_empty() {
+            if let Err(code) = address_arg("channel_listen", addr) {
+                return code;
+            }
+        }
         config.config.channel_listen = (!addr.is_empty()).then(|| addr.to_owned());
         GROUPCAST_OK
     })
@@ -209,6 +225,8 @@ pub unsafe extern "C" fn groupcast_config_set_channel_listen(
 /// Joins the channel server at `addr` instead of embedding one (exclusive
 /// with `groupcast_config_set_channel_listen`: clear that one first). Length
 /// 0 turns it off.
+/// An address that is not `HOST:PORT` is `GROUPCAST_ERR_INVALID_ARGUMENT`
+/// (details in `groupcast_last_error_message`).
 ///
 /// # Safety
 ///
@@ -222,6 +240,11 @@ pub unsafe extern "C" fn groupcast_config_set_channel(
     guard(|| {
         let config = arg_mut!(config);
         let addr = arg_str!(addr, addr_len);
+        if !addr.is_empty() {
+            if let Err(code) = address_arg("channel", addr) {
+                return code;
+            }
+        }
         config.config.channel = (!addr.is_empty()).then(|| addr.to_owned());
         GROUPCAST_OK
     })
@@ -501,6 +524,8 @@ pub unsafe extern "C" fn groupcast_config_set_channel_secret(
 
 /// Serves Prometheus metrics on `addr` (`GET /metrics`). Length 0 turns it
 /// off.
+/// An address that is not `HOST:PORT` is `GROUPCAST_ERR_INVALID_ARGUMENT`
+/// (details in `groupcast_last_error_message`).
 ///
 /// # Safety
 ///
@@ -514,9 +539,24 @@ pub unsafe extern "C" fn groupcast_config_set_metrics_listen(
     guard(|| {
         let config = arg_mut!(config);
         let addr = arg_str!(addr, addr_len);
+        if !addr.is_empty() {
+            if let Err(code) = address_arg("metrics_listen", addr) {
+                return code;
+            }
+        }
         config.config.metrics_listen = (!addr.is_empty()).then(|| addr.to_owned());
         GROUPCAST_OK
     })
+}
+
+/// Refuses a malformed address at its setter: `GROUPCAST_ERR_INVALID_ARGUMENT`
+/// with the words `Config::validate` would use at start.
+pub(crate) fn address_arg(name: &str, addr: &str) -> Result<(), groupcast_result> {
+    match crate::config::check_address(name, addr) {
+        Ok(()) => Ok(()),
+        Err(crate::error::Error::Config(why)) => Err(fail(GROUPCAST_ERR_INVALID_ARGUMENT, why)),
+        Err(other) => Err(fail(GROUPCAST_ERR_INVALID_ARGUMENT, other.to_string())),
+    }
 }
 
 fn callback<F>(f: F, userdata: *mut c_void, free: groupcast_userdata_free) -> Arc<Callback<F>> {

@@ -3,7 +3,10 @@
 # missing, checks that include/groupcast_ffi.h matches the header, builds
 # the library, runs the wrapper test, then the seed scenario against
 # examples/php/seed.php (websocket clients, then SIGTERM must stop it with
-# exit 0). Ends with "N passed, N failed".
+# exit 0) and its one-line exit 1 on a busy port; checks composer.json
+# (`composer validate --strict` when Debian's composer package can be
+# installed, and tests/php/check_package.php: the keys and the PSR-4
+# layout). Ends with "N passed, N failed".
 #
 #   tests/php/run.sh                  (CARGO_TARGET_DIR defaults to target)
 set -euo pipefail
@@ -16,6 +19,11 @@ command -v python3 >/dev/null || need+=(python3)
 command -v gcc >/dev/null || need+=(gcc)
 if ((${#need[@]})); then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# composer only validates composer.json: install it when the package lists
+# (updated above or by an earlier step) offer it.
+if ! command -v composer >/dev/null && apt-cache policy composer 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq composer >/dev/null || true
 fi
 modules=$(php -m)
 for ext in FFI pcntl; do
@@ -43,5 +51,14 @@ run() {
 }
 run php tests/php/test_wrapper.php
 run python3 tests/php/seed_scenario.py -- php examples/php/seed.php
+# A busy port: one line naming the address, exit 1 (not an uncaught
+# exception's 255).
+run python3 tests/php/busy_port.py -- php examples/php/seed.php
+if command -v composer >/dev/null; then
+    run env COMPOSER_ALLOW_SUPERUSER=1 composer validate --strict --no-interaction --quiet
+else
+    echo "composer is not installable here: checking composer.json with check_package.php only"
+fi
+run php tests/php/check_package.php
 echo "php: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -2,7 +2,10 @@
 /**
  * The PHP wrapper over FFI: the declarations load, the version is checked,
  * a websocket round trip goes through poll, errors become exceptions with
- * the result code, stop is idempotent.
+ * the result code, stop is idempotent. Then the options: every C setting is
+ * an option (checked against the header), unknown names and wrong types are
+ * refused naming them, and each option takes effect where a client can see
+ * it; stats() and health(); the Result constants are the C values.
  */
 
 declare(strict_types=1);
@@ -11,6 +14,8 @@ require dirname(__DIR__, 2) . '/php/Groupcast.php';
 
 use Groupcast\GroupcastException;
 use Groupcast\Library;
+use Groupcast\Options;
+use Groupcast\Result;
 use Groupcast\Server;
 
 $checks = 0;
@@ -24,16 +29,75 @@ function check(bool $cond, string $what): void
     $checks++;
 }
 
-/** Throws-check: $f must throw a GroupcastException with $code. */
-function check_throws(int $code, callable $f, string $what): void
+/** Throws-check: $f must throw a GroupcastException with $code (and $text in its message). */
+function check_throws(int $code, callable $f, string $what, string $text = ''): void
 {
     try {
         $f();
     } catch (GroupcastException $e) {
         check($e->getCode() === $code, "$what: code {$e->getCode()} ({$e->getMessage()}), expected $code");
+        check(str_contains($e->getMessage(), $text), "$what: \"$text\" in \"{$e->getMessage()}\"");
         return;
     }
     check(false, "$what: no exception");
+}
+
+/** Opens a websocket handshake with extra headers; returns the socket and the HTTP status. */
+function handshake(string $addr, array $headers = []): array
+{
+    $socket = stream_socket_client("tcp://$addr", $errno, $error, 5);
+    check($socket !== false, "connect: $error");
+    stream_set_timeout($socket, 5);
+    $extra = '';
+    foreach ($headers as $name => $value) {
+        $extra .= "$name: $value\r\n";
+    }
+    fwrite($socket, "GET / HTTP/1.1\r\nHost: $addr\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n$extra\r\n");
+    $head = '';
+    while (!str_ends_with($head, "\r\n\r\n")) {
+        $byte = fread($socket, 1);
+        if ($byte === false || $byte === '') {
+            break;
+        }
+        $head .= $byte;
+    }
+    return [$socket, (int) (explode(' ', $head)[1] ?? 0)];
+}
+
+/** A port free a moment ago. */
+function free_port(): int
+{
+    $probe = stream_socket_server('tcp://127.0.0.1:0');
+    $port = (int) substr(strrchr(stream_socket_get_name($probe, false), ':'), 1);
+    fclose($probe);
+    return $port;
+}
+
+/** GET $path over plain HTTP: [status, body]. */
+function http_get(string $addr, string $path): array
+{
+    $socket = stream_socket_client("tcp://$addr", $errno, $error, 5);
+    check($socket !== false, "connect $addr: $error");
+    stream_set_timeout($socket, 5);
+    fwrite($socket, "GET $path HTTP/1.1\r\nHost: $addr\r\nConnection: close\r\n\r\n");
+    $response = stream_get_contents($socket);
+    fclose($socket);
+    [$head, $body] = explode("\r\n\r\n", $response, 2) + ['', ''];
+    return [(int) (explode(' ', $head)[1] ?? 0), $body];
+}
+
+/** Polls until $done(stats, health) holds or $seconds pass; returns whether it did. */
+function eventually(Server $server, callable $done, float $seconds = 10): bool
+{
+    $until = microtime(true) + $seconds;
+    do {
+        if ($done($server->stats(), $server->health())) {
+            return true;
+        }
+        usleep(50_000);
+    } while (microtime(true) < $until);
+    return false;
 }
 
 /** A minimal websocket client: handshake, masked text frames, unmasked reads. */
@@ -56,6 +120,14 @@ final class Client
             $head .= $byte;
         }
         check(str_starts_with($head, 'HTTP/1.1 101'), 'handshake accepted');
+    }
+
+    /** A client over a socket that handshake() opened. */
+    public static function over($socket): self
+    {
+        $client = (new \ReflectionClass(self::class))->newInstanceWithoutConstructor();
+        $client->socket = $socket;
+        return $client;
     }
 
     public function send(string $text, int $opcode = 1): void
@@ -186,5 +258,217 @@ check(true, 'poll returns null once stopped');
 check_throws(Server::ERR_STOPPED, fn () => $server->groupSize('g'), 'actions after stop');
 $server->free();
 check_throws(Server::ERR_STOPPED, fn () => $server->groupSize('g'), 'actions after free');
+
+// ---- Options: as complete as the C ABI, checked before they reach it ----
+
+$header = file_get_contents(dirname(__DIR__, 2) . '/include/groupcast.h');
+// Every config setter of the header is an option.
+preg_match_all('/\bgroupcast_config_(set|add)_(\w+)\(/', $header, $m);
+foreach (array_unique($m[2]) as $setter) {
+    $option = match ($setter) {
+        'limit' => null,
+        'allowed_origin' => 'allowed_origins',
+        default => $setter,
+    };
+    check($option === null || isset(Options::KINDS[$option]), "groupcast_config_{$m[1][0]}_$setter has an option");
+}
+preg_match_all('/GROUPCAST_LIMIT_(\w+) = (\d+)/', $header, $m, PREG_SET_ORDER);
+check(count($m) === count(Options::LIMITS), 'one option per groupcast_limit');
+foreach ($m as [, $name, $value]) {
+    $option = strtolower(preg_replace('/_MS$/', '', $name));
+    check((Options::LIMITS[$option] ?? null) === (int) $value, "limit option $option = GROUPCAST_LIMIT_$name");
+}
+preg_match_all('/GROUPCAST_SLOW_CONSUMER_(\w+) = (\d+)/', $header, $m, PREG_SET_ORDER);
+foreach ($m as [, $name, $value]) {
+    check((Options::SLOW_CONSUMER[strtolower($name)] ?? null) === (int) $value, "slow_consumer '$name'");
+}
+
+// Unknown names and wrong types: refused before the library sees them,
+// naming the option (and the closest known name).
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['lisen' => '127.0.0.1:0']),
+    'typo', "unknown option 'lisen' (did you mean 'listen'?)");
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['max_conections' => 1, 'zzzzzzzzzz' => 1]),
+    'two unknown', "unknown option 'max_conections' (did you mean 'max_connections'?); unknown option 'zzzzzzzzzz'");
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['workers' => '2']),
+    'string for an int', "option 'workers' must be a non-negative int, not '2' (string)");
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['max_connections' => -1]),
+    'negative', "option 'max_connections' must be a non-negative int");
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['ping_interval' => '5']),
+    'string for seconds', "option 'ping_interval' must be a non-negative number of seconds");
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['builtin_commands' => 1]),
+    'int for a bool', "option 'builtin_commands' must be a bool");
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['slow_consumer' => 'wait']),
+    'unknown policy', "option 'slow_consumer' must be 'close' or 'drop'");
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['allowed_origins' => 'https://a.example']),
+    'string for a list', "option 'allowed_origins' must be a list of strings");
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['listen' => 1234]),
+    'int for an address', "option 'listen' must be a string");
+// A malformed address is refused by the setter, 0 and inconsistent values
+// by start, a busy port as a bind error.
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['listen' => '127.0.0.1']),
+    'malformed address', 'listen must be HOST:PORT');
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['listen' => '127.0.0.1:0', 'metrics_listen' => 'x']),
+    'malformed metrics address', 'metrics_listen must be HOST:PORT');
+check_throws(Result::ERR_CONFIG, fn () => Server::start(['listen' => '127.0.0.1:0', 'max_connections' => 0]),
+    'zero limit', 'max_connections must be at least 1');
+check_throws(Result::ERR_CONFIG, fn () => Server::start(
+    ['listen' => '127.0.0.1:0', 'channel_listen' => null, 'ping_interval' => 0.3, 'idle_timeout' => 0.2]
+), 'seconds become milliseconds', 'idle_timeout must be at least ping_interval');
+$busy = stream_socket_server('tcp://127.0.0.1:0');
+$busyAddr = stream_socket_get_name($busy, false);
+check_throws(Result::ERR_BIND, fn () => Server::start(['listen' => $busyAddr, 'channel_listen' => null]),
+    'busy port', "cannot listen on $busyAddr: Address already in use");
+fclose($busy);
+
+// Every option at once, each taking effect where a client can see it.
+$metricsAddr = '127.0.0.1:' . free_port();
+$hub = Server::start([
+    'listen' => '127.0.0.1:0',
+    'channel_listen' => '127.0.0.1:0',
+    'channel_secret' => 's3cret',
+    'metrics_listen' => $metricsAddr,
+    'workers' => 1,
+    'builtin_commands' => true,
+    'events' => Server::EVENTS_CONNECT | Server::EVENTS_CLOSE,
+    'queue_capacity' => 1024,
+    'max_message_size' => 4096,
+    'outbound_queue_bytes' => 4096,
+    'max_groups_per_connection' => 2,
+    'max_group_id_len' => 8,
+    'max_connections' => 2,
+    'ping_interval' => 0.3,
+    'idle_timeout' => 10.5,
+    'handshake_timeout' => 0.5,
+    'drain_timeout' => 0.2,
+    'send_buffer_size' => 4096,
+    'slow_consumer' => 'drop',
+    'allowed_origins' => ['https://ok.example'],
+    'poll_batch' => 16,
+]);
+$hubAddr = $hub->websocketAddress();
+
+// metrics_listen serves /metrics and /health.
+[$status, $body] = http_get($metricsAddr, '/metrics');
+check($status === 200 && str_contains($body, 'groupcast_connections'), "GET /metrics: $status");
+[$status, $body] = http_get($metricsAddr, '/health');
+check($status === 200 && json_decode($body, true)['status'] === 'ok', "GET /health: $status $body");
+
+// handshake_timeout 0.5 s: a silent TCP client is closed soon after.
+$silent = stream_socket_client("tcp://$hubAddr");
+stream_set_timeout($silent, 5);
+$t0 = microtime(true);
+check(fread($silent, 1) === '' && microtime(true) - $t0 < 3, 'handshake_timeout closes a silent client');
+fclose($silent);
+
+// allowed_origins: another browser origin gets 403; max_connections 2: a
+// third client gets 503.
+[$s1, $status] = handshake($hubAddr, ['Origin' => 'https://ok.example']);
+check($status === 101, "allowed origin: $status");
+[$evil, $status] = handshake($hubAddr, ['Origin' => 'https://evil.example']);
+check($status === 403, "other origin refused with 403: $status");
+[$s2, $status] = handshake($hubAddr);
+check($status === 101, "second client: $status");
+[$third, $status] = handshake($hubAddr);
+check($status === 503, "max_connections refuses the third with 503: $status");
+$c1 = Client::over($s1);
+$c2 = Client::over($s2);
+$conns = [];
+for ($i = 0; $i < 50 && count($conns) < 2; $i++) {
+    foreach ($hub->poll(100) as $event) {
+        if ($event['type'] === 'connect') {
+            $conns[] = $event['conn'];
+        }
+    }
+}
+check(count($conns) === 2, 'two connect events (events option)');
+[$conn1] = $conns;
+
+// ping_interval 0.3 s: an idle client is pinged.
+check($c2->recv()[0] === 9, 'ping_interval: a ping arrives');
+
+// max_group_id_len 8 and max_groups_per_connection 2.
+check_throws(Result::ERR_INVALID_GROUP, fn () => $hub->join($conn1, '123456789'), 'max_group_id_len');
+$hub->join($conn1, 'a');
+$hub->join($conn1, 'b');
+check_throws(Result::ERR_JOIN, fn () => $hub->join($conn1, 'c'), 'max_groups_per_connection');
+
+// slow_consumer 'drop': a client that does not read loses messages, not
+// its connection. (Through a group: a direct send of a message that is
+// dropped reports ERR_UNKNOWN_CONNECTION.)
+$payload = str_repeat('x', 1000);
+for ($i = 0; $i < 3000; $i++) {
+    $hub->sendToGroup('a', $payload);
+}
+check(eventually($hub, fn ($s) => $s['dropped_messages'] > 0), 'slow_consumer drop: messages dropped');
+$stats = $hub->stats();
+check($stats['slow_consumer_closes'] === 0 && $hub->connectionCount() === 2, 'slow_consumer drop: still connected');
+
+// max_message_size 4096: a larger message closes with 1009.
+$c2->send(str_repeat('y', 5000));
+$closed = null;
+for ($i = 0; $i < 20 && $closed === null; $i++) {
+    [$opcode, $data] = $c2->recv();
+    $closed = $opcode === 8 ? unpack('n', $data)[1] : null;
+}
+check($closed === 1009, "max_message_size: closed with $closed");
+
+// stats(): every groupcast_stats field, values after this traffic.
+preg_match('/typedef struct groupcast_stats \{(.*?)\}/s', $header, $m);
+preg_match_all('/uint64_t (\w+);/', $m[1], $m);
+$stats = $hub->stats();
+check(array_keys($stats) === $m[1], 'stats() has every groupcast_stats field, in order');
+check(count(array_filter($stats, 'is_int')) === count($stats), 'stats() values are ints');
+check($stats['connections_opened'] >= 2 && $stats['connections_refused'] >= 2, 'opened and refused counted');
+check($stats['messages_out'] >= 3000 - $stats['dropped_messages'] && $stats['bytes_out'] > 0, 'messages_out');
+check($stats['groups'] === 2, 'groups a and b');
+
+// health() on a local server.
+$health = $hub->health();
+check($health['ok'] === true && $health['status'] === 'ok' && is_int($health['connections']), 'health() ok: '
+    . json_encode($health));
+
+// channel + channel_secret: a node joins the hub's channel server with the
+// secret; with a wrong one it never gets in.
+$node = Server::start([
+    'listen' => '127.0.0.1:0', 'channel_listen' => null, 'channel' => $hub->channelAddress(),
+    'channel_secret' => 's3cret',
+]);
+check(eventually($node, fn ($s, $h) => $h['ok'] && $s['bus_connected'] === 1), 'channel with the secret: connected');
+$intruder = Server::start([
+    'listen' => '127.0.0.1:0', 'channel_listen' => null, 'channel' => $hub->channelAddress(),
+    'channel_secret' => 'wrong',
+]);
+check(eventually($intruder, fn ($s, $h) => !$h['ok'] && $s['bus_auth_failures'] > 0), 'wrong secret refused');
+check($intruder->health()['status'] === 'unavailable' && isset($intruder->health()['reason']), 'health says why');
+$intruder->free();
+$node->free();
+
+// bus: a Redis URL (nothing listens there: the server starts, health says
+// the bus is down).
+$redis = Server::start(['listen' => '127.0.0.1:0', 'channel_listen' => null, 'bus' => 'redis://127.0.0.1:1']);
+check(eventually($redis, fn ($s, $h) => !$h['ok'] && $s['bus_connect_attempts'] > 0), 'bus: attempts, not ok');
+$redis->free();
+check_throws(Result::ERR_CONFIG, fn () => Server::start(['listen' => '127.0.0.1:0', 'bus' => 'redis://127.0.0.1:1']),
+    'bus and channel_listen', 'not both');
+
+fclose($evil);
+fclose($third);
+$hub->stop();
+check_throws(Result::ERR_STOPPED, fn () => $hub->stats(), 'stats after stop') ;
+$hub->free();
+
+// ---- Constants: every groupcast_result, the C values ----
+preg_match_all('/\bGROUPCAST_(OK|ERR_\w+) = (\d+)/', $header, $m, PREG_SET_ORDER);
+$fromHeader = [];
+foreach ($m as [, $name, $value]) {
+    $fromHeader[$name] = (int) $value;
+    check($ffi->{"GROUPCAST_$name"} === (int) $value, "GROUPCAST_$name through FFI");
+}
+check((new ReflectionClass(Result::class))->getConstants() === $fromHeader, 'Result constants are the C values');
+preg_match_all('/\bGROUPCAST_EVENTS_(\w+) = (\d+)/', $header, $m, PREG_SET_ORDER);
+foreach ($m as [, $name, $value]) {
+    check(constant(Server::class . "::EVENTS_$name") === (int) $value, "Server::EVENTS_$name");
+}
+check(Result::message(Result::ERR_BIND) !== '', 'Result::message');
 
 echo "test_wrapper.php: $checks checks passed\n";
