@@ -146,7 +146,7 @@ class Runner:
         quiet program, is still up after 2 s)."""
         process = subprocess.Popen(
             args, cwd=cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
+            start_new_session=True,
         )
         output = []
         deadline = time.monotonic() + TIMEOUT
@@ -156,7 +156,7 @@ class Runner:
         while time.monotonic() < deadline:
             chunk = process.stdout.read()
             if chunk:
-                output.append(chunk)
+                output.append(chunk.decode(errors="replace"))
             if "listening" in "".join(output):
                 up = True
                 break
@@ -185,7 +185,7 @@ class Runner:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             return "did not stop on SIGTERM"
-        rest = process.stdout.read() or ""
+        rest = (process.stdout.read() or b"").decode(errors="replace")
         if code != 0:
             return f"exit {code} on SIGTERM\n{(''.join(output) + rest)[-2000:]}"
         return None
