@@ -170,7 +170,7 @@ fn address_tuple(addr: SocketAddr) -> (String, u16) {
 /// decimal text (as clients may send `123` or `"123"`).
 fn group_arg(group: &Bound<'_, PyAny>) -> PyResult<String> {
     if let Ok(text) = group.cast::<PyString>() {
-        return Ok(text.to_str()?.to_owned());
+        return Ok(text.to_cow()?.into_owned());
     }
     if group.is_instance_of::<pyo3::types::PyBool>() {
         return Err(PyTypeError::new_err("group must be str or int, not bool"));
