@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, groupcast.GroupcastError) as error:
             reply_error(conn, "invalid_group_id", str(error))
 
-    # SIGTERM stops like Ctrl-C: serve_forever returns once stopped.
+    # serve_forever() stops gracefully on SIGINT (Ctrl-C) and SIGTERM and
+    # returns; these cover the moments before it runs.
     signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
 
     try:

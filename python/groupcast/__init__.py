@@ -35,6 +35,8 @@ from ._groupcast import (
     _shutdown,
 )
 
+from ._types import Health, Stats
+
 # Host threads must not call into an interpreter that is finalizing: stop
 # whatever still runs while the interpreter is whole.
 _atexit.register(_shutdown)
@@ -49,8 +51,10 @@ __all__ = [
     "ConnectEvent",
     "GroupLimitError",
     "GroupcastError",
+    "Health",
     "MessageEvent",
     "Server",
+    "Stats",
     "StoppedError",
     "UnknownConnectionError",
     "__version__",

@@ -19,13 +19,27 @@ use pyo3::types::PyTuple;
 
 use super::{
     ChannelError, Stoppable, StoppedError, address_tuple, call_channel_callback, check_address,
-    check_channel_callback, check_channel_name, json_dumps, register_live, timeout_deadline, to_py,
-    wait_interruptibly,
+    check_channel_callback, check_channel_name, group_arg, json_dumps, register_live, text_arg,
+    timeout_deadline, to_py, wait_interruptibly, with_stop_signals,
 };
 use crate::channel::{
     BackgroundChannelClient, BackgroundChannelServer, ChannelClientConfig, ChannelServerConfig,
 };
 use crate::{Dispatcher, Error, HostConfig, HostEvent};
+
+/// The node id of group messages from outside the cluster
+/// (`ChannelClient.publish_to_group`): reserved, no node has it.
+const OUTSIDE_PUBLISHER: u64 = 0;
+
+/// A secret is text; an empty one would be no secret at all.
+fn check_secret(secret: Option<&str>) -> PyResult<()> {
+    if secret == Some("") {
+        return Err(PyValueError::new_err(
+            "secret must not be empty (pass None for no secret)",
+        ));
+    }
+    Ok(())
+}
 
 // ------------------------------------------------------- channel server
 
@@ -58,17 +72,21 @@ impl Stoppable for ChannelServerCore {
 #[pyclass(frozen, module = "groupcast._groupcast")]
 pub(super) struct ChannelServer {
     listen: String,
+    /// What every client must send first (`None`: no authentication).
+    secret: Option<String>,
     core: Arc<ChannelServerCore>,
 }
 
 #[pymethods]
 impl ChannelServer {
     #[new]
-    #[pyo3(signature = (listen = "127.0.0.1:2206"))]
-    fn new(listen: &str) -> PyResult<Self> {
+    #[pyo3(signature = (listen = "127.0.0.1:2206", *, secret = None))]
+    fn new(listen: &str, secret: Option<String>) -> PyResult<Self> {
         check_address("listen", listen)?;
+        check_secret(secret.as_deref())?;
         Ok(ChannelServer {
             listen: listen.to_owned(),
+            secret,
             core: Arc::default(),
         })
     }
@@ -77,6 +95,10 @@ impl ChannelServer {
     /// running.
     fn start(&self, py: Python<'_>) -> PyResult<()> {
         let listen = self.listen.as_str();
+        let config = ChannelServerConfig {
+            secret: self.secret.clone(),
+            ..ChannelServerConfig::default()
+        };
         let core = &self.core;
         // Detached for the whole start, lock included: a thread attached to
         // the interpreter never holds this lock while waiting for it.
@@ -85,7 +107,7 @@ impl ChannelServer {
             if server.as_ref().is_some_and(|s| s.is_running()) {
                 return Ok(false);
             }
-            let started = BackgroundChannelServer::start(listen, ChannelServerConfig::default())?;
+            let started = BackgroundChannelServer::start(listen, config)?;
             *server = Some(Arc::new(started));
             Ok(true)
         });
@@ -101,26 +123,34 @@ impl ChannelServer {
         py.detach(move || core.stop_detached());
     }
 
-    /// Starts if needed and blocks until stopped; Ctrl-C stops it and
-    /// raises `KeyboardInterrupt`.
+    /// Starts if needed and blocks until stopped: by `stop()` or, in the
+    /// main thread, by SIGINT (Ctrl-C) or SIGTERM, after which it returns
+    /// normally.
     fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
-        self.start(py)?;
-        let core = self.core.clone();
-        let waited = wait_interruptibly(py, None, move |until| {
-            let mut server = core.server.lock();
-            let running = |s: &Option<Arc<BackgroundChannelServer>>| {
-                s.as_ref().is_some_and(|s| s.is_running())
-            };
-            if !running(&server) {
-                return true;
-            }
-            core.stopped.wait_until(&mut server, until);
-            !running(&server)
-        });
-        if waited.is_err() {
-            self.stop(py);
-        }
-        waited.map(|_| ())
+        let on_signal = self.core.clone();
+        with_stop_signals(
+            py,
+            move || on_signal.stop_detached(),
+            || {
+                self.start(py)?;
+                let core = self.core.clone();
+                let waited = wait_interruptibly(py, None, move |until| {
+                    let mut server = core.server.lock();
+                    let running = |s: &Option<Arc<BackgroundChannelServer>>| {
+                        s.as_ref().is_some_and(|s| s.is_running())
+                    };
+                    if !running(&server) {
+                        return true;
+                    }
+                    core.stopped.wait_until(&mut server, until);
+                    !running(&server)
+                });
+                if waited.is_err() {
+                    self.stop(py);
+                }
+                waited.map(|_| ())
+            },
+        )
     }
 
     /// Whether it is running.
@@ -222,6 +252,8 @@ fn run_callbacks(callbacks: &Callbacks, batch: &mut Vec<HostEvent>) {
 /// thread of the client's own, one at a time.
 #[pyclass(frozen, weakref, module = "groupcast._groupcast")]
 pub(super) struct ChannelClient {
+    /// The channel server's secret, sent first on every connection.
+    secret: Option<String>,
     callbacks: Callbacks,
     core: Arc<ChannelClientCore>,
 }
@@ -249,7 +281,10 @@ impl ChannelClient {
         }
         let client = BackgroundChannelClient::connect(
             address,
-            ChannelClientConfig::default(),
+            ChannelClientConfig {
+                secret: self.secret.clone(),
+                ..ChannelClientConfig::default()
+            },
             HostConfig::default().queue_capacity,
         )
         .map_err(to_py)?;
@@ -273,11 +308,14 @@ impl ChannelClient {
 #[pymethods]
 impl ChannelClient {
     #[new]
-    fn new() -> Self {
-        ChannelClient {
+    #[pyo3(signature = (*, secret = None))]
+    fn new(secret: Option<String>) -> PyResult<Self> {
+        check_secret(secret.as_deref())?;
+        Ok(ChannelClient {
+            secret,
             callbacks: Arc::default(),
             core: Arc::default(),
-        }
+        })
     }
 
     /// Connects to the channel server at `address` (`"host:port"`) and
@@ -299,13 +337,18 @@ impl ChannelClient {
         let connected = wait_interruptibly(py, deadline, |until| {
             client.wait_connected(until.saturating_duration_since(std::time::Instant::now()))
         });
+        let refused = client.client().auth_failures() > 0;
         drop(client);
         match connected {
             Ok(true) => Ok(slf),
             Ok(false) => {
                 this.close(py);
+                let why = match refused {
+                    true => "it refused the secret",
+                    false => "not connected",
+                };
                 Err(PyTimeoutError::new_err(format!(
-                    "cannot reach the channel server at {address}: not connected after {}s",
+                    "cannot reach the channel server at {address}: {why} after {}s",
                     timeout.unwrap_or_default()
                 )))
             }
@@ -351,6 +394,34 @@ impl ChannelClient {
         let raw = serde_json::value::RawValue::from_string(text)
             .map_err(|e| ChannelError::new_err(format!("data is not JSON: {e}")))?;
         client.client().publish(channel, &raw).map_err(to_py)
+    }
+
+    /// Sends `message` (text) to every member of `group` on every node of
+    /// the cluster behind the channel server, as a node's `send_to_group`
+    /// does. It travels as a node's group message from the reserved node id
+    /// 0, which no node has (nodes ignore their own id's messages; theirs
+    /// are random 64-bit hashes), so every node delivers it.
+    fn publish_to_group(
+        &self,
+        group: &Bound<'_, PyAny>,
+        message: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let group = group_arg(group)?;
+        crate::ids::GroupId::new(group.as_str(), crate::Limits::default().max_group_id_len)
+            .map_err(|why| to_py(Error::InvalidGroup(format!("group id {why}"))))?;
+        let message = text_arg("message", message)?;
+        let client = self.client()?;
+        let envelope = crate::bus::Envelope {
+            group_id: group.as_str().into(),
+            message,
+            node: OUTSIDE_PUBLISHER,
+        };
+        let text = serde_json::to_string(&envelope)
+            .map_err(|e| ChannelError::new_err(format!("cannot encode the message: {e}")))?;
+        let raw = serde_json::value::RawValue::from_string(text)
+            .map_err(|e| ChannelError::new_err(format!("cannot encode the message: {e}")))?;
+        let channel = format!("{}{group}", crate::bus::GROUP_CHANNEL_PREFIX);
+        client.client().publish(&channel, &raw).map_err(to_py)
     }
 
     /// Whether the connection to the server is up now.

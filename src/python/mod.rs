@@ -170,7 +170,7 @@ fn address_tuple(addr: SocketAddr) -> (String, u16) {
 /// decimal text (as clients may send `123` or `"123"`).
 fn group_arg(group: &Bound<'_, PyAny>) -> PyResult<String> {
     if let Ok(text) = group.cast::<PyString>() {
-        return Ok(text.to_str()?.to_owned());
+        return Ok(text.to_cow()?.into_owned());
     }
     if group.is_instance_of::<pyo3::types::PyBool>() {
         return Err(PyTypeError::new_err("group must be str or int, not bool"));
@@ -237,7 +237,167 @@ fn check_channel_callback(callback: &Bound<'_, PyAny>) -> PyResult<()> {
     if !callback.is_callable() {
         return Err(PyTypeError::new_err("callback must be callable"));
     }
+    check_not_async("callback", callback)
+}
+
+/// What to do instead of an `async def` callback.
+const ASYNC_HINT: &str = "groupcast calls it on a thread of its own and never awaits it; \
+     use a plain `def`, or in an asyncio program make the server with \
+     Server(events=True) and take events with `async for event in server.events()`";
+
+/// Refuses a coroutine function (or async generator function, or an object
+/// whose `__call__` is one) as a callback: calling it would only make a
+/// coroutine that nobody awaits, so its body would never run.
+fn check_not_async(name: &str, callback: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = callback.py();
+    let inspect = py.import("inspect")?;
+    let is_async = |f: &Bound<'_, PyAny>| -> PyResult<bool> {
+        Ok(inspect
+            .call_method1("iscoroutinefunction", (f,))?
+            .is_truthy()?
+            || inspect
+                .call_method1("isasyncgenfunction", (f,))?
+                .is_truthy()?)
+    };
+    let call = callback.getattr("__call__").ok();
+    if is_async(callback)? || call.map(|c| is_async(&c)).transpose()? == Some(true) {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must not be an async function ({}): {ASYNC_HINT}",
+            callback.repr()?
+        )));
+    }
     Ok(())
+}
+
+/// Checks what a callback returned: an awaitable (a coroutine from a
+/// callable that `check_not_async` could not see through, e.g. a lambda
+/// calling an `async def`) is closed unrun, so that Python does not warn
+/// "coroutine ... was never awaited", and becomes a `TypeError` for the
+/// caller to report.
+fn refuse_awaitable<'py>(
+    callback: &Bound<'py, PyAny>,
+    result: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if result.is_none() || result.is_instance_of::<pyo3::types::PyBool>() {
+        return Ok(result); // the common results, without a lookup
+    }
+    if !result.get_type().hasattr("__await__")? {
+        return Ok(result);
+    }
+    let shown = result.repr()?;
+    if let Ok(close) = result.getattr("close") {
+        // Ignored: the error below says what matters.
+        let _ = close.call0();
+    }
+    Err(PyTypeError::new_err(format!(
+        "{} returned an awaitable ({shown}), closed without running: {ASYNC_HINT}",
+        callback.repr()?
+    )))
+}
+
+/// A hook as the server stores it: calls the registered callable and
+/// refuses an awaitable result ([`refuse_awaitable`]), which the server
+/// then reports as it reports any exception of a hook.
+#[pyclass(frozen, module = "groupcast._groupcast", name = "_SyncHook")]
+pub(super) struct SyncHook {
+    callback: Py<PyAny>,
+}
+
+impl SyncHook {
+    fn wrap(callback: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let py = callback.py();
+        Ok(Py::new(
+            py,
+            SyncHook {
+                callback: callback.unbind(),
+            },
+        )?
+        .into_any())
+    }
+}
+
+#[pymethods]
+impl SyncHook {
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        &self,
+        args: &Bound<'py, pyo3::types::PyTuple>,
+        kwargs: Option<&Bound<'py, pyo3::types::PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let callback = self.callback.bind(args.py());
+        let result = callback.call(args, kwargs)?;
+        refuse_awaitable(callback, result)
+    }
+
+    /// The registered callable (what `sys.unraisablehook` shows, by this
+    /// wrapper's `repr`, when it raises).
+    #[getter]
+    fn __wrapped__(&self, py: Python<'_>) -> Py<PyAny> {
+        self.callback.clone_ref(py)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.callback.bind(py).repr()?.to_string())
+    }
+
+    fn __traverse__(&self, visit: pyo3::gc::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.callback)
+    }
+}
+
+/// Runs `wait` (a `serve_forever`) with SIGINT and SIGTERM handlers that
+/// call `stop`, when called from the main thread (the only one Python runs
+/// signal handlers on); the previous handlers are restored afterwards. So
+/// Ctrl-C and a service manager's SIGTERM are a graceful stop: the wait
+/// returns normally, no `KeyboardInterrupt`. A handler installed outside
+/// Python (`getsignal` gives `None`) is left alone.
+fn with_stop_signals<R>(
+    py: Python<'_>,
+    stop: impl Fn() + Send + Sync + 'static,
+    wait: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
+    let signal = py.import("signal")?;
+    let handler = pyo3::types::PyCFunction::new_closure(
+        py,
+        Some(c"groupcast_stop"),
+        None,
+        move |args, _kwargs| {
+            args.py().detach(&stop);
+        },
+    )?;
+    let mut previous = Vec::new();
+    let mut installed = Ok(());
+    for name in ["SIGINT", "SIGTERM"] {
+        let step = (|| -> PyResult<()> {
+            let signum = signal.getattr(name)?;
+            let old = signal.call_method1("getsignal", (&signum,))?;
+            if old.is_none() {
+                return Ok(());
+            }
+            // `signal.signal` knows the main thread (whatever thread first
+            // imported `threading`): elsewhere it refuses, and nothing is
+            // installed.
+            match signal.call_method1("signal", (&signum, &handler)) {
+                Ok(_) => previous.push((signum, old)),
+                Err(error) if error.is_instance_of::<PyValueError>(py) => {}
+                Err(error) => return Err(error),
+            }
+            Ok(())
+        })();
+        if step.is_err() {
+            installed = step;
+            break;
+        }
+    }
+    let result = installed.and_then(|()| wait());
+    let mut restored = Ok(());
+    for (signum, old) in previous.into_iter().rev() {
+        if let Err(error) = signal.call_method1("signal", (signum, old)) {
+            restored = Err(error);
+        }
+    }
+    let result = result?;
+    restored.map(|_| result)
 }
 
 fn check_channel_name(channel: &str) -> PyResult<()> {
@@ -250,7 +410,9 @@ fn check_channel_name(channel: &str) -> PyResult<()> {
 /// Hands channel data (JSON text) to its callback; what the callback raises
 /// has no caller and goes to `sys.unraisablehook`.
 fn call_channel_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, data: &str) {
-    let called = json_loads(py, data).and_then(|data| callback.call1((data,)));
+    let called = json_loads(py, data)
+        .and_then(|data| callback.call1((data,)))
+        .and_then(|result| refuse_awaitable(callback, result));
     if let Err(error) = called {
         error.write_unraisable(py, Some(callback));
     }
@@ -300,6 +462,9 @@ mod _groupcast {
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
+        // `threading` first imported by another thread (the log bridge's,
+        // importing `logging`) would take that thread for the main one.
+        m.py().import("threading")?;
         super::log_bridge::install();
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }

@@ -17,9 +17,9 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 use super::events::{Addresses, event_object};
 use super::hooks::{Callbacks, PyHooks};
 use super::{
-    ChannelError, Stoppable, StoppedError, check_channel_callback, check_channel_name, exclude_arg,
-    group_arg, json_dumps, json_loads, register_live, seconds_arg, text_arg, timeout_deadline,
-    to_py, wait_interruptibly,
+    ChannelError, Stoppable, StoppedError, SyncHook, check_channel_callback, check_channel_name,
+    check_not_async, exclude_arg, group_arg, json_dumps, json_loads, register_live, seconds_arg,
+    text_arg, timeout_deadline, to_py, wait_interruptibly, with_stop_signals,
 };
 use crate::host::Polled;
 use crate::{Config, HostEvents, NodeHandle, SlowConsumerPolicy};
@@ -113,13 +113,16 @@ impl Server {
                  events() instead of registering {name}"
             )));
         }
+        check_not_async(name, &callback)?;
+        // Stored wrapped: an awaitable it returns is closed and reported.
+        let hook = SyncHook::wrap(callback.clone())?;
         let state = self.core.state.lock();
         if state.running().is_some() || state.starting {
             return Err(PyValueError::new_err(format!(
                 "register {name} before start(): the hooks decide what the server asks the host"
             )));
         }
-        let previous = which(&mut self.callbacks.lock()).replace(callback.clone().unbind());
+        let previous = which(&mut self.callbacks.lock()).replace(hook);
         drop(state);
         // Released outside the locks: its finalizer may call back in.
         drop(previous);
@@ -375,24 +378,34 @@ impl Server {
         self.core.state.lock().running().is_some()
     }
 
-    /// Starts the server if needed and blocks until it is stopped (by
-    /// `stop()` from a callback or another thread). Ctrl-C stops it and
-    /// raises `KeyboardInterrupt`.
+    /// Starts the server if needed and blocks until it is stopped: by
+    /// `stop()` (from a callback or another thread) or, in the main thread,
+    /// by SIGINT (Ctrl-C) or SIGTERM, which stop it gracefully (clients get
+    /// 1001) and return normally. Another signal handler's exception stops
+    /// it and propagates.
     fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
-        self.start(py)?;
-        let core = self.core.clone();
-        let waited = wait_interruptibly(py, None, move |until| {
-            let mut state = core.state.lock();
-            if state.running().is_none() {
-                return true;
-            }
-            core.stopped.wait_until(&mut state, until);
-            state.running().is_none()
-        });
-        if waited.is_err() {
-            self.stop(py);
-        }
-        waited.map(|_| ())
+        let on_signal = self.core.clone();
+        with_stop_signals(
+            py,
+            move || on_signal.stop_detached(),
+            || {
+                // Handlers first: once `running`, a signal stops cleanly.
+                self.start(py)?;
+                let core = self.core.clone();
+                let waited = wait_interruptibly(py, None, move |until| {
+                    let mut state = core.state.lock();
+                    if state.running().is_none() {
+                        return true;
+                    }
+                    core.stopped.wait_until(&mut state, until);
+                    state.running().is_none()
+                });
+                if waited.is_err() {
+                    self.stop(py);
+                }
+                waited.map(|_| ())
+            },
+        )
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {

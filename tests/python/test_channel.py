@@ -169,3 +169,67 @@ def test_channel_events_in_poll_mode(make_server):
 
         event = wait_for(heard, what="a ChannelEvent")[0]
         assert (event.channel, event.data) == ("feed", {"n": 1})
+
+
+def test_publish_to_group_reaches_members_on_every_node(make_server):
+    """A program outside the cluster sends to a group: the node delivers to
+    its members as it does another node's group message."""
+    node = make_server(channel_listen=LOCAL)
+    node.start()
+    with client(node) as member, \
+            groupcast.ChannelClient().connect(address(node.addresses.channel)) as outside:
+        command(member, cmd="add_group", group_id="g")
+        wait_for(lambda: node.group_size("g") == 1, what="join")
+
+        def delivered():
+            # The node subscribes to the group's channel once it has a
+            # member: publish until that subscription is in place.
+            outside.publish_to_group("g", "from outside")
+            try:
+                return recv(member, timeout=0.2) == "from outside"
+            except TimeoutError:
+                return False
+
+        wait_for(delivered, what="a group message from outside")
+        outside.publish_to_group(7, "numbered group")  # 7 and "7" are one group
+        with pytest.raises(ValueError, match="empty"):
+            outside.publish_to_group("", "x")
+        with pytest.raises(TypeError):
+            outside.publish_to_group("g", b"bytes")
+    with pytest.raises(groupcast.StoppedError):
+        groupcast.ChannelClient().publish_to_group("g", "x")
+
+
+def test_channel_secret():
+    with groupcast.ChannelServer(LOCAL, secret="s3cret") as hub:
+        where = address(hub.address)
+        seen = Recorder()
+        with groupcast.ChannelClient(secret="s3cret").connect(where) as good:
+            good.on("c", seen.add)
+            wait_for(lambda: hub.subscriber_count("c") == 1, what="subscription")
+            good.publish("c", "authenticated")
+            assert seen.wait(1) == ["authenticated"]
+        with pytest.raises(TimeoutError, match="refused the secret"):
+            groupcast.ChannelClient(secret="wrong").connect(where, timeout=0.5)
+    with pytest.raises(ValueError, match="secret"):
+        groupcast.ChannelServer(LOCAL, secret="")
+    with pytest.raises(ValueError, match="secret"):
+        groupcast.ChannelClient(secret="")
+
+
+def test_publish_to_group_through_a_secret_channel_server(make_server):
+    node = make_server(channel_listen=LOCAL, channel_secret="s3cret")
+    node.start()
+    with client(node) as member, \
+            groupcast.ChannelClient(secret="s3cret").connect(address(node.addresses.channel)) as outside:
+        command(member, cmd="add_group", group_id=5)
+        wait_for(lambda: node.group_size("5") == 1, what="join")
+
+        def delivered():
+            outside.publish_to_group(5, "hi")
+            try:
+                return recv(member, timeout=0.2) == "hi"
+            except TimeoutError:
+                return False
+
+        wait_for(delivered, what="a group message through a secret channel server")

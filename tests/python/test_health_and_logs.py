@@ -76,3 +76,17 @@ def test_log_records_reach_the_groupcast_logger():
     finally:
         logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
+
+
+def test_stats_and_health_have_the_typed_keys(make_server):
+    """groupcast.Stats and groupcast.Health (TypedDicts for type checkers)
+    name exactly the keys the dicts have."""
+    server = make_server()
+    server.start()
+    stats = server.stats()
+    assert set(stats) == set(groupcast.Stats.__annotations__)
+    assert all(type(value) is int for value in stats.values())
+    health = server.health()
+    required = set(groupcast.Health.__required_keys__)
+    assert required <= set(health) <= required | set(groupcast.Health.__optional_keys__)
+    assert groupcast.Health.__optional_keys__ == frozenset({"reason"})
