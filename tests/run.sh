@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of groupcast: formatting and lints, the Rust unit and
 # integration tests, the C ABI tests (ASan/UBSan), the PHP-FFI host, the
-# Python package, and a benchmark smoke run. Installs what it needs on a
-# fresh Debian machine (each part's own script does its installs).
+# Python package, a benchmark smoke run, and every code block of the docs.
+# Installs what it needs on a fresh Debian machine (each part's own script
+# does its installs).
 #
 #   bash tests/run.sh
 set -euo pipefail
@@ -30,11 +31,20 @@ run "cargo fmt --check" cargo fmt --all -- --check
 run "cargo clippy" cargo clippy --all-targets -- -D warnings
 run "cargo clippy (python feature)" cargo clippy --all-targets --features python -- -D warnings
 run "rust tests" cargo test --all-targets
+# README.md's and docs/'s Rust blocks (src/lib.rs includes them as doctests).
+run "rust doc snippets" cargo test --doc
 run "c tests (ASan/UBSan, header check)" bash tests/c/run.sh
 run "php tests" bash tests/php/run.sh
 run "python tests" bash tests/python/run.sh
 # Reuse the main target dir: the smoke run needs a release groupcast.
 run "benchmark smoke run" env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" bash benches/run.sh --smoke
+# Every other code block of README.md and docs/, with what the suites above
+# built and installed (the debug library and binary, .venv, php, node).
+command -v node >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null
+}
+run "docs snippets" python3 tests/docs/snippets.py --python .venv/bin/python \
+    --lib "${CARGO_TARGET_DIR:-$PWD/target}/debug"
 
 echo
 echo "suites: ${passed[*]:-none} passed; ${failed[*]:-none} failed"
