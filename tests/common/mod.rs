@@ -223,6 +223,11 @@ impl Process {
         }
     }
 
+    /// The "listening" line it printed.
+    pub fn line(&self) -> &str {
+        &self.line
+    }
+
     /// What the process wrote to standard error so far (with
     /// [`Process::start_logged`]).
     pub fn stderr(&self) -> String {
