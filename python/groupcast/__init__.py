@@ -16,6 +16,7 @@ asyncio programs, through ``async for event in server.events()``.
 """
 
 import atexit as _atexit
+from collections.abc import Mapping as _Mapping
 
 from ._groupcast import (
     Addresses,
@@ -27,13 +28,18 @@ from ._groupcast import (
     ConnectEvent,
     GroupcastError,
     GroupLimitError,
+    Headers,
     MessageEvent,
+    Refuse,
     Server,
     StoppedError,
     UnknownConnectionError,
     __version__,
     _shutdown,
 )
+
+# A read-only mapping (lookups ignore case): isinstance(h, Mapping) holds.
+_Mapping.register(Headers)
 
 # Host threads must not call into an interpreter that is finalizing: stop
 # whatever still runs while the interpreter is whole.
@@ -49,7 +55,9 @@ __all__ = [
     "ConnectEvent",
     "GroupLimitError",
     "GroupcastError",
+    "Headers",
     "MessageEvent",
+    "Refuse",
     "Server",
     "StoppedError",
     "UnknownConnectionError",
