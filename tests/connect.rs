@@ -220,3 +220,39 @@ async fn a_plain_http_request_gets_426_with_or_without_a_host() {
     plain.stop().await;
     approving.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_in_pieces_is_awaited_and_an_oversized_one_gets_431() {
+    use tokio::io::AsyncWriteExt;
+    let node = approving_node(ARRIVES).await;
+    let handle = node.handle();
+    let events = handle.events().unwrap().clone();
+    let addr = node.addresses().websocket;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /slow HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         X-Late: yes\r\n\r\n"
+    );
+    let (first, rest) = request.split_at(40);
+    stream.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(events.is_empty(), "no event for half a head");
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let connect = next_connect(&events).await;
+    assert_eq!(connect.path, "/slow");
+    assert!(connect.headers.contains(&("X-Late".into(), "yes".into())));
+    handle.admit(connect.conn).unwrap();
+    let mut client = RawUpgrade { stream };
+    assert!(client.read_head().await.starts_with("HTTP/1.1 101 "));
+
+    let big = "x".repeat(9 * 1024);
+    let client = RawUpgrade::send(addr, "/", &[("X-Big", &big)]).await;
+    let response = client.read_to_end().await;
+    assert!(
+        response.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{response:?}"
+    );
+    assert!(events.is_empty(), "the host is not asked about it");
+    node.stop().await;
+}

@@ -427,8 +427,10 @@ fn offered_subprotocols(headers: &[(String, String)]) -> Vec<String> {
 }
 
 /// Answers with a plain HTTP response and closes: the `head_len` bytes of
-/// request head still unread are taken first (closing with unread bytes
-/// would reset the connection and could lose the response).
+/// request head still unread are taken first, and after the response
+/// whatever else the client sends is read and dropped until it closes
+/// (within [`CLOSE_TIMEOUT`]): closing with unread bytes would reset the
+/// connection and could lose the response.
 async fn answer(stream: &mut TcpStream, head_len: usize, status: u16, body: &str) {
     let reason = StatusCode::from_u16(status)
         .ok()
@@ -443,7 +445,10 @@ async fn answer(stream: &mut TcpStream, head_len: usize, status: u16, body: &str
         let mut head = vec![0u8; head_len];
         stream.read_exact(&mut head).await?;
         stream.write_all(response.as_bytes()).await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, send).await;
 }
