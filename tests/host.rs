@@ -49,8 +49,12 @@ async fn events_in_order_and_unknown_messages_go_to_the_host() {
             path,
             query,
             peer,
-            ..
+            headers,
+            subprotocols,
         } => {
+            // Read after the handshake: names lowercased.
+            assert!(headers.contains(&("upgrade".into(), "websocket".into())));
+            assert!(subprotocols.is_empty());
             assert_eq!(path, "/room");
             assert_eq!(query, "token=abc");
             assert!(peer.ip().is_loopback());

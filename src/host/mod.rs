@@ -50,8 +50,10 @@ pub enum HostEvent {
         path: String,
         /// The query string without `?`, empty when none (where tokens go).
         query: String,
-        /// The request's headers in the order sent, names as sent (for
-        /// cookies, `Authorization`).
+        /// The request's headers (for cookies, `Authorization`): in the
+        /// order sent with their names as sent when the host approves
+        /// connections; otherwise read after the handshake, grouped by
+        /// name and lowercased.
         headers: Vec<(String, String)>,
         /// The subprotocols the client offered (`Sec-WebSocket-Protocol`),
         /// in its order of preference.

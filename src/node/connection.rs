@@ -1,6 +1,11 @@
 //! One websocket client: the handshake, then a single task that reads the
 //! client's commands and writes what is queued for it.
 //!
+//! When the host approves connections it decides before the handshake,
+//! from the request head read without being consumed; a refusal is a plain
+//! HTTP response and the websocket never exists. A plain HTTP request gets
+//! 426 either way.
+//!
 //! Reading and writing share one task (and one `select!`) so an idle
 //! connection costs one small task, not two. Everything queued when the
 //! writer wakes up is fed to the socket and flushed once, so a burst of group
