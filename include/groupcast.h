@@ -166,8 +166,9 @@ enum groupcast_event_kind
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * A client completed the websocket handshake: `conn`, `peer`, `path`,
-   * `query`.
+   * A client connected: `conn`, `peer`, `path`, `query`, `headers`,
+   * `subprotocols`. With `GROUPCAST_EVENTS_APPROVE` it comes before the
+   * websocket upgrade, which waits for the verdict.
    */
   GROUPCAST_EVENT_CONNECT = 1,
   /**
@@ -283,6 +284,12 @@ typedef enum groupcast_slow_consumer groupcast_slow_consumer;
 typedef uint32_t groupcast_slow_consumer;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+/**
+ * What a host decided about a connection held before its websocket
+ * upgrade (see [`crate::HostConfig::approve_connections`]).
+ */
+typedef struct Verdict Verdict;
 
 /**
  * A channel client: made by `groupcast_channel_client_connect`, released
@@ -402,6 +409,29 @@ typedef struct groupcast_stats {
 } groupcast_stats;
 
 /**
+ * One request header of a connect event; both strings are also
+ * NUL-terminated.
+ */
+typedef struct groupcast_header {
+  /**
+   * The header's name.
+   */
+  const char *name;
+  /**
+   * Length of `name`.
+   */
+  size_t name_len;
+  /**
+   * Its value.
+   */
+  const char *value;
+  /**
+   * Length of `value`.
+   */
+  size_t value_len;
+} groupcast_header;
+
+/**
  * One event, as a view into memory owned by the library.
  *
  * Ownership: the pointers stay valid during the callback that received the
@@ -469,11 +499,32 @@ typedef struct groupcast_event {
    * Length of `query`.
    */
   size_t query_len;
+  /**
+   * Connect: the request's headers, `headers_len` of them, in request
+   * order (names as sent with `GROUPCAST_EVENTS_APPROVE`, lowercase
+   * otherwise).
+   */
+  const struct groupcast_header *headers;
+  /**
+   * Number of `headers`.
+   */
+  size_t headers_len;
+  /**
+   * Connect: the subprotocols the client offered, as a
+   * `Sec-WebSocket-Protocol` value (`"chat, superchat"`), empty when none.
+   */
+  const char *subprotocols;
+  /**
+   * Length of `subprotocols`.
+   */
+  size_t subprotocols_len;
 } groupcast_event;
 
 /**
- * Called for each new connection; return true to admit it, false to refuse
- * it (it is closed with 1008 "connection refused"). Runs on the host thread
+ * Called for each new connection, before its websocket upgrade; return
+ * true to admit it, false to refuse it with HTTP 403 (or decide with
+ * `groupcast_server_refuse` / `groupcast_server_admit_subprotocol`, and the
+ * return value is ignored). Runs on the host thread
  * "groupcast-host", never on a network thread. `event` is valid during the
  * call only.
  */
@@ -562,7 +613,7 @@ groupcast_result groupcast_server_send_binary(const struct groupcast_server *ser
 /**
  * Closes a connection with `code` (1000-1003, 1007-1014 or 3000-4999) and
  * `reason` (UTF-8, cut to 123 bytes) after what is already queued for it.
- * Also refuses a connection held for approval.
+ * A connection held for approval is refused instead, with HTTP 403.
  *
  * # Safety
  *
@@ -585,6 +636,47 @@ groupcast_result groupcast_server_close(const struct groupcast_server *server,
  */
 groupcast_result groupcast_server_admit(const struct groupcast_server *server,
                                         uint64_t conn);
+
+/**
+ * Admits a connection held for approval choosing `protocol` (UTF-8), one
+ * of the subprotocols it offered (the connect event's `subprotocols`): the
+ * handshake response names it. Usable from the connect callback (then its
+ * return value is ignored) or after a poll.
+ *
+ * Returns `GROUPCAST_ERR_CONFIG` when the client did not offer `protocol`
+ * (the connection stays held), `GROUPCAST_ERR_UNKNOWN_CONNECTION` when
+ * `conn` is not held.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `protocol` points to `len`
+ * bytes.
+ */
+groupcast_result groupcast_server_admit_subprotocol(const struct groupcast_server *server,
+                                                    uint64_t conn,
+                                                    const char *protocol,
+                                                    size_t len);
+
+/**
+ * Refuses a connection held for approval before its websocket upgrade:
+ * the client gets a plain HTTP response with `status` (400-599) and
+ * `body` (UTF-8, at most 4096 bytes; NULL when `body_len` is 0), then the
+ * socket closes. Usable from the connect callback (then its return value
+ * is ignored) or after a poll.
+ *
+ * Returns `GROUPCAST_ERR_CONFIG` for a status out of range or a longer
+ * body, `GROUPCAST_ERR_UNKNOWN_CONNECTION` when `conn` is not held.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `body` points to `body_len`
+ * bytes.
+ */
+groupcast_result groupcast_server_refuse(const struct groupcast_server *server,
+                                         uint64_t conn,
+                                         uint16_t status,
+                                         const char *body,
+                                         size_t body_len);
 
 /**
  * Puts a connection in a group; `out_joined` (may be NULL) tells whether

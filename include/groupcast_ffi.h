@@ -55,6 +55,7 @@ enum groupcast_slow_consumer
   GROUPCAST_SLOW_CONSUMER_DROP = 2,
 };
 typedef uint32_t groupcast_slow_consumer;
+typedef struct Verdict Verdict;
 typedef struct groupcast_channel_client groupcast_channel_client;
 typedef struct groupcast_channel_server groupcast_channel_server;
 typedef struct groupcast_config groupcast_config;
@@ -80,6 +81,12 @@ typedef struct groupcast_stats {
   uint64_t bus_dropped_events;
   uint64_t host_dropped_events;
 } groupcast_stats;
+typedef struct groupcast_header {
+  const char *name;
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+} groupcast_header;
 typedef struct groupcast_event {
   uint32_t kind;
   uint64_t conn;
@@ -95,6 +102,10 @@ typedef struct groupcast_event {
   size_t path_len;
   const char *query;
   size_t query_len;
+  const struct groupcast_header *headers;
+  size_t headers_len;
+  const char *subprotocols;
+  size_t subprotocols_len;
 } groupcast_event;
 typedef bool (*groupcast_connect_callback)(void *userdata,
                                            struct groupcast_server *server,
@@ -126,6 +137,15 @@ groupcast_result groupcast_server_close(const struct groupcast_server *server,
                                         size_t reason_len);
 groupcast_result groupcast_server_admit(const struct groupcast_server *server,
                                         uint64_t conn);
+groupcast_result groupcast_server_admit_subprotocol(const struct groupcast_server *server,
+                                                    uint64_t conn,
+                                                    const char *protocol,
+                                                    size_t len);
+groupcast_result groupcast_server_refuse(const struct groupcast_server *server,
+                                         uint64_t conn,
+                                         uint16_t status,
+                                         const char *body,
+                                         size_t body_len);
 groupcast_result groupcast_server_join(const struct groupcast_server *server,
                                        uint64_t conn,
                                        const char *group,

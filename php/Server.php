@@ -128,7 +128,9 @@ final class Server
      * Takes the waiting events, waiting up to $timeoutMs for the first
      * (negative: until one comes). Returns a list (empty on timeout) of
      * arrays copied out of the library's memory:
-     *   ['type' => 'connect', 'conn', 'peer', 'path', 'query']
+     *   ['type' => 'connect', 'conn', 'peer', 'path', 'query',
+     *    'headers' => [[name, value], ...] in request order,
+     *    'subprotocols' => the offered ones as one string, '' when none]
      *   ['type' => 'message', 'conn', 'data', 'binary' => bool]
      *   ['type' => 'close', 'conn', 'code']
      *   ['type' => 'channel', 'channel', 'data' (JSON text)]
@@ -163,6 +165,9 @@ final class Server
                         'peer' => \FFI::string($e->peer, $e->peer_len),
                         'path' => \FFI::string($e->path, $e->path_len),
                         'query' => $e->query_len > 0 ? \FFI::string($e->query, $e->query_len) : '',
+                        'headers' => self::headers($e),
+                        'subprotocols' => $e->subprotocols_len > 0
+                            ? \FFI::string($e->subprotocols, $e->subprotocols_len) : '',
                     ];
                     break;
                 case 3:
@@ -224,6 +229,20 @@ final class Server
         Library::check($result, 'health');
         $report = json_decode(\FFI::string($buf, $len->cdata), true, 8, JSON_THROW_ON_ERROR);
         return ['ok' => $ok->cdata] + $report;
+    }
+
+    /** A connect event's headers, copied: [[name, value], ...]. */
+    private static function headers(\FFI\CData $e): array
+    {
+        $headers = [];
+        for ($i = 0; $i < $e->headers_len; $i++) {
+            $h = $e->headers[$i];
+            $headers[] = [
+                \FFI::string($h->name, $h->name_len),
+                $h->value_len > 0 ? \FFI::string($h->value, $h->value_len) : '',
+            ];
+        }
+        return $headers;
     }
 
     /** A file descriptor readable while events wait; do not read or close it. */

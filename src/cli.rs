@@ -57,6 +57,10 @@ struct ServeArgs {
     /// Join the channel server at HOST:PORT instead of embedding one.
     #[arg(long, value_name = "HOST:PORT")]
     channel: Option<String>,
+    /// A single node with no channel server at all: groups reach this
+    /// node's clients only.
+    #[arg(long, conflicts_with_all = ["channel", "channel_listen", "bus"])]
+    no_channel: bool,
     /// Use Redis as the bus instead of a channel server (none is embedded):
     /// redis://HOST:PORT, or redis+cluster://HOST:PORT,HOST:PORT,... for a
     /// Redis Cluster; ?prefix=P names the groups' channels [default:
@@ -187,7 +191,7 @@ where
     crate::logging::init(Some("info"), format);
     let result = match cli.command {
         CliCommand::Serve(args) => serve(*args),
-        CliCommand::Channel(args) => channel(args),
+        CliCommand::Channel(args) => channel(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -198,8 +202,8 @@ where
     }
 }
 
-fn serve(args: ServeArgs) -> crate::Result<()> {
-    let elsewhere = args.channel.is_some() || args.bus.is_some();
+fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let elsewhere = args.channel.is_some() || args.bus.is_some() || args.no_channel;
     let channel_listen = match (elsewhere, args.channel_listen) {
         (true, _) => None,
         (false, given) => Some(given.unwrap_or_else(|| DEFAULT_CHANNEL_LISTEN.to_owned())),
@@ -207,7 +211,7 @@ fn serve(args: ServeArgs) -> crate::Result<()> {
     let config = Config {
         listen: args.listen,
         workers: args.workers,
-        channel_listen,
+        channel_listen: channel_listen.clone(),
         channel: args.channel.clone(),
         bus: args.bus.clone(),
         channel_secret: args.channel_secret,
@@ -215,7 +219,13 @@ fn serve(args: ServeArgs) -> crate::Result<()> {
         limits: args.limits.into_limits()?,
         ..Config::default()
     };
-    let server = Server::start(config)?;
+    let server = match Server::start(config) {
+        Ok(server) => server,
+        Err(crate::Error::Bind { addr, source }) if Some(&addr) == channel_listen.as_ref() => {
+            return Err(channel_port_taken(&addr, &source).into());
+        }
+        Err(error) => return Err(error.into()),
+    };
     let addresses = server.addresses();
     let channel = match (addresses.channel, &args.channel) {
         (Some(embedded), _) => format!("channel={embedded}"),
@@ -236,6 +246,20 @@ fn serve(args: ServeArgs) -> crate::Result<()> {
     server.block_on(signals.recv())?;
     server.stop();
     Ok(())
+}
+
+/// Why the embedded channel server cannot listen, and the flags that do
+/// without that port (the usual cause: another node already runs there).
+fn channel_port_taken(addr: &str, source: &std::io::Error) -> String {
+    let mut message = format!("cannot listen on {addr} (the embedded channel server): {source}");
+    if source.kind() == std::io::ErrorKind::AddrInUse {
+        message.push_str(
+            "; another groupcast node may be running: pass --channel-listen \
+             127.0.0.1:0 (or another port), --channel HOST:PORT to join that \
+             node's channel server, or --no-channel",
+        );
+    }
+    message
 }
 
 fn channel(args: ChannelArgs) -> crate::Result<()> {

@@ -44,8 +44,6 @@ pub(crate) struct ConnectionEntry {
     /// once the connection has been removed, so a late join cannot leak it
     /// into a group.
     groups: Mutex<Option<HashSet<GroupId>>>,
-    /// Set while the connection waits for the host to admit it.
-    pub(crate) admission: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl ConnectionEntry {
@@ -55,7 +53,6 @@ impl ConnectionEntry {
             peer,
             outbox,
             groups: Mutex::new(Some(HashSet::new())),
-            admission: Mutex::new(None),
         })
     }
 

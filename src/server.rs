@@ -17,7 +17,7 @@ use tokio::runtime::Runtime;
 use crate::channel::background::off_runtime;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::host::{Dispatcher, HOOK_FAILED, Hooks, HostEvent, REFUSED, Verdict, route};
+use crate::host::{Dispatcher, FAILED_STATUS, Hooks, HostEvent, Verdict, route};
 use crate::node::{Addresses, Node, NodeHandle};
 
 /// A node running on a background tokio runtime.
@@ -99,21 +99,38 @@ impl Server {
 
     /// Runs the host's callbacks on the host thread: each batch of events
     /// enters the host once ([`Hooks::batch`]), each event goes to the
-    /// handler method of its kind, and a connect verdict admits or closes
-    /// the connection.
+    /// handler method of its kind, and a connect verdict admits or refuses
+    /// the connection held before its upgrade.
     ///
     /// # Errors
     ///
     /// As [`Server::dispatch`].
     pub fn run_hooks(&self, mut hooks: impl Hooks) -> Result<()> {
         let node = self.handle.clone();
-        // A connection that closed meanwhile is no error here.
-        let mut verdict = move |conn, verdict| {
-            let _ = match verdict {
-                Verdict::Admit => node.admit(conn),
-                Verdict::Refuse => node.close(conn, REFUSED.0, REFUSED.1),
-                Verdict::Failed => node.close(conn, HOOK_FAILED.0, HOOK_FAILED.1),
-            };
+        // A connection that went (or was decided on from the callback
+        // itself: the first verdict wins) is no error here. A verdict the
+        // node rejects (a subprotocol not offered, a status out of range)
+        // falls back to plain admission or to the failure's 500, so the
+        // client never waits for the approval timeout.
+        let mut verdict = move |conn, verdict| match verdict {
+            Verdict::Admit { subprotocol: None } => {
+                let _ = node.admit(conn);
+            }
+            Verdict::Admit {
+                subprotocol: Some(protocol),
+            } => {
+                if let Err(Error::Config(_)) = node.admit_with_subprotocol(conn, &protocol) {
+                    let _ = node.admit(conn);
+                }
+            }
+            Verdict::Refuse { status, body } => {
+                if let Err(Error::Config(_)) = node.refuse(conn, status, &body) {
+                    let _ = node.refuse(conn, FAILED_STATUS, "");
+                }
+            }
+            Verdict::Failed => {
+                let _ = node.refuse(conn, FAILED_STATUS, "");
+            }
         };
         self.dispatch(move |batch| {
             hooks.batch(&mut |handler| route(batch, handler, &mut verdict));

@@ -205,3 +205,65 @@ fn a_port_in_use_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_taken_channel_port_names_the_channel_server_and_the_flags_around_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_groupcast"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--channel-listen",
+            &addr,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "groupcast: cannot listen on {addr} (the embedded channel server): \
+         Address already in use"
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    for flag in [
+        "--channel-listen 127.0.0.1:0",
+        "--channel HOST:PORT",
+        "--no-channel",
+    ] {
+        assert!(stderr.contains(flag), "{flag} missing from: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_channel_serves_a_single_node_without_a_channel_server() {
+    let server = Process::start(&["serve", "--listen", "127.0.0.1:0", "--no-channel"]);
+    let mut client = Client::connect(server.addr("websocket")).await;
+    client.join("g").await;
+    client.send_to_group("g", "alone").await;
+    assert_eq!(client.recv_text().await, "alone");
+    let line = server.line().to_owned();
+    assert!(!line.contains("channel"), "{line}");
+    server.signal(libc::SIGTERM);
+    assert_eq!(
+        tokio::task::spawn_blocking(move || server.wait())
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    for conflicting in [
+        &["--channel", "127.0.0.1:1"][..],
+        &["--channel-listen", "127.0.0.1:0"],
+        &["--bus", "redis://127.0.0.1:1"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_groupcast"))
+            .args(["serve", "--no-channel"])
+            .args(conflicting)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{conflicting:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("cannot be used with"), "{stderr}");
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{ARRIVES, Client, eventually};
+use common::{ARRIVES, Client, RawUpgrade, eventually};
 use groupcast::host::{EventHandler, Hooks, Verdict};
 use groupcast::{Config, HostConfig, HostEvent, HostEvents, Node, Payload, Server};
 use tokio_tungstenite::tungstenite::Message;
@@ -49,7 +49,12 @@ async fn events_in_order_and_unknown_messages_go_to_the_host() {
             path,
             query,
             peer,
+            headers,
+            subprotocols,
         } => {
+            // Read after the handshake: names lowercased.
+            assert!(headers.contains(&("upgrade".into(), "websocket".into())));
+            assert!(subprotocols.is_empty());
             assert_eq!(path, "/room");
             assert_eq!(query, "token=abc");
             assert!(peer.ip().is_loopback());
@@ -150,7 +155,7 @@ async fn without_a_host_unknown_commands_get_an_error_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn approval_holds_the_connection_until_admitted_or_refused() {
+async fn approval_holds_the_upgrade_until_admitted_and_the_held_connection_takes_actions() {
     let node = host_node(HostConfig {
         approve_connections: true,
         ..HostConfig::default()
@@ -158,44 +163,26 @@ async fn approval_holds_the_connection_until_admitted_or_refused() {
     .await;
     let handle = node.handle();
     let events = handle.events().unwrap().clone();
-
-    let mut refused = Client::connect_path(node.addresses().websocket, "/?token=bad").await;
+    let addr = node.addresses().websocket;
+    let connecting = tokio::spawn(async move { Client::connect_path(addr, "/?token=good").await });
     let HostEvent::Connect { conn, query, .. } = next_event(&events).await else {
         panic!("connect event expected")
     };
-    assert_eq!(query, "token=bad");
-    handle.close(conn, 4001, "bad token").unwrap();
-    let close = refused.recv_close().await.unwrap();
-    assert_eq!(u16::from(close.code), 4001);
-
-    let mut admitted = Client::connect_path(node.addresses().websocket, "/?token=good").await;
-    let HostEvent::Connect { conn, .. } = next_event(&events).await else {
-        panic!("connect event expected")
-    };
-    // Held: a command sent now is not read until admitted.
-    admitted.join("g").await;
+    assert_eq!(query, "token=good");
+    // Held before its upgrade, yet open for actions: what is queued now is
+    // written once it is admitted.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(handle.group_size("g"), 0);
+    assert!(
+        !connecting.is_finished(),
+        "the handshake waits for the host"
+    );
+    assert!(handle.join(conn, "g").unwrap());
     handle.send_text(conn, "welcome").unwrap();
-    assert_eq!(admitted.recv_text().await, "welcome");
     handle.admit(conn).unwrap();
-    eventually("the held command to be read", || {
-        handle.group_size("g") == 1
-    })
-    .await;
-    node.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unanswered_approval_times_out_with_1008() {
-    let node = host_node(HostConfig {
-        approve_connections: true,
-        approval_timeout: Duration::from_millis(200),
-        ..HostConfig::default()
-    })
-    .await;
-    let mut client = Client::connect(node.addresses().websocket).await;
-    assert_eq!(client.recv_close().await.unwrap().code, CloseCode::Policy);
+    let mut admitted = connecting.await.unwrap();
+    assert_eq!(admitted.recv_text().await, "welcome");
+    admitted.send_to_group("g", "in the group").await;
+    assert_eq!(admitted.recv_text().await, "in the group");
     node.stop().await;
 }
 
@@ -328,9 +315,13 @@ impl EventHandler for RecorderBatch<'_> {
         };
         self.0.send(format!("connect {query}")).unwrap();
         match query.as_str() {
-            "deny" => Verdict::Refuse,
+            "deny" => Verdict::refuse(),
+            "teapot" => Verdict::Refuse {
+                status: 418,
+                body: "short and stout".into(),
+            },
             "broken" => Verdict::Failed,
-            _ => Verdict::Admit,
+            _ => Verdict::ADMIT,
         }
     }
 
@@ -358,7 +349,7 @@ impl Hooks for Recorder {
 }
 
 #[test]
-fn hooks_get_each_kind_and_the_connect_verdict_admits_or_closes() {
+fn hooks_get_each_kind_and_the_connect_verdict_admits_or_refuses() {
     let config = Config {
         host: HostConfig {
             approve_connections: true,
@@ -385,15 +376,19 @@ fn hooks_get_each_kind_and_the_connect_verdict_admits_or_closes() {
         assert_eq!(next(), "connect ok");
         admitted.send("hi").await;
         assert_eq!(next(), "message hi");
-        for (query, code, reason) in [
-            ("deny", 1008, "connection refused"),
-            ("broken", 1011, "internal error"),
+        for (query, status) in [
+            ("deny", "403 Forbidden"),
+            ("teapot", "418 I'm a teapot"),
+            ("broken", "500 Internal Server Error"),
         ] {
-            let mut refused = Client::connect_path(addr, &format!("/?{query}")).await;
+            let refused = RawUpgrade::send(addr, &format!("/?{query}"), &[]).await;
+            let response = refused.read_to_end().await;
+            assert!(
+                response.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+                "{response:?}"
+            );
             assert_eq!(next(), format!("connect {query}"));
-            let close = refused.recv_close().await.expect("a close frame");
-            assert_eq!((u16::from(close.code), &*close.reason), (code, reason));
-            assert_eq!(next(), format!("close Some({code})"));
+            assert_eq!(next(), "close None");
         }
         admitted
     });

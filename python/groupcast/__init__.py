@@ -16,6 +16,7 @@ asyncio programs, through ``async for event in server.events()``.
 """
 
 import atexit as _atexit
+from collections.abc import Mapping as _Mapping
 
 from ._groupcast import (
     Addresses,
@@ -27,7 +28,9 @@ from ._groupcast import (
     ConnectEvent,
     GroupcastError,
     GroupLimitError,
+    Headers,
     MessageEvent,
+    Refuse,
     Server,
     StoppedError,
     UnknownConnectionError,
@@ -36,6 +39,9 @@ from ._groupcast import (
 )
 
 from ._types import Health, Stats
+
+# A read-only mapping (lookups ignore case): isinstance(h, Mapping) holds.
+_Mapping.register(Headers)
 
 # Host threads must not call into an interpreter that is finalizing: stop
 # whatever still runs while the interpreter is whole.
@@ -51,8 +57,10 @@ __all__ = [
     "ConnectEvent",
     "GroupLimitError",
     "GroupcastError",
+    "Headers",
     "Health",
     "MessageEvent",
+    "Refuse",
     "Server",
     "Stats",
     "StoppedError",

@@ -1,6 +1,6 @@
 """Type stubs for the compiled module (src/python/); checked by mypy.stubtest."""
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Final, Literal, Optional, Tuple, TypeVar, Union, final
 
@@ -20,7 +20,9 @@ __all__ = [
     "ConnectEvent",
     "GroupLimitError",
     "GroupcastError",
+    "Headers",
     "MessageEvent",
+    "Refuse",
     "Server",
     "StoppedError",
     "UnknownConnectionError",
@@ -52,6 +54,36 @@ class ConnectEvent:
     def path(self) -> str: ...
     @property
     def query(self) -> str: ...
+    @property
+    def headers(self) -> Headers: ...
+    @property
+    def subprotocols(self) -> list[str]: ...
+
+@final
+class Headers:
+    """A request's headers; lookups ignore case (registered as a Mapping)."""
+
+    def __getitem__(self, key: str, /) -> str: ...
+    def get(self, name: str, default: Any = None) -> Any: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def keys(self) -> list[str]: ...
+    def values(self) -> list[str]: ...
+    def items(self) -> list[tuple[str, str]]: ...
+    @property
+    def raw(self) -> list[tuple[str, str]]: ...
+
+@final
+class Refuse:
+    """Returned by on_connect: refuse before the upgrade with HTTP status."""
+
+    __match_args__: Final = ("status", "body")
+    def __new__(cls, status: int, body: str = ...) -> Self: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def body(self) -> str: ...
 
 @final
 class MessageEvent:

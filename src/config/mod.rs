@@ -121,9 +121,13 @@ pub struct HostConfig {
     pub builtin_commands: bool,
     /// Deliver [`crate::HostEvent::Connect`].
     pub connect_events: bool,
-    /// Hold each new connection until the host calls
-    /// [`crate::NodeHandle::admit`] (or refuses it with
-    /// [`crate::NodeHandle::close`]); implies `connect_events`.
+    /// Hold each new connection before its websocket upgrade, the request
+    /// head read but not consumed, until the host calls
+    /// [`crate::NodeHandle::admit`] (or
+    /// [`crate::NodeHandle::admit_with_subprotocol`]), or refuses it with an
+    /// HTTP status ([`crate::NodeHandle::refuse`]; `close` refuses with
+    /// 403); implies `connect_events`. The held connection takes actions
+    /// meanwhile (sends, joins), written once it is admitted.
     pub approve_connections: bool,
     /// Deliver [`crate::HostEvent::Message`] for messages that are not built-in
     /// commands (all messages when `builtin_commands` is off). Such messages
@@ -138,7 +142,7 @@ pub struct HostConfig {
     /// Most events queued for the host before connection tasks wait.
     pub queue_capacity: usize,
     /// How long a connection waits for the host's verdict before it is
-    /// refused (with `approve_connections`).
+    /// refused with HTTP 503 (with `approve_connections`).
     pub approval_timeout: Duration,
 }
 

@@ -93,7 +93,7 @@ pub unsafe extern "C" fn groupcast_server_send_binary(
 
 /// Closes a connection with `code` (1000-1003, 1007-1014 or 3000-4999) and
 /// `reason` (UTF-8, cut to 123 bytes) after what is already queued for it.
-/// Also refuses a connection held for approval.
+/// A connection held for approval is refused instead, with HTTP 403.
 ///
 /// # Safety
 ///
@@ -130,6 +130,64 @@ pub unsafe extern "C" fn groupcast_server_admit(
     guard(|| {
         let handle = handle_of!(server);
         done(handle.admit(conn), std::ptr::null_mut())
+    })
+}
+
+/// Admits a connection held for approval choosing `protocol` (UTF-8), one
+/// of the subprotocols it offered (the connect event's `subprotocols`): the
+/// handshake response names it. Usable from the connect callback (then its
+/// return value is ignored) or after a poll.
+///
+/// Returns `GROUPCAST_ERR_CONFIG` when the client did not offer `protocol`
+/// (the connection stays held), `GROUPCAST_ERR_UNKNOWN_CONNECTION` when
+/// `conn` is not held.
+///
+/// # Safety
+///
+/// `server` from `groupcast_server_start`; `protocol` points to `len`
+/// bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_server_admit_subprotocol(
+    server: *const groupcast_server,
+    conn: u64,
+    protocol: *const c_char,
+    len: usize,
+) -> groupcast_result {
+    guard(|| {
+        let handle = handle_of!(server);
+        let protocol = arg_str!(protocol, len);
+        done(
+            handle.admit_with_subprotocol(conn, protocol),
+            std::ptr::null_mut(),
+        )
+    })
+}
+
+/// Refuses a connection held for approval before its websocket upgrade:
+/// the client gets a plain HTTP response with `status` (400-599) and
+/// `body` (UTF-8, at most 4096 bytes; NULL when `body_len` is 0), then the
+/// socket closes. Usable from the connect callback (then its return value
+/// is ignored) or after a poll.
+///
+/// Returns `GROUPCAST_ERR_CONFIG` for a status out of range or a longer
+/// body, `GROUPCAST_ERR_UNKNOWN_CONNECTION` when `conn` is not held.
+///
+/// # Safety
+///
+/// `server` from `groupcast_server_start`; `body` points to `body_len`
+/// bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_server_refuse(
+    server: *const groupcast_server,
+    conn: u64,
+    status: u16,
+    body: *const c_char,
+    body_len: usize,
+) -> groupcast_result {
+    guard(|| {
+        let handle = handle_of!(server);
+        let body = arg_str!(body, body_len);
+        done(handle.refuse(conn, status, body), std::ptr::null_mut())
     })
 }
 

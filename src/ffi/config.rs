@@ -40,8 +40,10 @@ pub enum groupcast_events {
     GROUPCAST_EVENTS_CHANNEL = 16,
 }
 
-/// Called for each new connection; return true to admit it, false to refuse
-/// it (it is closed with 1008 "connection refused"). Runs on the host thread
+/// Called for each new connection, before its websocket upgrade; return
+/// true to admit it, false to refuse it with HTTP 403 (or decide with
+/// `groupcast_server_refuse` / `groupcast_server_admit_subprotocol`, and the
+/// return value is ignored). Runs on the host thread
 /// "groupcast-host", never on a network thread. `event` is valid during the
 /// call only.
 pub type groupcast_connect_callback = Option<

@@ -25,8 +25,9 @@ use crate::host::{EventHandler, Hooks, HostEvent, HostEvents, Payload, Polled, V
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum groupcast_event_kind {
-    /// A client completed the websocket handshake: `conn`, `peer`, `path`,
-    /// `query`.
+    /// A client connected: `conn`, `peer`, `path`, `query`, `headers`,
+    /// `subprotocols`. With `GROUPCAST_EVENTS_APPROVE` it comes before the
+    /// websocket upgrade, which waits for the verdict.
     GROUPCAST_EVENT_CONNECT = 1,
     /// A client message for the host: `conn`, `data`/`data_len`,
     /// `is_binary`.
@@ -79,6 +80,32 @@ pub struct groupcast_event {
     pub query: *const c_char,
     /// Length of `query`.
     pub query_len: usize,
+    /// Connect: the request's headers, `headers_len` of them, in request
+    /// order (names as sent with `GROUPCAST_EVENTS_APPROVE`, lowercase
+    /// otherwise).
+    pub headers: *const groupcast_header,
+    /// Number of `headers`.
+    pub headers_len: usize,
+    /// Connect: the subprotocols the client offered, as a
+    /// `Sec-WebSocket-Protocol` value (`"chat, superchat"`), empty when none.
+    pub subprotocols: *const c_char,
+    /// Length of `subprotocols`.
+    pub subprotocols_len: usize,
+}
+
+/// One request header of a connect event; both strings are also
+/// NUL-terminated.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct groupcast_header {
+    /// The header's name.
+    pub name: *const c_char,
+    /// Length of `name`.
+    pub name_len: usize,
+    /// Its value.
+    pub value: *const c_char,
+    /// Length of `value`.
+    pub value_len: usize,
 }
 
 impl groupcast_event {
@@ -98,14 +125,33 @@ impl groupcast_event {
             path_len: 0,
             query: std::ptr::null(),
             query_len: 0,
+            headers: std::ptr::null(),
+            headers_len: 0,
+            subprotocols: std::ptr::null(),
+            subprotocols_len: 0,
         }
     }
 }
 
+/// What a connect event's view points to beyond the event itself.
+#[derive(Default)]
+pub(crate) struct ViewStore {
+    /// The peer address as text.
+    peer: String,
+    /// The header views.
+    headers: Vec<groupcast_header>,
+    /// The offered subprotocols, joined.
+    subprotocols: String,
+}
+
+// SAFETY: the header views point into the event last viewed; Rust never
+// reads through them, and they are rebuilt before each view is handed out.
+unsafe impl Send for ViewStore {}
+
 /// NUL-terminates the event's strings in place (so C can also use them as
-/// C strings) and returns a view pointing into them and into `peer`. The
-/// view is valid while `event` and `peer` are neither moved nor changed.
-fn view_of(event: &mut HostEvent, peer: &mut String) -> groupcast_event {
+/// C strings) and returns a view pointing into them and into `store`. The
+/// view is valid while `event` and `store` are neither moved nor changed.
+fn view_of(event: &mut HostEvent, store: &mut ViewStore) -> groupcast_event {
     fn terminated(text: &mut String) -> (*const c_char, usize) {
         let len = text.len();
         text.push('\0');
@@ -118,15 +164,31 @@ fn view_of(event: &mut HostEvent, peer: &mut String) -> groupcast_event {
             peer: addr,
             path,
             query,
+            headers,
+            subprotocols,
         } => {
             use std::fmt::Write;
             view.kind = groupcast_event_kind::GROUPCAST_EVENT_CONNECT as u32;
             view.conn = *conn;
-            peer.clear();
-            let _ = write!(peer, "{addr}");
-            (view.peer, view.peer_len) = terminated(peer);
+            store.peer.clear();
+            let _ = write!(store.peer, "{addr}");
+            (view.peer, view.peer_len) = terminated(&mut store.peer);
             (view.path, view.path_len) = terminated(path);
             (view.query, view.query_len) = terminated(query);
+            store.headers.clear();
+            for (name, value) in headers.iter_mut() {
+                let (name, name_len) = terminated(name);
+                let (value, value_len) = terminated(value);
+                store.headers.push(groupcast_header {
+                    name,
+                    name_len,
+                    value,
+                    value_len,
+                });
+            }
+            (view.headers, view.headers_len) = (store.headers.as_ptr(), store.headers.len());
+            store.subprotocols = subprotocols.join(", ");
+            (view.subprotocols, view.subprotocols_len) = terminated(&mut store.subprotocols);
         }
         HostEvent::Message { conn, payload } => {
             view.kind = groupcast_event_kind::GROUPCAST_EVENT_MESSAGE as u32;
@@ -165,7 +227,7 @@ fn view_of(event: &mut HostEvent, peer: &mut String) -> groupcast_event {
 #[derive(Default)]
 pub(crate) struct PollSlot {
     events: Vec<HostEvent>,
-    peers: Vec<String>,
+    stores: Vec<ViewStore>,
 }
 
 impl PollSlot {
@@ -197,14 +259,15 @@ impl PollSlot {
         let mut slot = slot.lock();
         let slot = &mut *slot;
         slot.events.clear();
-        slot.peers.clear();
+        slot.stores.clear();
         match queue.poll_until(&mut slot.events, deadline, capacity) {
             Polled::Finished => return fail(GROUPCAST_ERR_STOPPED, finished),
             Polled::TimedOut | Polled::Events(_) => {}
         }
-        slot.peers.resize_with(slot.events.len(), String::new);
-        for (i, (event, peer)) in slot.events.iter_mut().zip(&mut slot.peers).enumerate() {
-            let view = view_of(event, peer);
+        slot.stores
+            .resize_with(slot.events.len(), ViewStore::default);
+        for (i, (event, store)) in slot.events.iter_mut().zip(&mut slot.stores).enumerate() {
+            let view = view_of(event, store);
             // SAFETY: `events` has room for `capacity` >= len items.
             unsafe { events.add(i).write(view) };
         }
@@ -333,8 +396,8 @@ pub(crate) struct CHooks {
     /// Shared with the server; cleared by a stop from a callback and by
     /// free.
     alive: Arc<AtomicBool>,
-    /// Storage for a connect event's peer address text.
-    peer: String,
+    /// Storage for what a connect event's view points to.
+    store: ViewStore,
 }
 
 impl CHooks {
@@ -347,7 +410,7 @@ impl CHooks {
             server: ServerPtr(server),
             callbacks,
             alive,
-            peer: String::new(),
+            store: ViewStore::default(),
         }
     }
 }
@@ -356,12 +419,12 @@ impl CHooks {
 /// code panicked (a C callback cannot unwind into us: that would abort).
 fn call_c<R>(
     server: ServerPtr,
-    peer: &mut String,
+    store: &mut ViewStore,
     event: &mut HostEvent,
     call: impl FnOnce(*mut groupcast_server, &groupcast_event) -> R,
 ) -> Option<R> {
     catch_unwind(AssertUnwindSafe(|| {
-        let view = view_of(event, peer);
+        let view = view_of(event, store);
         call(server.0, &view)
     }))
     .ok()
@@ -370,12 +433,12 @@ fn call_c<R>(
 /// Calls an event callback, if registered.
 fn call_event(
     server: ServerPtr,
-    peer: &mut String,
+    store: &mut ViewStore,
     cb: &Option<Arc<Callback<EventFn>>>,
     event: &mut HostEvent,
 ) {
     if let Some(cb) = cb {
-        call_c(server, peer, event, |server, view| {
+        call_c(server, store, event, |server, view| {
             // SAFETY: a callback the host registered, with its userdata;
             // the view lives across the call.
             unsafe { (cb.f)(cb.userdata, server, view) }
@@ -394,16 +457,18 @@ impl EventHandler for CHooks {
     fn on_connect(&mut self, event: &mut HostEvent) -> Verdict {
         let Some(cb) = &self.callbacks.on_connect else {
             // Approval asked for with flags only: nobody decides, admit.
-            return Verdict::Admit;
+            return Verdict::ADMIT;
         };
-        let admitted = call_c(self.server, &mut self.peer, event, |server, view| {
+        let admitted = call_c(self.server, &mut self.store, event, |server, view| {
             // SAFETY: a callback the host registered, with its userdata;
             // the view lives across the call.
             unsafe { (cb.f)(cb.userdata, server, view) }
         });
         match admitted {
-            Some(true) => Verdict::Admit,
-            Some(false) => Verdict::Refuse,
+            // Decided from the callback (`groupcast_server_refuse`, ...):
+            // that first verdict stands and this one finds nobody held.
+            Some(true) => Verdict::ADMIT,
+            Some(false) => Verdict::refuse(),
             None => Verdict::Failed,
         }
     }
@@ -411,20 +476,25 @@ impl EventHandler for CHooks {
     fn on_message(&mut self, event: &mut HostEvent) {
         call_event(
             self.server,
-            &mut self.peer,
+            &mut self.store,
             &self.callbacks.on_message,
             event,
         );
     }
 
     fn on_close(&mut self, event: &mut HostEvent) {
-        call_event(self.server, &mut self.peer, &self.callbacks.on_close, event);
+        call_event(
+            self.server,
+            &mut self.store,
+            &self.callbacks.on_close,
+            event,
+        );
     }
 
     fn on_channel(&mut self, event: &mut HostEvent) {
         call_event(
             self.server,
-            &mut self.peer,
+            &mut self.store,
             &self.callbacks.on_channel,
             event,
         );

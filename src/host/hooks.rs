@@ -1,7 +1,7 @@
 //! Hooks: a host's callbacks, run by the core on the host thread.
 //!
 //! Every binding used to carry the same plumbing: which event goes to which
-//! callback, what a connect callback's answer means, when to admit or close
+//! callback, what a connect callback's answer means, when to admit or refuse
 //! a connection held for approval. It lives here once. A binding implements
 //! [`Hooks`] (how to enter its world for one batch: Python attaches to the
 //! interpreter once per batch) and [`EventHandler`] (its callbacks);
@@ -10,22 +10,48 @@
 use super::HostEvent;
 use crate::ids::ConnId;
 
-/// What a host's connect callback decided about a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a host decided about a connection held before its websocket
+/// upgrade (see [`crate::HostConfig::approve_connections`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Let it talk.
-    Admit,
-    /// Refuse it: closed with 1008 "connection refused".
-    Refuse,
-    /// The callback failed (raised, panicked): closed with 1011 "internal
-    /// error", since admitting a client nobody checked would be worse.
+    /// Let it upgrade; `subprotocol`, one of those the client offered, is
+    /// put in the handshake response's `Sec-WebSocket-Protocol`.
+    Admit {
+        /// The chosen subprotocol, if any.
+        subprotocol: Option<String>,
+    },
+    /// Refuse it with a plain HTTP response: `status` (400-599) and a short
+    /// text `body`; no websocket frame is ever sent.
+    Refuse {
+        /// The HTTP status.
+        status: u16,
+        /// The response body (text), may be empty.
+        body: String,
+    },
+    /// The callback failed (raised, panicked): refused with HTTP 500,
+    /// since admitting a client nobody checked would be worse.
     Failed,
 }
 
-/// Close code and reason for [`Verdict::Refuse`].
-pub const REFUSED: (u16, &str) = (1008, "connection refused");
-/// Close code and reason for [`Verdict::Failed`].
-pub const HOOK_FAILED: (u16, &str) = (1011, "internal error");
+impl Verdict {
+    /// Admit without a subprotocol.
+    pub const ADMIT: Verdict = Verdict::Admit { subprotocol: None };
+
+    /// The default refusal: HTTP 403 with an empty body.
+    pub fn refuse() -> Verdict {
+        Verdict::Refuse {
+            status: REFUSED_STATUS,
+            body: String::new(),
+        }
+    }
+}
+
+/// HTTP status of a refusal that says no more (a C callback returning
+/// false, Python's `False`, [`crate::NodeHandle::close`] on a held
+/// connection).
+pub const REFUSED_STATUS: u16 = 403;
+/// HTTP status for [`Verdict::Failed`].
+pub const FAILED_STATUS: u16 = 500;
 
 /// A host's callbacks for one batch of events. Each method gets the event
 /// it is named for (the other kinds never reach it) and may change it in
@@ -34,7 +60,7 @@ pub trait EventHandler {
     /// A new connection ([`HostEvent::Connect`]); with
     /// [`crate::HostConfig::approve_connections`] it waits for this answer.
     fn on_connect(&mut self, _event: &mut HostEvent) -> Verdict {
-        Verdict::Admit
+        Verdict::ADMIT
     }
     /// A client message for the host ([`HostEvent::Message`]).
     fn on_message(&mut self, _event: &mut HostEvent) {}
@@ -60,7 +86,7 @@ pub trait Hooks: Send + 'static {
 }
 
 /// Hands each event of `batch` to its handler method; a connect verdict is
-/// handed to `verdict` to carry out (the server admits or closes the
+/// handed to `verdict` to carry out (the server admits or refuses the
 /// connection: this layer knows nothing of nodes).
 pub(crate) fn route(
     batch: &mut Vec<HostEvent>,

@@ -23,7 +23,7 @@ mod queue;
 
 pub use dispatcher::Dispatcher;
 pub(crate) use hooks::route;
-pub use hooks::{EventHandler, HOOK_FAILED, Hooks, REFUSED, Verdict};
+pub use hooks::{EventHandler, FAILED_STATUS, Hooks, REFUSED_STATUS, Verdict};
 pub use queue::{HostEvents, Polled};
 
 /// A message's payload as the client sent it.
@@ -38,7 +38,9 @@ pub enum Payload {
 /// Something the host is told about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostEvent {
-    /// A client completed the websocket handshake.
+    /// A client connected: after its websocket handshake, or, when the
+    /// host approves connections, before it (the upgrade waits for the
+    /// host's verdict).
     Connect {
         /// Its id, for actions.
         conn: ConnId,
@@ -48,6 +50,14 @@ pub enum HostEvent {
         path: String,
         /// The query string without `?`, empty when none (where tokens go).
         query: String,
+        /// The request's headers (for cookies, `Authorization`): in the
+        /// order sent with their names as sent when the host approves
+        /// connections; otherwise read after the handshake, grouped by
+        /// name and lowercased.
+        headers: Vec<(String, String)>,
+        /// The subprotocols the client offered (`Sec-WebSocket-Protocol`),
+        /// in its order of preference.
+        subprotocols: Vec<String>,
     },
     /// A client message for the host.
     Message {

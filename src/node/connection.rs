@@ -1,6 +1,11 @@
 //! One websocket client: the handshake, then a single task that reads the
 //! client's commands and writes what is queued for it.
 //!
+//! When the host approves connections it decides before the handshake,
+//! from the request head read without being consumed; a refusal is a plain
+//! HTTP response and the websocket never exists. A plain HTTP request gets
+//! 426 either way.
+//!
 //! Reading and writing share one task (and one `select!`) so an idle
 //! connection costs one small task, not two. Everything queued when the
 //! writer wakes up is fed to the socket and flushed once, so a burst of group
@@ -13,18 +18,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError as WsProtocolError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::state::NodeState;
+use super::state::{NodeState, Pending};
 use super::writer::write_frames;
-use crate::host::{HostEvent, Payload};
+use crate::host::{FAILED_STATUS, HostEvent, Payload, Verdict};
 use crate::ids::GroupId;
 use crate::protocol::{
     ClientCommand, ProtocolError, error_reply, parse_binary_command, parse_command,
@@ -43,19 +52,50 @@ const READ_BATCH: usize = 256;
 /// the task away from reading.
 const WRITE_BATCH: usize = 64;
 
-/// Where the client asked to connect, from the handshake request.
+/// Longest request head read before the upgrade for the host's verdict
+/// (larger ones get 431).
+const MAX_HEAD: usize = 8 * 1024;
+
+/// Most headers in a request head; tungstenite's own bound.
+const MAX_HEADERS: usize = 124;
+
+/// How long to wait before peeking again at a request head that has not
+/// grown (the socket stays readable while unread bytes wait, so waiting for
+/// readiness alone would spin).
+const PEEK_PAUSE: Duration = Duration::from_millis(5);
+
+/// The body of the `426 Upgrade Required` answer to a plain HTTP request.
+const NOT_WEBSOCKET: &str =
+    "This is a websocket endpoint: connect with a websocket client (Upgrade: websocket).\n";
+
+/// Where the client asked to connect and what it said, from the handshake
+/// request.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RequestTarget {
     /// The request path, e.g. `/chat`.
     pub(crate) path: String,
     /// The query string without `?`, e.g. `token=abc`; empty when none.
     pub(crate) query: String,
+    /// The headers, for a connect event after the handshake.
+    pub(crate) headers: Vec<(String, String)>,
+    /// The subprotocols offered, for the same event.
+    pub(crate) subprotocols: Vec<String>,
 }
 
 /// Accepts the websocket handshake and serves the connection until it
 /// closes. Never panics on client input; every exit removes the connection
 /// from the registry.
-pub(crate) async fn serve_connection(shared: Arc<NodeState>, stream: TcpStream, peer: SocketAddr) {
+///
+/// When the host approves connections, the request head is read first
+/// without consuming it (`peek`), the host decides with its headers, and
+/// only an admitted connection is upgraded; a refused one gets a plain HTTP
+/// response. Otherwise nothing is peeked: a request that is not an upgrade
+/// is answered 426 from tungstenite's failed handshake.
+pub(crate) async fn serve_connection(
+    shared: Arc<NodeState>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) {
     let _socket = OpenSocket::count(&shared);
     let _ = stream.set_nodelay(true);
     if let Some(size) = shared.limits.send_buffer_size {
@@ -63,36 +103,95 @@ pub(crate) async fn serve_connection(shared: Arc<NodeState>, stream: TcpStream, 
         // default in place.
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
     }
-    let mut target = RequestTarget::default();
-    // The handshake's error type is tungstenite's and large; it is built only
-    // to refuse a connection.
-    #[allow(clippy::result_large_err)]
-    let check = |request: &Request, response: Response| {
-        if let Some(refusal) = refusal(&shared, request) {
-            NodeCounters::add(&shared.counters.connections_refused, 1);
-            tracing::debug!(%peer, status = %refusal.status(), "connection refused at the handshake");
-            return Err(refusal);
+    let approve = shared.host.is_some() && shared.host_config.approve_connections;
+    let mut held = None;
+    if approve {
+        // Boxed: it runs once, and unboxed its state would size the task.
+        let decided = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            decided = Box::pin(hold_for_verdict(&shared, &mut stream, peer)) => decided,
+        };
+        match decided {
+            Some(admitted) => held = Some(admitted),
+            None => return,
         }
-        target.path = request.uri().path().to_owned();
-        target.query = request.uri().query().unwrap_or_default().to_owned();
-        Ok(response)
+    }
+    let subprotocol = held.as_ref().and_then(|h| h.subprotocol.clone());
+    // A held connection passed the limits before the host was asked.
+    let checked = held.is_some();
+    let capture = shared.host.is_some() && shared.host_config.connect_events && !approve;
+    let mut target = RequestTarget::default();
+    let upgraded = {
+        // The handshake's error type is tungstenite's and large; it is
+        // built only to refuse a connection.
+        #[allow(clippy::result_large_err)]
+        let check = |request: &Request, mut response: Response| {
+            let origin = request.headers().get("origin").map(|o| o.as_bytes());
+            if !checked && let Some(refusal) = refusal(&shared, origin) {
+                NodeCounters::add(&shared.counters.connections_refused, 1);
+                tracing::debug!(%peer, status = %refusal.0, "connection refused at the handshake");
+                let mut response = ErrorResponse::new(Some(refusal.1.to_owned()));
+                *response.status_mut() = refusal.0;
+                return Err(response);
+            }
+            target.path = request.uri().path().to_owned();
+            target.query = request.uri().query().unwrap_or_default().to_owned();
+            if capture {
+                target.headers = request
+                    .headers()
+                    .iter()
+                    .map(|(name, value)| {
+                        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                        (name.as_str().to_owned(), value)
+                    })
+                    .collect();
+                target.subprotocols = offered_subprotocols(&target.headers);
+            }
+            if let Some(protocol) = subprotocol
+                .as_deref()
+                .and_then(|p| HeaderValue::from_str(p).ok())
+            {
+                response
+                    .headers_mut()
+                    .insert("sec-websocket-protocol", protocol);
+            }
+            Ok(response)
+        };
+        // On a borrowed stream, so that a request that is not an upgrade
+        // can still be answered; tungstenite refuses a request followed by
+        // more bytes, so nothing read is lost when the stream is taken back.
+        // Boxed: the handshake's state is larger than the session's.
+        let handshake = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+            &mut stream,
+            check,
+            Some(shared.ws_config),
+        ));
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => Upgrade::Failed,
+            result = tokio::time::timeout(shared.limits.handshake_timeout, handshake) => match result {
+                Ok(Ok(_)) => Upgrade::Done,
+                Ok(Err(WsError::Protocol(
+                    WsProtocolError::MissingConnectionUpgradeHeader
+                    | WsProtocolError::MissingUpgradeWebSocketHeader,
+                ))) => Upgrade::NotWebsocket,
+                // Timed out, refused or not a websocket handshake.
+                _ => Upgrade::Failed,
+            },
+        }
     };
-    // Boxed: the handshake's state is larger than the session's, and an
-    // unboxed future would carry it for the connection's whole life.
-    let handshake = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
-        check,
-        Some(shared.ws_config),
-    ));
-    let ws = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
-        result = tokio::time::timeout(shared.limits.handshake_timeout, handshake) => match result {
-            Ok(Ok(ws)) => ws,
-            // Timed out or not a websocket handshake: nothing to clean up.
-            _ => return,
-        },
+    match upgraded {
+        Upgrade::Done => {}
+        Upgrade::NotWebsocket => {
+            tracing::debug!(%peer, "plain HTTP request on the websocket port: 426");
+            return answer(&mut stream, 0, 426, NOT_WEBSOCKET).await;
+        }
+        Upgrade::Failed => return,
+    }
+    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(shared.ws_config)).await;
+    let (conn, outbox_rx) = match held {
+        Some(held) => held.open(),
+        None => shared.open_connection(shared.next_id(), peer),
     };
-    let (conn, outbox_rx) = shared.open_connection(peer);
     tracing::debug!(conn = conn.id, %peer, "connection opened");
     let mut session = ClientSession {
         shared: shared.clone(),
@@ -116,6 +215,249 @@ pub(crate) async fn serve_connection(shared: Arc<NodeState>, stream: TcpStream, 
     }
 }
 
+/// How the websocket handshake ended.
+enum Upgrade {
+    Done,
+    /// A plain HTTP request (no `Upgrade: websocket`): answered 426.
+    NotWebsocket,
+    Failed,
+}
+
+/// A connection the host was told about before its upgrade. It is open
+/// for actions from then on (the host may send to it or put it in groups
+/// from its connect callback: what is queued is written after the
+/// upgrade). Dropped before it was taken by a session, it stops waiting
+/// for a verdict, leaves the registry, and the host gets its Close event
+/// (code `None`), so every Connect has its Close.
+struct Held {
+    shared: Arc<NodeState>,
+    conn: Arc<ConnectionEntry>,
+    /// Its queue, for the session.
+    outbox_rx: Option<OutboxReceiver>,
+    /// The subprotocol the host chose.
+    subprotocol: Option<String>,
+}
+
+impl Held {
+    /// Hands the connection to its session, which sends the Close event.
+    fn open(mut self) -> (Arc<ConnectionEntry>, OutboxReceiver) {
+        let outbox_rx = self.outbox_rx.take().expect("taken once");
+        (self.conn.clone(), outbox_rx)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.shared.pending.lock().remove(&self.conn.id);
+        if self.outbox_rx.is_none() {
+            return;
+        }
+        self.shared.registry.remove_connection(&self.conn);
+        if let Some(host) = &self.shared.host
+            && self.shared.host_config.close_events
+        {
+            host.push_now(HostEvent::Close {
+                conn: self.conn.id,
+                code: None,
+            });
+        }
+    }
+}
+
+/// Reads the request head without consuming it, asks the host, and waits
+/// for its verdict. Returns the admitted connection, or `None` once the
+/// connection has been answered (refused, timed out, not a websocket
+/// request) or has gone.
+async fn hold_for_verdict(
+    shared: &Arc<NodeState>,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+) -> Option<Held> {
+    let host = shared.host.as_ref()?;
+    let head = tokio::time::timeout(shared.limits.handshake_timeout, peek_head(stream));
+    let head = match head.await {
+        Ok(Some(Ok(head))) => head,
+        Ok(Some(Err((status, why)))) => {
+            answer(stream, 0, status, why).await;
+            return None;
+        }
+        // Timed out or gone before a whole head came.
+        _ => return None,
+    };
+    if !head.upgrade {
+        answer(stream, head.len, 426, NOT_WEBSOCKET).await;
+        return None;
+    }
+    let origin = head
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("origin"))
+        .map(|(_, value)| value.as_bytes());
+    if let Some((status, why)) = refusal(shared, origin) {
+        NodeCounters::add(&shared.counters.connections_refused, 1);
+        answer(stream, head.len, status.as_u16(), why).await;
+        return None;
+    }
+    let (entry, outbox_rx) = shared.open_connection(shared.next_id(), peer);
+    let conn = entry.id;
+    let subprotocols = offered_subprotocols(&head.headers);
+    let (verdict_tx, verdict_rx) = oneshot::channel();
+    shared.pending.lock().insert(
+        conn,
+        Pending {
+            verdict: verdict_tx,
+            subprotocols: subprotocols.clone(),
+        },
+    );
+    let mut held = Held {
+        shared: shared.clone(),
+        conn: entry,
+        outbox_rx: Some(outbox_rx),
+        subprotocol: None,
+    };
+    let event = HostEvent::Connect {
+        conn,
+        peer,
+        path: head.path,
+        query: head.query,
+        headers: head.headers,
+        subprotocols,
+    };
+    host.push(event, &shared.shutdown).await;
+    let verdict = match tokio::time::timeout(shared.host_config.approval_timeout, verdict_rx).await
+    {
+        Ok(Ok(verdict)) => verdict,
+        Ok(Err(_)) => Verdict::Failed,
+        Err(_) => Verdict::Refuse {
+            status: 503,
+            body: "not admitted in time\n".into(),
+        },
+    };
+    let (status, body) = match verdict {
+        Verdict::Admit { subprotocol } => {
+            held.subprotocol = subprotocol;
+            return Some(held);
+        }
+        Verdict::Refuse { status, body } => (status, body),
+        Verdict::Failed => (FAILED_STATUS, String::new()),
+    };
+    NodeCounters::add(&shared.counters.connections_refused, 1);
+    tracing::debug!(conn, %peer, status, "connection refused before the upgrade");
+    // Gone from the registry (and its Close queued) before the client
+    // learns of the refusal.
+    drop(held);
+    answer(stream, head.len, status, &body).await;
+    None
+}
+
+/// A request head read before the upgrade.
+struct RequestHead {
+    /// Its length in bytes, all of it still unread in the socket.
+    len: usize,
+    path: String,
+    query: String,
+    /// In request order, names as sent.
+    headers: Vec<(String, String)>,
+    /// Whether it asks for a websocket upgrade.
+    upgrade: bool,
+}
+
+/// Peeks at the socket until a whole request head is there. `None` when
+/// the client goes first; `Err` with the status and body to answer for a
+/// head that is malformed or over [`MAX_HEAD`].
+async fn peek_head(stream: &TcpStream) -> Option<Result<RequestHead, (u16, &'static str)>> {
+    let mut buf = vec![0u8; MAX_HEAD];
+    let mut seen = 0;
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if n > seen {
+            seen = n;
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut request = httparse::Request::new(&mut headers);
+            match request.parse(&buf[..n]) {
+                Ok(httparse::Status::Complete(len)) => return Some(Ok(head_of(&request, len))),
+                Ok(httparse::Status::Partial) if n < MAX_HEAD => {}
+                Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                    return Some(Err((431, "request head too large\n")));
+                }
+                Err(_) => return Some(Err((400, "malformed HTTP request\n"))),
+            }
+        }
+        // The bytes already there keep the socket readable: pause rather
+        // than spin until more arrive.
+        tokio::time::sleep(PEEK_PAUSE).await;
+    }
+}
+
+fn head_of(request: &httparse::Request<'_, '_>, len: usize) -> RequestHead {
+    let target = request.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let headers: Vec<(String, String)> = request
+        .headers
+        .iter()
+        .map(|h| {
+            let value = String::from_utf8_lossy(h.value).into_owned();
+            (h.name.to_owned(), value)
+        })
+        .collect();
+    let upgrade = headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("upgrade")
+            && value
+                .split(',')
+                .any(|v| v.trim().eq_ignore_ascii_case("websocket"))
+    });
+    RequestHead {
+        len,
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers,
+        upgrade,
+    }
+}
+
+/// The subprotocols offered in `Sec-WebSocket-Protocol` (one or several
+/// headers, comma-separated), in order.
+fn offered_subprotocols(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .flat_map(|(_, value)| value.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Answers with a plain HTTP response and closes: the `head_len` bytes of
+/// request head still unread are taken first, and after the response
+/// whatever else the client sends is read and dropped until it closes
+/// (within [`CLOSE_TIMEOUT`]): closing with unread bytes would reset the
+/// connection and could lose the response.
+async fn answer(stream: &mut TcpStream, head_len: usize, status: u16, body: &str) {
+    let reason = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Refused");
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let send = async {
+        let mut head = vec![0u8; head_len];
+        stream.read_exact(&mut head).await?;
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, send).await;
+}
+
 /// Counts a socket for `max_connections` from accept to the end of its
 /// task, whichever way it ends.
 struct OpenSocket<'a>(&'a NodeState);
@@ -133,25 +475,20 @@ impl Drop for OpenSocket<'_> {
     }
 }
 
-/// Why a handshake is refused, as the HTTP response to send: over the
-/// connection limit (503), or a browser origin not allowed (403).
-fn refusal(shared: &NodeState, request: &Request) -> Option<ErrorResponse> {
+/// Why a connection is refused whatever the host says, as the HTTP status
+/// and body to answer: over the connection limit (503), or a browser
+/// `origin` not allowed (403).
+fn refusal(shared: &NodeState, origin: Option<&[u8]>) -> Option<(StatusCode, &'static str)> {
     let limits = &shared.limits;
-    let refuse = |status: StatusCode, why: &str| {
-        let mut response = ErrorResponse::new(Some(why.to_owned()));
-        *response.status_mut() = status;
-        Some(response)
-    };
     if let Some(max) = limits.max_connections
         && shared.open_sockets.load(Ordering::Relaxed) > max
     {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+        return Some((StatusCode::SERVICE_UNAVAILABLE, "too many connections"));
     }
-    if let (Some(allowed), Some(origin)) =
-        (&limits.allowed_origins, request.headers().get("origin"))
-        && !allowed.iter().any(|a| a.as_bytes() == origin.as_bytes())
+    if let (Some(allowed), Some(origin)) = (&limits.allowed_origins, origin)
+        && !allowed.iter().any(|a| a.as_bytes() == origin)
     {
-        return refuse(StatusCode::FORBIDDEN, "origin not allowed");
+        return Some((StatusCode::FORBIDDEN, "origin not allowed"));
     }
     None
 }
@@ -193,7 +530,7 @@ impl ClientSession {
         let mut batch = Vec::new();
         // The first and last steps are boxed: they run once, and unboxed
         // their state would size every idle connection's task.
-        let next = match Box::pin(self.introduce(target, &mut batch)).await {
+        let next = match Box::pin(self.introduce(target)).await {
             Next::Continue => self.exchange(&mut batch).await,
             other => other,
         };
@@ -211,57 +548,31 @@ impl ClientSession {
         }
     }
 
-    /// Tells the host about the connection and, when the host approves
-    /// connections, waits for its verdict before reading anything (frames
-    /// the host sends meanwhile, a welcome say, are written).
-    async fn introduce(&mut self, target: RequestTarget, batch: &mut Vec<Outbound>) -> Next {
+    /// Tells the host about the connection when it takes connect events
+    /// but does not approve them (an approved connection was announced
+    /// before its upgrade).
+    async fn introduce(&mut self, target: RequestTarget) -> Next {
         let shared = self.shared.clone();
         let config = &shared.host_config;
         let Some(host) = &shared.host else {
             return Next::Continue;
         };
-        if !(config.connect_events || config.approve_connections) {
+        if !config.connect_events || config.approve_connections {
             return Next::Continue;
         }
-        let verdict = config.approve_connections.then(|| {
-            let (admit, verdict) = tokio::sync::oneshot::channel();
-            *self.conn.admission.lock() = Some(admit);
-            verdict
-        });
         host.push(
             HostEvent::Connect {
                 conn: self.conn.id,
                 peer: self.conn.peer,
                 path: target.path,
                 query: target.query,
+                headers: target.headers,
+                subprotocols: target.subprotocols,
             },
             &shared.shutdown,
         )
         .await;
-        let Some(mut verdict) = verdict else {
-            return Next::Continue;
-        };
-        let terminated = self.conn.outbox.terminated().clone();
-        let deadline = tokio::time::sleep(config.approval_timeout);
-        tokio::pin!(deadline);
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = terminated.cancelled() => Next::Terminate,
-                admitted = &mut verdict => match admitted {
-                    Ok(()) => return Next::Continue,
-                    Err(_) => Next::End,
-                },
-                _ = &mut deadline => Next::Close(CloseFrame {
-                    code: CloseCode::Policy,
-                    reason: "not admitted in time".into(),
-                }),
-                _ = self.outbox_rx.recv_batch(batch, WRITE_BATCH) => self.write_batch(batch).await,
-            };
-            if !matches!(next, Next::Continue) {
-                return next;
-            }
-        }
+        Next::Continue
     }
 
     /// The main loop: client frames in, queued frames out, pings on time.

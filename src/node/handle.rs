@@ -10,10 +10,14 @@ use super::state::NodeState;
 use crate::bus::GROUP_CHANNEL_PREFIX;
 use crate::channel::ChannelClient;
 use crate::error::{Error, Result};
-use crate::host::HostEvents;
+use crate::host::{HostEvents, Verdict};
 use crate::ids::{ConnId, GroupId};
 use crate::registry::ConnectionEntry;
 use crate::stats::{Health, Stats};
+
+/// Longest body of a refusal ([`NodeHandle::refuse`]): a short reason,
+/// not a page.
+pub const MAX_REFUSAL_BODY: usize = 4096;
 
 /// Actions on a node, callable from any thread (they never block on the
 /// network: sends are queued for each connection's writer). Cheap to clone.
@@ -81,7 +85,8 @@ impl NodeHandle {
     }
 
     /// Closes a connection with `code` and `reason` after what is already
-    /// queued for it has been sent.
+    /// queued for it has been sent. A connection held for approval is
+    /// refused instead, with HTTP 403 (it has no websocket to close).
     ///
     /// # Errors
     ///
@@ -90,6 +95,10 @@ impl NodeHandle {
     pub fn close(&self, conn: ConnId, code: u16, reason: &str) -> Result<()> {
         if !close_code_allowed(code) {
             return Err(Error::InvalidCloseCode(code));
+        }
+        self.running()?;
+        if self.decide(conn, Verdict::refuse()).is_ok() {
+            return Ok(());
         }
         // A close frame's reason is limited to 123 bytes: cut on a char
         // boundary rather than fail.
@@ -252,18 +261,92 @@ impl NodeHandle {
     }
 
     /// Lets a connection held for approval (see
-    /// [`HostConfig::approve_connections`]) start talking. To refuse it, call
-    /// [`NodeHandle::close`] instead.
+    /// [`HostConfig::approve_connections`](crate::HostConfig)) upgrade to
+    /// a websocket. To refuse it, call [`NodeHandle::refuse`]. A held
+    /// connection is open for the other actions already (what is sent to it
+    /// is written after the upgrade); admitting one that is not held is
+    /// `Ok`.
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownConnection`] when no such connection is open.
+    /// [`Error::UnknownConnection`] when no such connection is held or open.
     pub fn admit(&self, conn: ConnId) -> Result<()> {
-        let connection = self.connection(conn)?;
-        if let Some(admit) = connection.admission.lock().take() {
-            let _ = admit.send(());
+        self.running()?;
+        if self.decide(conn, Verdict::ADMIT).is_ok() || self.connection(conn).is_ok() {
+            return Ok(());
         }
+        Err(Error::UnknownConnection(conn))
+    }
+
+    /// Admits a held connection choosing `subprotocol`, one of those it
+    /// offered: the handshake response names it in `Sec-WebSocket-Protocol`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownConnection`] when no such connection is held,
+    /// [`Error::Config`] when the client did not offer `subprotocol` (the
+    /// connection stays held).
+    pub fn admit_with_subprotocol(&self, conn: ConnId, subprotocol: &str) -> Result<()> {
+        self.running()?;
+        let mut pending = self.state.pending.lock();
+        let held = pending.get(&conn).ok_or(Error::UnknownConnection(conn))?;
+        if !held.subprotocols.iter().any(|p| p == subprotocol) {
+            return Err(Error::Config(format!(
+                "subprotocol {subprotocol:?} was not offered by connection {conn} (offered: {:?})",
+                held.subprotocols
+            )));
+        }
+        let held = pending.remove(&conn).expect("looked up above");
+        drop(pending);
+        let _ = held.verdict.send(Verdict::Admit {
+            subprotocol: Some(subprotocol.to_owned()),
+        });
         Ok(())
+    }
+
+    /// Refuses a held connection before its upgrade: it gets a plain HTTP
+    /// response with `status` (400-599) and `body` (text, at most
+    /// [`MAX_REFUSAL_BODY`] bytes), then the socket closes; no websocket
+    /// frame is ever sent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a status outside 400-599 or a longer body,
+    /// [`Error::UnknownConnection`] when no such connection is held (one
+    /// already open is closed with [`NodeHandle::close`]).
+    pub fn refuse(&self, conn: ConnId, status: u16, body: &str) -> Result<()> {
+        self.running()?;
+        if !(400..=599).contains(&status) {
+            return Err(Error::Config(format!(
+                "a refusal's HTTP status must be 400-599, not {status}"
+            )));
+        }
+        if body.len() > MAX_REFUSAL_BODY {
+            return Err(Error::Config(format!(
+                "a refusal's body must be at most {MAX_REFUSAL_BODY} bytes, not {}",
+                body.len()
+            )));
+        }
+        self.decide(
+            conn,
+            Verdict::Refuse {
+                status,
+                body: body.to_owned(),
+            },
+        )
+    }
+
+    /// Hands `verdict` to a held connection.
+    fn decide(&self, conn: ConnId, verdict: Verdict) -> Result<()> {
+        let held = self.state.pending.lock().remove(&conn);
+        match held {
+            // Sent even if the task just stopped waiting: nothing to undo.
+            Some(held) => {
+                let _ = held.verdict.send(verdict);
+                Ok(())
+            }
+            None => Err(Error::UnknownConnection(conn)),
+        }
     }
 
     fn channel_client(&self) -> Result<&ChannelClient> {

@@ -29,7 +29,7 @@ mod metrics;
 mod state;
 mod writer;
 
-pub use handle::NodeHandle;
+pub use handle::{MAX_REFUSAL_BODY, NodeHandle};
 pub(crate) use state::NodeState;
 
 /// Where a started node listens.
@@ -139,6 +139,7 @@ impl Node {
             next_conn_id: AtomicU64::new(1),
             counters,
             open_sockets: AtomicUsize::new(0),
+            pending: parking_lot::Mutex::default(),
         });
         tasks.spawn(accept_loop(listener, state.clone(), tasks.clone()));
         tasks.spawn(report_slow_consumers(state.clone()));

@@ -1,16 +1,19 @@
 //! A node's state, shared by its tasks and handles: limits, registry, bus,
 //! host queue and counters.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
 use crate::config::{HostConfig, Limits};
-use crate::host::HostEvents;
+use crate::host::{HostEvents, Verdict};
 use crate::ids::ConnId;
 use crate::queue::{Frames, Outbox, OutboxReceiver};
 use crate::registry::{ConnectionEntry, Registry};
@@ -41,6 +44,19 @@ pub(crate) struct NodeState {
     /// Sockets accepted and not yet finished (handshaking or open), for
     /// `max_connections`.
     pub(crate) open_sockets: AtomicUsize,
+    /// Connections held before their websocket upgrade for the host's
+    /// verdict, by id. A plain mutex, never held across `.await`: actions
+    /// take an entry out, the connection task removes its own when it
+    /// stops waiting.
+    pub(crate) pending: Mutex<HashMap<ConnId, Pending>>,
+}
+
+/// A connection waiting for the host's verdict before its upgrade.
+pub(crate) struct Pending {
+    /// Where the verdict goes; the connection task waits on the other end.
+    pub(crate) verdict: oneshot::Sender<Verdict>,
+    /// What the client offered, to check an admission's choice against.
+    pub(crate) subprotocols: Vec<String>,
 }
 
 impl NodeState {
@@ -49,12 +65,18 @@ impl NodeState {
         self.counters.count_out(messages, messages * len);
     }
 
-    /// Registers a new connection and returns it with its queue's receiver.
+    /// A new connection id.
+    pub(crate) fn next_id(&self) -> ConnId {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a new connection (under `id`, from [`Self::next_id`]) and
+    /// returns it with its queue's receiver.
     pub(crate) fn open_connection(
         &self,
+        id: ConnId,
         peer: SocketAddr,
     ) -> (Arc<ConnectionEntry>, OutboxReceiver) {
-        let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let (outbox, receiver) = Outbox::new(
             self.limits.outbound_queue_bytes,
             self.limits.slow_consumer,

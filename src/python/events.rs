@@ -8,12 +8,13 @@ use std::net::SocketAddr;
 use pyo3::PyTraverseError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyIterator, PyList, PyString};
 
 use super::{address_tuple, json_loads};
 use crate::{HostEvent, Payload};
 
-/// A client completed the websocket handshake.
+/// A client connected. With `approve_connections` it comes before the
+/// websocket upgrade, which waits for `on_connect`'s answer.
 #[pyclass(frozen, get_all, module = "groupcast._groupcast")]
 pub(super) struct ConnectEvent {
     /// The connection's id, for actions.
@@ -24,16 +25,30 @@ pub(super) struct ConnectEvent {
     path: String,
     /// The query string without `?` (where tokens usually travel).
     query: String,
+    /// The request's headers, looked up by any case.
+    headers: Py<Headers>,
+    /// The subprotocols the client offered, in its order of preference.
+    subprotocols: Vec<String>,
 }
 
 impl ConnectEvent {
-    pub(super) fn new(conn: u64, peer: SocketAddr, path: String, query: String) -> Self {
-        ConnectEvent {
+    pub(super) fn new(
+        py: Python<'_>,
+        conn: u64,
+        peer: SocketAddr,
+        path: String,
+        query: String,
+        headers: Vec<(String, String)>,
+        subprotocols: Vec<String>,
+    ) -> PyResult<Self> {
+        Ok(ConnectEvent {
             conn,
             peer: address_tuple(peer),
             path,
             query,
-        }
+            headers: Py::new(py, Headers { raw: headers })?,
+            subprotocols,
+        })
     }
 }
 
@@ -46,9 +61,151 @@ impl ConnectEvent {
 
     fn __repr__(&self) -> String {
         format!(
-            "ConnectEvent(conn={}, peer=({:?}, {}), path={:?}, query={:?})",
-            self.conn, self.peer.0, self.peer.1, self.path, self.query
+            "ConnectEvent(conn={}, peer=({:?}, {}), path={:?}, query={:?}, subprotocols={:?})",
+            self.conn, self.peer.0, self.peer.1, self.path, self.query, self.subprotocols
         )
+    }
+}
+
+/// A request's headers: a read-only mapping whose lookups ignore case.
+/// A header sent several times reads as its values joined with `", "`
+/// (`"; "` for `Cookie`); `raw` has them as sent.
+#[pyclass(frozen, mapping, module = "groupcast._groupcast")]
+pub(super) struct Headers {
+    /// `(name, value)` in request order, names as sent.
+    raw: Vec<(String, String)>,
+}
+
+impl Headers {
+    /// The value of `name`, every occurrence joined.
+    fn lookup(&self, name: &str) -> Option<String> {
+        let separator = match name.eq_ignore_ascii_case("cookie") {
+            true => "; ",
+            false => ", ",
+        };
+        let mut values = self
+            .raw
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        let first = values.next()?;
+        Some(values.fold(first.to_owned(), |mut all, v| {
+            all.push_str(separator);
+            all.push_str(v);
+            all
+        }))
+    }
+
+    /// Each name once, as first sent.
+    fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for (name, _) in &self.raw {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
+#[pymethods]
+impl Headers {
+    fn __getitem__(&self, name: &str) -> PyResult<String> {
+        self.lookup(name)
+            .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(name.to_owned()))
+    }
+
+    #[pyo3(signature = (name, default = None))]
+    fn get(&self, py: Python<'_>, name: &str, default: Option<Py<PyAny>>) -> Py<PyAny> {
+        match self.lookup(name) {
+            Some(value) => PyString::new(py, &value).into_any().unbind(),
+            None => default.unwrap_or_else(|| py.None()),
+        }
+    }
+
+    fn __contains__(&self, name: &Bound<'_, PyAny>) -> bool {
+        name.extract::<&str>()
+            .is_ok_and(|name| self.raw.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
+    }
+
+    fn __len__(&self) -> usize {
+        self.names().len()
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
+        PyList::new(py, self.names())?.try_iter()
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.names()
+    }
+
+    fn values(&self) -> Vec<String> {
+        self.names()
+            .into_iter()
+            .filter_map(|n| self.lookup(n))
+            .collect()
+    }
+
+    fn items(&self) -> Vec<(String, String)> {
+        self.names()
+            .into_iter()
+            .filter_map(|n| Some((n.to_owned(), self.lookup(n)?)))
+            .collect()
+    }
+
+    /// `(name, value)` pairs in request order, names as sent.
+    #[getter]
+    fn raw(&self) -> Vec<(String, String)> {
+        self.raw.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        let items: Vec<String> = self
+            .items()
+            .iter()
+            .map(|(n, v)| format!("{n:?}: {v:?}"))
+            .collect();
+        format!("Headers({{{}}})", items.join(", "))
+    }
+}
+
+/// What `on_connect` returns to refuse a connection before its websocket
+/// upgrade with an HTTP `status` (400-599) and a short text `body`.
+#[pyclass(frozen, get_all, module = "groupcast._groupcast")]
+pub(super) struct Refuse {
+    /// The HTTP status.
+    pub(super) status: u16,
+    /// The response body.
+    pub(super) body: String,
+}
+
+#[pymethods]
+impl Refuse {
+    #[new]
+    #[pyo3(signature = (status, body = String::new()))]
+    fn new(status: u16, body: String) -> PyResult<Self> {
+        if !(400..=599).contains(&status) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "a refusal's HTTP status must be 400-599, not {status}"
+            )));
+        }
+        if body.len() > crate::node::MAX_REFUSAL_BODY {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "a refusal's body must be at most {} bytes",
+                crate::node::MAX_REFUSAL_BODY
+            )));
+        }
+        Ok(Refuse { status, body })
+    }
+
+    #[classattr]
+    fn __match_args__() -> (&'static str, &'static str) {
+        ("status", "body")
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Refuse({}, body={:?})", self.status, self.body)
     }
 }
 
@@ -189,7 +346,13 @@ pub(super) fn event_object(py: Python<'_>, event: HostEvent) -> PyResult<Py<PyAn
             peer,
             path,
             query,
-        } => Py::new(py, ConnectEvent::new(conn, peer, path, query))?.into_any(),
+            headers,
+            subprotocols,
+        } => Py::new(
+            py,
+            ConnectEvent::new(py, conn, peer, path, query, headers, subprotocols)?,
+        )?
+        .into_any(),
         HostEvent::Message { conn, payload } => Py::new(
             py,
             MessageEvent {

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use pyo3::prelude::*;
 
 use super::call_channel_callback;
-use super::events::{ConnectEvent, message_data};
+use super::events::{ConnectEvent, Refuse, message_data};
 use crate::HostEvent;
 use crate::host::{EventHandler, Hooks, Verdict};
 
@@ -77,21 +77,34 @@ impl EventHandler for PyHandler<'_, '_> {
     fn on_connect(&mut self, event: &mut HostEvent) -> Verdict {
         // Cleared by the garbage collector: nobody decides, so admit.
         let Some(hook) = &self.on_connect else {
-            return Verdict::Admit;
+            return Verdict::ADMIT;
         };
         let HostEvent::Connect {
             conn,
             peer,
             path,
             query,
+            headers,
+            subprotocols,
         } = event
         else {
-            return Verdict::Admit;
+            return Verdict::ADMIT;
         };
-        let info = ConnectEvent::new(*conn, *peer, std::mem::take(path), std::mem::take(query));
-        match Py::new(self.py, info).and_then(|info| hook.call1((info,))) {
-            Ok(result) if is_false(&result) => Verdict::Refuse,
-            Ok(_) => Verdict::Admit,
+        let offered = subprotocols.clone();
+        let info = ConnectEvent::new(
+            self.py,
+            *conn,
+            *peer,
+            std::mem::take(path),
+            std::mem::take(query),
+            std::mem::take(headers),
+            std::mem::take(subprotocols),
+        );
+        match info
+            .and_then(|info| Py::new(self.py, info))
+            .and_then(|info| hook.call1((info,)))
+        {
+            Ok(result) => verdict_of(&result, &offered),
             Err(error) => {
                 self.report(error, hook);
                 Verdict::Failed
@@ -132,8 +145,25 @@ impl EventHandler for PyHandler<'_, '_> {
     }
 }
 
-/// `on_connect` refuses with exactly `False` (`None`, the result of a
-/// function without `return`, admits).
-fn is_false(value: &Bound<'_, PyAny>) -> bool {
-    value.is_instance_of::<pyo3::types::PyBool>() && !value.is_truthy().unwrap_or(true)
+/// What `on_connect`'s result means: exactly `False` refuses with 403, a
+/// `Refuse` with its status and body, a `str` among the offered
+/// subprotocols admits with it; anything else (`None`, the result of a
+/// function without `return`) admits.
+fn verdict_of(value: &Bound<'_, PyAny>, offered: &[String]) -> Verdict {
+    if value.is_instance_of::<pyo3::types::PyBool>() && !value.is_truthy().unwrap_or(true) {
+        return Verdict::refuse();
+    }
+    if let Ok(refusal) = value.cast::<Refuse>() {
+        let refusal = refusal.get();
+        return Verdict::Refuse {
+            status: refusal.status,
+            body: refusal.body.clone(),
+        };
+    }
+    match value.extract::<&str>() {
+        Ok(chosen) if offered.iter().any(|p| p == chosen) => Verdict::Admit {
+            subprotocol: Some(chosen.to_owned()),
+        },
+        _ => Verdict::ADMIT,
+    }
 }

@@ -450,7 +450,9 @@ mod _groupcast {
     #[pymodule_export]
     use super::channel::{ChannelClient, ChannelServer};
     #[pymodule_export]
-    use super::events::{Addresses, ChannelEvent, CloseEvent, ConnectEvent, MessageEvent};
+    use super::events::{
+        Addresses, ChannelEvent, CloseEvent, ConnectEvent, Headers, MessageEvent, Refuse,
+    };
     #[pymodule_export]
     use super::server::Server;
     #[pymodule_export]

@@ -18,6 +18,7 @@ typedef struct state {
     char first_path[64];
     char first_query[64];
     char first_peer[64];
+    char first_upgrade[64];
 } state;
 
 static void check_thread(state *s) {
@@ -27,7 +28,6 @@ static void check_thread(state *s) {
 }
 
 static bool on_connect(void *userdata, groupcast_server *server, const groupcast_event *event) {
-    (void)server;
     state *s = userdata;
     check_thread(s);
     if (event->kind != GROUPCAST_EVENT_CONNECT) return false;
@@ -35,10 +35,21 @@ static bool on_connect(void *userdata, groupcast_server *server, const groupcast
         atomic_fetch_add(&s->refused, 1);
         return false;
     }
+    if (strcmp(event->path, "/login") == 0) {
+        /* Decided here: the return value is then ignored. */
+        atomic_fetch_add(&s->refused, 1);
+        groupcast_server_refuse(server, event->conn, 401, STR("login first"));
+        return true;
+    }
     if (atomic_load(&s->connects) == 0) {
         snprintf(s->first_path, sizeof s->first_path, "%.*s", (int)event->path_len, event->path);
         snprintf(s->first_query, sizeof s->first_query, "%.*s", (int)event->query_len, event->query);
         snprintf(s->first_peer, sizeof s->first_peer, "%.*s", (int)event->peer_len, event->peer);
+        for (size_t i = 0; i < event->headers_len; i++) {
+            if (strcmp(event->headers[i].name, "Upgrade") == 0) {
+                snprintf(s->first_upgrade, sizeof s->first_upgrade, "%s", event->headers[i].value);
+            }
+        }
     }
     atomic_fetch_add(&s->connects, 1);
     return true;
@@ -119,6 +130,7 @@ static void round_trip(void) {
     CHECK(strcmp(s.first_path, "/chat") == 0);
     CHECK(strcmp(s.first_query, "token=abc") == 0);
     CHECK(strncmp(s.first_peer, "127.0.0.1:", 10) == 0);
+    CHECK(strcmp(s.first_upgrade, "websocket") == 0);
 
     /* Binary frames come back as they went. */
     const unsigned char blob[] = {0, 1, 2, 255};
@@ -127,17 +139,19 @@ static void round_trip(void) {
     CHECK(f.opcode == WS_BINARY && f.len == sizeof blob && memcmp(f.data, blob, sizeof blob) == 0);
     ws_frame_free(&f);
 
-    /* on_connect refuses: the client is closed with 1008 "connection
-     * refused". */
-    int denied = ws_connect(port, "/deny", 5000);
+    /* on_connect returns false: refused before the upgrade with HTTP 403;
+     * or refuses with groupcast_server_refuse: that status and body. */
+    char response[1024];
+    int denied = ws_request(port, "/deny", "", 5000);
     CHECK(denied >= 0);
-    f = ws_recv(denied);
-    CHECK(f.opcode == WS_CLOSE && f.close_code == 1008);
-    CHECK(f.len == 2 + strlen("connection refused") &&
-          memcmp(f.data + 2, "connection refused", f.len - 2) == 0);
-    ws_frame_free(&f);
+    CHECK(ws_read_refusal(denied, response, sizeof response) == 403);
     close(denied);
-    CHECK(atomic_load(&s.refused) == 1);
+    denied = ws_request(port, "/login", "", 5000);
+    CHECK(denied >= 0);
+    CHECK(ws_read_refusal(denied, response, sizeof response) == 401);
+    CHECK(strstr(response, "\r\n\r\nlogin first") != NULL);
+    close(denied);
+    CHECK(atomic_load(&s.refused) == 2);
 
     /* A group: the sender is excluded, the other member receives. */
     int b = ws_connect(port, "/", 5000);

@@ -43,8 +43,33 @@ static taken poll_one(groupcast_server *server) {
     return t;
 }
 
-/* With GROUPCAST_EVENTS_APPROVE a connection reads nothing until admitted,
- * and closing it instead refuses it. */
+/* Reads a response head byte by byte (no frame consumed) into `head`. */
+static void read_head(int fd, char *head, size_t size) {
+    size_t got = 0;
+    while (got + 1 < size && recv(fd, head + got, 1, 0) == 1) {
+        got++;
+        if (got >= 4 && memcmp(head + got - 4, "\r\n\r\n", 4) == 0) break;
+    }
+    head[got] = '\0';
+}
+
+/* The value of header `name` in a connect event, copied into `out`; false
+ * when absent. */
+static bool header_of(const groupcast_event *event, const char *name, char *out, size_t size) {
+    for (size_t i = 0; i < event->headers_len; i++) {
+        const groupcast_header *h = &event->headers[i];
+        if (h->name_len == strlen(name) && memcmp(h->name, name, h->name_len) == 0) {
+            snprintf(out, size, "%.*s", (int)h->value_len, h->value);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* With GROUPCAST_EVENTS_APPROVE the upgrade waits for the host, which sees
+ * the request's headers and offered subprotocols; the held connection takes
+ * actions meanwhile; it is admitted (with a subprotocol) or refused with an
+ * HTTP status before any websocket frame. */
 static void approval(void) {
     groupcast_config *config = test_config();
     CHECK_OK(groupcast_config_set_events(config, GROUPCAST_EVENTS_APPROVE | GROUPCAST_EVENTS_MESSAGE));
@@ -52,30 +77,52 @@ static void approval(void) {
     CHECK_OK(groupcast_server_start(config, &server));
     groupcast_config_free(config);
 
-    int fd = ws_connect(server_port(server), "/", 5000);
+    int fd = ws_request(server_port(server), "/",
+                        "Cookie: session=42\r\nSec-WebSocket-Protocol: chat, superchat\r\n", 5000);
     CHECK(fd >= 0);
-    taken t = poll_one(server);
-    CHECK(t.kind == GROUPCAST_EVENT_CONNECT);
-    CHECK(ws_send_text(fd, "early") == 0);
-    groupcast_event events[4];
+    groupcast_event event;
     size_t count = 0;
-    CHECK_OK(groupcast_server_poll(server, 300, events, 4, &count));
-    CHECK(count == 0); /* held: nothing read yet */
-    CHECK_OK(groupcast_server_send_text(server, t.conn, STR("welcome")));
-    CHECK(ws_expect_text(fd, "welcome")); /* the host may talk meanwhile */
-    CHECK_OK(groupcast_server_admit(server, t.conn));
-    t = poll_one(server);
-    CHECK(t.kind == GROUPCAST_EVENT_MESSAGE && strcmp(t.data, "early") == 0);
+    CHECK_OK(groupcast_server_poll(server, 5000, &event, 1, &count));
+    CHECK(count == 1 && event.kind == GROUPCAST_EVENT_CONNECT);
+    uint64_t conn = event.conn;
+    char value[64];
+    CHECK(header_of(&event, "Cookie", value, sizeof value) && strcmp(value, "session=42") == 0);
+    CHECK(header_of(&event, "Upgrade", value, sizeof value) && strcmp(value, "websocket") == 0);
+    CHECK(event.subprotocols_len == strlen("chat, superchat") &&
+          strcmp(event.subprotocols, "chat, superchat") == 0);
+    CHECK_OK(groupcast_server_send_text(server, conn, STR("welcome"))); /* held, yet open */
+    CHECK_RC(groupcast_server_admit_subprotocol(server, conn, STR("other")), GROUPCAST_ERR_CONFIG);
+    CHECK_OK(groupcast_server_admit_subprotocol(server, conn, STR("superchat")));
+    char head[1024];
+    read_head(fd, head, sizeof head);
+    CHECK(strncmp(head, "HTTP/1.1 101 ", 13) == 0);
+    CHECK(strstr(head, "\r\nsec-websocket-protocol: superchat\r\n") != NULL);
+    CHECK(ws_expect_text(fd, "welcome"));
+    CHECK(ws_send_text(fd, "after") == 0);
+    taken t = poll_one(server);
+    CHECK(t.kind == GROUPCAST_EVENT_MESSAGE && strcmp(t.data, "after") == 0);
     close(fd);
 
-    int refused = ws_connect(server_port(server), "/", 5000);
+    /* Refused with a status and a body: a plain HTTP response. */
+    int refused = ws_request(server_port(server), "/", "", 5000);
+    CHECK(refused >= 0);
+    t = poll_one(server);
+    CHECK(t.kind == GROUPCAST_EVENT_CONNECT);
+    CHECK_RC(groupcast_server_refuse(server, t.conn, 200, STR("")), GROUPCAST_ERR_CONFIG);
+    CHECK_OK(groupcast_server_refuse(server, t.conn, 401, STR("login first")));
+    CHECK_RC(groupcast_server_refuse(server, t.conn, 401, NULL, 0), GROUPCAST_ERR_UNKNOWN_CONNECTION);
+    char response[1024];
+    CHECK(ws_read_refusal(refused, response, sizeof response) == 401);
+    CHECK(strstr(response, "\r\n\r\nlogin first") != NULL);
+    close(refused);
+
+    /* Closing a held connection refuses it with 403. */
+    refused = ws_request(server_port(server), "/", "", 5000);
     CHECK(refused >= 0);
     t = poll_one(server);
     CHECK(t.kind == GROUPCAST_EVENT_CONNECT);
     CHECK_OK(groupcast_server_close(server, t.conn, 4403, STR("no")));
-    ws_frame f = ws_recv(refused);
-    CHECK(f.opcode == WS_CLOSE && f.close_code == 4403);
-    ws_frame_free(&f);
+    CHECK(ws_read_refusal(refused, response, sizeof response) == 403);
     close(refused);
     groupcast_server_free(server);
 }

@@ -190,4 +190,47 @@ static inline int ws_expect_text(int fd, const char *expected) {
     return ok;
 }
 
+/* Sends the upgrade request for `path` with `extra` header lines (each
+ * ending in "\r\n"; "" for none) and returns the socket without waiting for
+ * the answer (a host that approves connections answers later), or -1. */
+static inline int ws_request(uint16_t port, const char *path, const char *extra, int timeout_ms) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    char request[1024];
+    int n = snprintf(request, sizeof request,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     path, (unsigned)port, extra);
+    if (n < 0 || (size_t)n >= sizeof request || ws_write_all(fd, request, (size_t)n) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads what the server sends until it closes (at most size - 1 bytes),
+ * NUL-terminated into `out`; returns the HTTP status of the response, or
+ * -1 when it is not one. For refused upgrades. */
+static inline int ws_read_refusal(int fd, char *out, size_t size) {
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < size && (n = recv(fd, out + got, size - 1 - got, 0)) > 0) got += (size_t)n;
+    out[got] = '\0';
+    int status = -1;
+    if (sscanf(out, "HTTP/1.1 %d ", &status) != 1) return -1;
+    return status;
+}
+
 #endif

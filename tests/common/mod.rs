@@ -223,6 +223,11 @@ impl Process {
         }
     }
 
+    /// The "listening" line it printed.
+    pub fn line(&self) -> &str {
+        &self.line
+    }
+
     /// What the process wrote to standard error so far (with
     /// [`Process::start_logged`]).
     pub fn stderr(&self) -> String {
@@ -313,4 +318,56 @@ pub fn metric(text: &str, name: &str) -> u64 {
         .find_map(|line| line.strip_prefix(&format!("groupcast_{name} ")))
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or_else(|| panic!("no groupcast_{name} in:\n{text}"))
+}
+
+/// A websocket upgrade request written by hand, so that a test sees the
+/// exact bytes of the server's answer (status line, headers, body, and
+/// that no websocket frame follows a refusal).
+pub struct RawUpgrade {
+    pub stream: TcpStream,
+}
+
+impl RawUpgrade {
+    /// Sends `GET path` with the upgrade headers and `headers` (names as
+    /// given, in order).
+    pub async fn send(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawUpgrade {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        let mut request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n"
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        RawUpgrade { stream }
+    }
+
+    /// Everything the server sends until it closes the connection.
+    pub async fn read_to_end(mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut response = Vec::new();
+        tokio::time::timeout(ARRIVES, self.stream.read_to_end(&mut response))
+            .await
+            .expect("the server closes the connection")
+            .expect("reads");
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    /// The response head, up to and including the blank line.
+    pub async fn read_head(&mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = tokio::time::timeout(ARRIVES, self.stream.read_u8())
+                .await
+                .expect("the response head arrives")
+                .expect("reads");
+            head.push(byte);
+        }
+        String::from_utf8(head).expect("a text head")
+    }
 }

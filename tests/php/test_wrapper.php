@@ -195,6 +195,8 @@ $events = $server->poll(5000);
 check(count($events) === 1 && $events[0]['type'] === 'connect', 'connect event');
 check($events[0]['path'] === '/php' && $events[0]['query'] === 'user=1', 'path and query');
 check(str_starts_with($events[0]['peer'], '127.0.0.1:'), 'peer');
+check(in_array(['upgrade', 'websocket'], $events[0]['headers'], true), 'headers');
+check($events[0]['subprotocols'] === '', 'no subprotocols offered');
 $conn = $events[0]['conn'];
 
 // Built-in commands are handled in Rust; other messages come to PHP.

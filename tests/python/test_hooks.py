@@ -3,10 +3,15 @@ thread, exceptions in callbacks, stop() from a callback."""
 
 import json
 import threading
+from collections.abc import Mapping
 from urllib.parse import parse_qs
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+import groupcast
 
 from conftest import Recorder, assert_silent, client, command, recv, recv_json, wait_for
 
@@ -27,7 +32,7 @@ def test_on_connect_sees_path_query_and_peer(make_server):
         assert recv(ws) == "admitted"
 
 
-def test_on_connect_refuses_with_false(make_server):
+def test_on_connect_refuses_with_false_before_the_upgrade(make_server):
     server = make_server()
 
     @server.on_connect
@@ -35,15 +40,66 @@ def test_on_connect_refuses_with_false(make_server):
         return parse_qs(info.query).get("token") == ["secret"]
 
     server.start()
-    with client(server, "/?token=wrong") as ws:
-        with pytest.raises(ConnectionClosed) as closed:
-            recv(ws)
-        assert closed.value.rcvd.code == 1008
-        assert closed.value.rcvd.reason == "connection refused"
+    with pytest.raises(InvalidStatus) as refused:
+        client(server, "/?token=wrong")
+    assert refused.value.response.status_code == 403
     with client(server, "/?token=secret") as ws:
         command(ws, cmd="add_group", group_id="g")
         command(ws, cmd="send_to_group", group_id="g", message="welcome")
         assert recv(ws) == "welcome"
+
+
+def test_on_connect_authenticates_on_a_cookie_and_refuses_with_a_status(make_server):
+    server = make_server()
+    seen = Recorder()
+
+    @server.on_connect
+    def authenticate(info):
+        seen.add(info)
+        if info.headers.get("cookie") != "session=good; theme=dark":
+            return groupcast.Refuse(401, body="log in first")
+        return None
+
+    server.start()
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.url, additional_headers={"Cookie": "session=bad"}, open_timeout=5)
+    assert refused.value.response.status_code == 401
+    assert refused.value.response.body == b"log in first"
+    (info,) = seen.wait(1)
+    assert info.headers["Cookie"] == info.headers["COOKIE"] == "session=bad"
+    assert isinstance(info.headers, Mapping)
+    assert "cookie" in info.headers and "Authorization" not in info.headers
+    assert info.headers.get("Authorization") is None
+    with pytest.raises(KeyError):
+        info.headers["Authorization"]
+    # Two Cookie headers read as one, joined the way cookies are.
+    headers = [("Cookie", "session=good"), ("Cookie", "theme=dark"), ("Authorization", "Bearer t")]
+    with connect(server.url, additional_headers=headers, open_timeout=5) as ws:
+        command(ws, cmd="add_group", group_id="g")
+        command(ws, cmd="send_to_group", group_id="g", message="in")
+        assert recv(ws) == "in"
+    info = seen.wait(2)[1]
+    assert info.headers.get("authorization") == "Bearer t"
+    assert [name for name, _ in info.headers.raw].count("Cookie") == 2
+    with pytest.raises(ValueError):
+        groupcast.Refuse(200)
+
+
+def test_on_connect_chooses_an_offered_subprotocol(make_server):
+    server = make_server()
+    seen = Recorder()
+
+    @server.on_connect
+    def choose(info):
+        seen.add(info.subprotocols)
+        return "chat.v2" if "chat.v2" in info.subprotocols else "not offered"
+
+    server.start()
+    with connect(server.url, subprotocols=["chat.v1", "chat.v2"], open_timeout=5) as ws:
+        assert ws.subprotocol == "chat.v2"
+    with connect(server.url, open_timeout=5) as ws:
+        assert ws.subprotocol is None  # a str that was not offered admits plainly
+    assert seen.wait(2) == [["chat.v1", "chat.v2"], []]
 
 
 def test_on_connect_may_greet_before_admitting(make_server):
@@ -157,7 +213,7 @@ def test_exception_in_callback_goes_to_unraisablehook_and_serving_goes_on(
     assert repr(info.object) == repr(broken)
 
 
-def test_exception_in_on_connect_refuses_with_1011(make_server, unraisable):
+def test_exception_in_on_connect_refuses_with_500(make_server, unraisable):
     server = make_server()
 
     @server.on_connect
@@ -165,10 +221,9 @@ def test_exception_in_on_connect_refuses_with_1011(make_server, unraisable):
         raise ValueError("no")
 
     server.start()
-    with client(server) as ws:
-        with pytest.raises(ConnectionClosed) as closed:
-            recv(ws)
-        assert closed.value.rcvd.code == 1011
+    with pytest.raises(InvalidStatus) as refused:
+        client(server)
+    assert refused.value.response.status_code == 500
     assert isinstance(unraisable.wait(1)[0].exc_value, ValueError)
 
 
