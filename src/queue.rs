@@ -343,6 +343,12 @@ impl Outbox {
         }
     }
 
+    /// Whether the connection can still receive: its writer is there and
+    /// it is not being terminated.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.queue.closed.load(Ordering::Acquire) && !self.terminate.is_cancelled()
+    }
+
     /// Payload bytes queued and not yet written.
     #[cfg(test)]
     pub(crate) fn queued_bytes(&self) -> usize {

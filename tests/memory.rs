@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Client, eventually, local_node, node_with};
+use common::{Client, eventually, local_node, node_with, stalled_client};
 use groupcast::{Limits, SlowConsumerPolicy};
-use tokio::net::TcpSocket;
 
 /// Held by each test for its whole run: one measurement at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -21,25 +20,6 @@ fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// A websocket client with a tiny receive buffer that never reads: the
-/// slowest consumer there is.
-async fn stalled_client(addr: std::net::SocketAddr) -> Client {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(addr).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
-        .await
-        .unwrap();
-    Client {
-        ws: tokio_tungstenite::WebSocketStream::from_raw_socket(
-            tokio_tungstenite::MaybeTlsStream::Plain(ws.into_inner()),
-            tokio_tungstenite::tungstenite::protocol::Role::Client,
-            None,
-        )
-        .await,
-    }
 }
 
 async fn flood_with_a_stalled_member(policy: SlowConsumerPolicy) {

@@ -356,3 +356,29 @@ async fn a_channel_server_beyond_loopback_needs_a_secret() {
         Ok(_) => panic!("started without a secret on 0.0.0.0"),
     }
 }
+
+/// A message sent to one slow client with the drop policy is dropped and
+/// counted like a group message; the call does not claim the connection is
+/// gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_send_to_a_slow_client_with_the_drop_policy_is_dropped_not_an_error() {
+    let node = common::node_with(Limits {
+        outbound_queue_bytes: 4 * 1024,
+        send_buffer_size: Some(4 * 1024),
+        slow_consumer: groupcast::SlowConsumerPolicy::Drop,
+        ..Limits::default()
+    })
+    .await;
+    let handle = node.handle();
+    let _stalled = common::stalled_client(node.addresses().websocket).await;
+    eventually("connected", || handle.connection_count() == 1).await;
+    let conn = handle.stats().connections_opened; // ids count from 1
+    let text = "x".repeat(1024);
+    for _ in 0..2000 {
+        handle.send_text(conn, &text).expect("an open connection");
+    }
+    let stats = handle.stats();
+    assert!(stats.dropped_messages > 0, "{stats:?}");
+    assert_eq!(handle.connection_count(), 1, "still open");
+    node.stop().await;
+}

@@ -57,7 +57,9 @@ impl NodeHandle {
         GroupId::new(group, self.state.limits.max_group_id_len).map_err(Error::InvalidGroup)
     }
 
-    /// Sends a text message to one connection.
+    /// Sends a text message to one connection. Like a group message, one
+    /// that does not fit in a slow client's queue closes it (1008) or, with
+    /// the drop policy, is dropped and counted.
     ///
     /// # Errors
     ///
@@ -76,12 +78,18 @@ impl NodeHandle {
     }
 
     fn send(&self, conn: ConnId, frame: Bytes, len: usize) -> Result<()> {
-        self.connection(conn)?
-            .outbox
-            .push(frame)
-            .map_err(|_| Error::UnknownConnection(conn))?;
-        self.state.count_out(1, len);
-        Ok(())
+        let connection = self.connection(conn)?;
+        match connection.outbox.push(frame) {
+            Ok(()) => {
+                self.state.count_out(1, len);
+                Ok(())
+            }
+            // The drop policy dropped it, as it drops a group message that
+            // does not fit: counted in `dropped_messages`, and the
+            // connection, still open, is no unknown one.
+            Err(_) if connection.outbox.is_open() => Ok(()),
+            Err(_) => Err(Error::UnknownConnection(conn)),
+        }
     }
 
     /// Closes a connection with `code` and `reason` after what is already

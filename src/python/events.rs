@@ -124,8 +124,8 @@ impl Headers {
     }
 
     fn __contains__(&self, name: &Bound<'_, PyAny>) -> bool {
-        name.extract::<&str>()
-            .is_ok_and(|name| self.raw.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
+        name.extract::<String>()
+            .is_ok_and(|name| self.raw.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)))
     }
 
     fn __len__(&self) -> usize {

@@ -160,9 +160,9 @@ fn verdict_of(value: &Bound<'_, PyAny>, offered: &[String]) -> Verdict {
             body: refusal.body.clone(),
         };
     }
-    match value.extract::<&str>() {
-        Ok(chosen) if offered.iter().any(|p| p == chosen) => Verdict::Admit {
-            subprotocol: Some(chosen.to_owned()),
+    match value.extract::<String>() {
+        Ok(chosen) if offered.contains(&chosen) => Verdict::Admit {
+            subprotocol: Some(chosen),
         },
         _ => Verdict::ADMIT,
     }

@@ -322,7 +322,9 @@ impl Server {
     }
 
     /// Registers `callback(conn_info)`, called for each new connection
-    /// before it may talk; returning `False` refuses it (close code 1008).
+    /// before the websocket upgrade, with its headers: returning `False`
+    /// refuses it with HTTP 403, `Refuse(status, body)` with that status,
+    /// an offered subprotocol admits it with that one, anything else admits.
     fn on_connect(&self, callback: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         self.set_hook(|h| &mut h.on_connect, "on_connect", callback)
     }
@@ -467,11 +469,25 @@ impl Server {
         self.handle()?.close(conn, code, reason).map_err(to_py)
     }
 
-    /// Lets a connection held for approval talk (`events=True,
-    /// approve_connections=True`; refuse with `close` instead). With hooks,
-    /// `on_connect` admits by returning.
-    fn admit(&self, conn: u64) -> PyResult<()> {
-        self.handle()?.admit(conn).map_err(to_py)
+    /// Lets a connection held for approval be upgraded (`events=True,
+    /// approve_connections=True`), with one of the subprotocols it offered
+    /// if given. With hooks, `on_connect` decides by what it returns.
+    #[pyo3(signature = (conn, subprotocol = None))]
+    fn admit(&self, conn: u64, subprotocol: Option<&str>) -> PyResult<()> {
+        let handle = self.handle()?;
+        match subprotocol {
+            Some(protocol) => handle.admit_with_subprotocol(conn, protocol),
+            None => handle.admit(conn),
+        }
+        .map_err(to_py)
+    }
+
+    /// Refuses a connection held for approval with an HTTP `status`
+    /// (400-599) and `body`, before any websocket frame (`events=True,
+    /// approve_connections=True`; `close` refuses with 403).
+    #[pyo3(signature = (conn, status = 403, body = ""))]
+    fn refuse(&self, conn: u64, status: u16, body: &str) -> PyResult<()> {
+        self.handle()?.refuse(conn, status, body).map_err(to_py)
     }
 
     /// Puts a connection in a group; `False` if it already was.

@@ -371,3 +371,22 @@ impl RawUpgrade {
         String::from_utf8(head).expect("a text head")
     }
 }
+
+/// A websocket client with a tiny receive buffer that never reads: the
+/// slowest consumer there is.
+pub async fn stalled_client(addr: SocketAddr) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+        .await
+        .unwrap();
+    Client {
+        ws: tokio_tungstenite::WebSocketStream::from_raw_socket(
+            tokio_tungstenite::MaybeTlsStream::Plain(ws.into_inner()),
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await,
+    }
+}

@@ -47,6 +47,10 @@ before=$(fingerprint)
 # Build (the `python` profile: release settings, in target/python/) and
 # install the extension, with the venv's maturin.
 echo "building the extension (maturin, profile python)"
+# An editable install copies the extension into python/groupcast/; one left
+# by an older build under another ABI tag (cpython-311 before abi3) would be
+# imported instead of the new one.
+rm -f python/groupcast/_groupcast.*.so
 "$py" -m pip install "${quiet_pip[@]}" --no-build-isolation --editable .
 
 echo "checking the builds are apart"

@@ -188,11 +188,12 @@ def test_asyncio_approval_by_token():
         server = groupcast.Server(LOCAL, workers=1, events=True, approve_connections=True)
         with server:
             def clients():
-                refused = None
-                try:
-                    client(server, "/?token=no").close()
-                except InvalidStatus as error:  # refused before the upgrade
-                    refused = error.response.status_code
+                refused = []
+                for token in ("no", "old"):
+                    try:
+                        client(server, f"/?token={token}").close()
+                    except InvalidStatus as error:  # refused before the upgrade
+                        refused.append((error.response.status_code, error.response.body))
                 with client(server, "/?token=yes") as ws:
                     ws.send("hi")
                     return refused, ws.recv(timeout=5)
@@ -203,17 +204,22 @@ def test_asyncio_approval_by_token():
                 if isinstance(event, groupcast.ConnectEvent):
                     if event.query == "token=yes":
                         server.admit(event.conn)
+                    elif event.query == "token=no":
+                        server.refuse(event.conn, 401, "bad token")
                     else:
-                        server.close(event.conn, 4003, "bad token")
+                        server.close(event.conn)  # refuses with 403
                 elif isinstance(event, groupcast.MessageEvent):
                     server.send(event.conn, "admitted " + event.data)
                 elif isinstance(event, groupcast.CloseEvent):
                     closes += 1
-                    if closes == 2:
+                    if closes == 3:
                         break
             return await talking
 
-    assert asyncio.run(asyncio.wait_for(main(), 10)) == (403, "admitted hi")
+    refused, reply = asyncio.run(asyncio.wait_for(main(), 10))
+    assert reply == "admitted hi"
+    assert refused[0] == (401, b"bad token")
+    assert refused[1][0] == 403
 
 
 def test_approve_connections_needs_events_mode():
