@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import TIMEOUT, recv
@@ -45,14 +46,19 @@ def test_snippet_runs(index: int, tmp_path: Path) -> None:
         if "serve_forever()" in snippet:
             url = process.stdout.readline().strip()
             assert url.startswith("ws://"), process.stderr.read()
-            with connect(url + "?token=secret", open_timeout=TIMEOUT) as ws:
+            cookie = {"Cookie": "session=ok"}
+            with connect(url + "?token=secret", open_timeout=TIMEOUT, additional_headers=cookie) as ws:
                 ws.send("hi")
                 assert recv(ws) == "you said hi"
                 ws.send(b"\x01\x02")
                 assert recv(ws) == b"\x01\x02"
-            with pytest.raises(Exception):
-                with connect(url + "?token=wrong", open_timeout=TIMEOUT) as ws:
-                    recv(ws)
+            for query, headers, status in [
+                ("?token=secret", {}, 401),  # no session cookie
+                ("?token=wrong", cookie, 403),
+            ]:
+                with pytest.raises(InvalidStatus) as refused:
+                    connect(url + query, open_timeout=TIMEOUT, additional_headers=headers)
+                assert refused.value.response.status_code == status
             process.send_signal(signal.SIGTERM)
             out, err = process.communicate(timeout=15)
             assert process.returncode == 0, err
