@@ -39,8 +39,9 @@
 //! 5. [`bus`]: how nodes meet (channel server or Redis): the envelope and
 //!    channel naming, remote delivery, each bus.
 //! 6. [`node`]: a node's tasks on a tokio runtime ([`Node`]), its state,
-//!    the actions a host takes from any thread ([`NodeHandle`]), connection
-//!    tasks, the vectored writer, the metrics endpoint.
+//!    the actions a host takes from any thread ([`NodeHandle`]), the host's
+//!    verdict before the upgrade, connection tasks, the vectored writer, the
+//!    metrics endpoint.
 //! 7. [`server`] (a node on a background runtime of its own: [`Server`]) and
 //!    [`cli`] (the `groupcast` command line).
 //! 8. The host surfaces, thin over all of the above: [`ffi`] (the C ABI,

@@ -25,6 +25,7 @@ use crate::stats::NodeCounters;
 
 mod connection;
 mod handle;
+mod handshake;
 mod metrics;
 mod state;
 mod writer;
