@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{ARRIVES, RawUpgrade, http_get};
+use common::{ARRIVES, RawUpgrade, http_get, next_event};
 use groupcast::{Config, Error, HostConfig, HostEvent, HostEvents, Node};
 
 async fn approving_node(approval_timeout: Duration) -> Node {
@@ -23,16 +23,6 @@ async fn approving_node(approval_timeout: Duration) -> Node {
         ..Config::local("127.0.0.1:0")
     };
     Node::start(config).await.expect("node starts")
-}
-
-/// The next event, polled from a blocking thread as a host would.
-async fn next_event(events: &Arc<HostEvents>) -> HostEvent {
-    let events = events.clone();
-    tokio::task::spawn_blocking(move || events.poll(Some(ARRIVES), 1))
-        .await
-        .unwrap()
-        .pop()
-        .expect("an event arrives")
 }
 
 struct Connect {

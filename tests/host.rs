@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{ARRIVES, Client, RawUpgrade, eventually};
+use common::{ARRIVES, Client, RawUpgrade, eventually, next_event};
 use groupcast::host::{EventHandler, Hooks, Verdict};
-use groupcast::{Config, HostConfig, HostEvent, HostEvents, Node, Payload, Server};
+use groupcast::{Config, HostConfig, HostEvent, Node, Payload, Server};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -19,16 +19,6 @@ async fn host_node(host: HostConfig) -> Node {
         ..Config::local("127.0.0.1:0")
     };
     Node::start(config).await.expect("node starts")
-}
-
-/// The next event, polled from a blocking thread as a host would.
-async fn next_event(events: &Arc<HostEvents>) -> HostEvent {
-    let events = events.clone();
-    tokio::task::spawn_blocking(move || events.poll(Some(ARRIVES), 1))
-        .await
-        .unwrap()
-        .pop()
-        .expect("an event arrives")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

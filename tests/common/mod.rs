@@ -390,3 +390,13 @@ pub async fn stalled_client(addr: SocketAddr) -> Client {
         .await,
     }
 }
+
+/// The next host event, polled from a blocking thread as a host would.
+pub async fn next_event(events: &Arc<groupcast::HostEvents>) -> groupcast::HostEvent {
+    let events = events.clone();
+    tokio::task::spawn_blocking(move || events.poll(Some(ARRIVES), 1))
+        .await
+        .unwrap()
+        .pop()
+        .expect("an event arrives")
+}
