@@ -275,9 +275,37 @@ final class Server
         );
     }
 
-    public function admit(int $conn): void
+    /**
+     * Lets a connection held for approval ('events' with approve) be
+     * upgraded, with one of the subprotocols it offered if given.
+     */
+    public function admit(int $conn, ?string $subprotocol = null): void
     {
-        Library::check($this->ffi->groupcast_server_admit($this->handle(), $conn), 'admit');
+        if ($subprotocol === null) {
+            Library::check($this->ffi->groupcast_server_admit($this->handle(), $conn), 'admit');
+            return;
+        }
+        Library::check(
+            $this->ffi->groupcast_server_admit_subprotocol(
+                $this->handle(),
+                $conn,
+                $subprotocol,
+                strlen($subprotocol)
+            ),
+            'admit'
+        );
+    }
+
+    /**
+     * Refuses a connection held for approval with an HTTP $status (400-599)
+     * and $body, before any websocket frame; close() refuses with 403.
+     */
+    public function refuse(int $conn, int $status = 403, string $body = ''): void
+    {
+        Library::check(
+            $this->ffi->groupcast_server_refuse($this->handle(), $conn, $status, $body, strlen($body)),
+            'refuse'
+        );
     }
 
     /** Returns false when the connection already was in the group. */

@@ -473,4 +473,51 @@ foreach ($m as [, $name, $value]) {
 }
 check(Result::message(Result::ERR_BIND) !== '', 'Result::message');
 
+// The verdict before the upgrade, from PHP: a refusal with a status and a
+// body, and an admission with one of the offered subprotocols.
+$approving = Server::start([
+    'listen' => '127.0.0.1:0',
+    'channel_listen' => '',
+    'workers' => 1,
+    'events' => Server::EVENTS_APPROVE,
+]);
+$at = $approving->websocketAddress();
+/** Sends a handshake, lets the server decide, then reads the HTTP head. */
+$decide = function (array $headers, callable $verdict) use ($approving, $at): array {
+    $socket = stream_socket_client("tcp://$at", $errno, $error, 5);
+    stream_set_timeout($socket, 5);
+    $extra = '';
+    foreach ($headers as $name => $value) {
+        $extra .= "$name: $value\r\n";
+    }
+    fwrite($socket, "GET /room HTTP/1.1\r\nHost: $at\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n$extra\r\n");
+    $events = $approving->poll(5000);
+    check(count($events) === 1 && $events[0]['type'] === 'connect', 'connect before the upgrade: ' . json_encode($events));
+    $verdict($events[0]);
+    $response = '';
+    while (!str_contains($response, "\r\n\r\n") || preg_match('/^HTTP\/1\.1 [45]/', $response) === 1) {
+        $chunk = fread($socket, 4096);
+        if ($chunk === false || $chunk === '') {
+            break;
+        }
+        $response .= $chunk;
+    }
+    fclose($socket);
+    return [(int) (explode(' ', $response)[1] ?? 0), $response];
+};
+[$status, $response] = $decide(['Cookie' => 'session=no'], function (array $event) use ($approving): void {
+    check(in_array(['Cookie', 'session=no'], $event['headers'], true), 'the cookie, as sent');
+    $approving->refuse($event['conn'], 401, 'log in first');
+});
+check($status === 401 && str_ends_with($response, 'log in first'), "refused with 401: $response");
+[$status, $response] = $decide(['Sec-WebSocket-Protocol' => 'chat, superchat'], function (array $event) use ($approving): void {
+    check($event['subprotocols'] === 'chat, superchat', 'the offered subprotocols');
+    check_throws(Result::ERR_CONFIG, fn () => $approving->admit($event['conn'], 'other'), 'a subprotocol not offered');
+    $approving->admit($event['conn'], 'superchat');
+});
+check($status === 101, "admitted: $response");
+check(stripos($response, "Sec-WebSocket-Protocol: superchat\r\n") !== false, 'with the chosen subprotocol');
+$approving->free();
+
 echo "test_wrapper.php: $checks checks passed\n";
