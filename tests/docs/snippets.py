@@ -249,7 +249,10 @@ def main() -> int:
             print(f"{b.where}: {b.lang or '(none)'} {b.kind} {b.why}")
         return 0
     work = Path(tempfile.mkdtemp(prefix="groupcast-snippets-"))
-    runner = Runner(args.python, Path(args.lib).resolve(), work)
+    # Absolute, but not resolved: the virtualenv's python is a link to the
+    # system's, and only through the link is it the virtualenv's.
+    python = os.path.abspath(args.python)
+    runner = Runner(python, Path(args.lib).resolve(), work)
     passed = failed = skipped = 0
     for block in found:
         if block.lang in ("", "text", "console", "json"):
