@@ -79,6 +79,11 @@ struct ServeArgs {
     /// Serve Prometheus metrics on ADDR (GET /metrics).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    /// No demo page: a plain HTTP request on the websocket port gets 426
+    /// (by default GET / gets a page to try groups from a browser, any
+    /// other path 404).
+    #[arg(long)]
+    no_demo: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -216,6 +221,7 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         bus: args.bus.clone(),
         channel_secret: args.channel_secret,
         metrics_listen: args.metrics,
+        demo_page: !args.no_demo,
         limits: args.limits.into_limits()?,
         ..Config::default()
     };

@@ -36,6 +36,12 @@ pub struct Config {
     pub channel_secret: Option<String>,
     /// Serve Prometheus metrics over HTTP on this address (`GET /metrics`).
     pub metrics_listen: Option<String>,
+    /// Answer a plain `GET /` on the websocket port with a demo page (join a
+    /// group, send to it, see what arrives), and any other plain HTTP
+    /// request with 404. Off (every plain request gets 426) unless asked:
+    /// an embedding host owns what its port shows; `groupcast serve` turns
+    /// it on (`--no-demo` keeps it off).
+    pub demo_page: bool,
     /// Client limits.
     pub limits: Limits,
     /// What the host takes part in (nothing by default).
@@ -188,6 +194,7 @@ impl Default for Config {
             bus: None,
             channel_secret: None,
             metrics_listen: None,
+            demo_page: false,
             limits: Limits::default(),
             host: HostConfig::default(),
         }

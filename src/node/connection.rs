@@ -2,7 +2,8 @@
 //! client's commands and writes what is queued for it.
 //!
 //! When the host approves connections it decides before the handshake
-//! (`handshake.rs`); a plain HTTP request gets 426 either way.
+//! (`handshake.rs`). A plain HTTP request gets 426, or with the demo page
+//! on, the page for `GET /` and 404 otherwise (`demo.rs`).
 //!
 //! Reading and writing share one task (and one `select!`) so an idle
 //! connection costs one small task, not two. Everything queued when the
@@ -27,8 +28,10 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::demo::answer_plain;
 use super::handshake::{
-    NOT_WEBSOCKET, RequestTarget, answer, hold_for_verdict, offered_subprotocols, refusal,
+    NOT_WEBSOCKET, RequestTarget, answer, hold_for_verdict, offered_subprotocols, peek_head,
+    refusal,
 };
 use super::state::NodeState;
 use super::writer::write_frames;
@@ -58,8 +61,9 @@ const WRITE_BATCH: usize = 64;
 /// When the host approves connections, the request head is read first
 /// without consuming it (`peek`), the host decides with its headers, and
 /// only an admitted connection is upgraded; a refused one gets a plain HTTP
-/// response. Otherwise nothing is peeked: a request that is not an upgrade
-/// is answered 426 from tungstenite's failed handshake.
+/// response. Otherwise the head is peeked only with the demo page on, to
+/// answer a plain request by its path; with it off, a request that is not
+/// an upgrade is answered 426 from tungstenite's failed handshake.
 pub(crate) async fn serve_connection(
     shared: Arc<NodeState>,
     mut stream: TcpStream,
@@ -73,6 +77,26 @@ pub(crate) async fn serve_connection(
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
     }
     let approve = shared.host.is_some() && shared.host_config.approve_connections;
+    // One bound for all that comes before the upgrade: peeking for the demo
+    // page, then the handshake.
+    let deadline = Instant::now() + shared.limits.handshake_timeout;
+    if shared.demo_page && !approve {
+        // Read the head without consuming it, to answer a plain request by
+        // its path; an upgrade goes on to the handshake on the untouched
+        // stream. (With approval the head is peeked for the host anyway.)
+        // Boxed, as the steps below: it runs once per connection.
+        let peeked = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            peeked = Box::pin(tokio::time::timeout_at(deadline, peek_head(&stream))) => peeked,
+        };
+        match peeked {
+            Ok(Some(Ok(head))) if head.upgrade => {}
+            Ok(Some(Ok(head))) => return Box::pin(answer_plain(true, &mut stream, &head)).await,
+            Ok(Some(Err((status, why)))) => return answer(&mut stream, 0, status, why).await,
+            // Timed out or gone before a whole head came.
+            _ => return,
+        }
+    }
     let mut held = None;
     if approve {
         // Boxed: it runs once, and unboxed its state would size the task.
@@ -137,7 +161,7 @@ pub(crate) async fn serve_connection(
         ));
         tokio::select! {
             _ = shared.shutdown.cancelled() => Upgrade::Failed,
-            result = tokio::time::timeout(shared.limits.handshake_timeout, handshake) => match result {
+            result = tokio::time::timeout_at(deadline, handshake) => match result {
                 Ok(Ok(_)) => Upgrade::Done,
                 Ok(Err(WsError::Protocol(
                     WsProtocolError::MissingConnectionUpgradeHeader

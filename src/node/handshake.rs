@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
+use super::demo::answer_plain;
 use super::state::{NodeState, Pending};
 use crate::host::{FAILED_STATUS, HostEvent, Verdict};
 use crate::queue::OutboxReceiver;
@@ -115,7 +116,7 @@ pub(super) async fn hold_for_verdict(
         _ => return None,
     };
     if !head.upgrade {
-        answer(stream, head.len, 426, NOT_WEBSOCKET).await;
+        answer_plain(shared.demo_page, stream, &head).await;
         return None;
     }
     let origin = head
@@ -183,19 +184,23 @@ pub(super) async fn hold_for_verdict(
 /// A request head read before the upgrade.
 pub(super) struct RequestHead {
     /// Its length in bytes, all of it still unread in the socket.
-    len: usize,
-    path: String,
+    pub(super) len: usize,
+    /// `GET`, `POST`, ...
+    pub(super) method: String,
+    pub(super) path: String,
     query: String,
     /// In request order, names as sent.
     headers: Vec<(String, String)>,
     /// Whether it asks for a websocket upgrade.
-    upgrade: bool,
+    pub(super) upgrade: bool,
 }
 
 /// Peeks at the socket until a whole request head is there. `None` when
 /// the client goes first; `Err` with the status and body to answer for a
 /// head that is malformed or over [`MAX_HEAD`].
-async fn peek_head(stream: &TcpStream) -> Option<Result<RequestHead, (u16, &'static str)>> {
+pub(super) async fn peek_head(
+    stream: &TcpStream,
+) -> Option<Result<RequestHead, (u16, &'static str)>> {
     let mut buf = vec![0u8; MAX_HEAD];
     let mut seen = 0;
     loop {
@@ -241,6 +246,7 @@ fn head_of(request: &httparse::Request<'_, '_>, len: usize) -> RequestHead {
     });
     RequestHead {
         len,
+        method: request.method.unwrap_or_default().to_owned(),
         path: path.to_owned(),
         query: query.to_owned(),
         headers,
@@ -261,18 +267,31 @@ pub(super) fn offered_subprotocols(headers: &[(String, String)]) -> Vec<String> 
         .collect()
 }
 
+/// Answers with a plain text HTTP response and closes; see [`respond`].
+pub(super) async fn answer(stream: &mut TcpStream, head_len: usize, status: u16, body: &str) {
+    respond(stream, head_len, status, None, body).await;
+}
+
 /// Answers with a plain HTTP response and closes: the `head_len` bytes of
 /// request head still unread are taken first, and after the response
 /// whatever else the client sends is read and dropped until it closes
 /// (within [`ANSWER_TIMEOUT`]): closing with unread bytes would reset the
-/// connection and could lose the response.
-pub(super) async fn answer(stream: &mut TcpStream, head_len: usize, status: u16, body: &str) {
+/// connection and could lose the response. `headers` (each line ending in
+/// CRLF) replace the plain text content type.
+pub(super) async fn respond(
+    stream: &mut TcpStream,
+    head_len: usize,
+    status: u16,
+    headers: Option<&str>,
+    body: &str,
+) {
     let reason = StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Refused");
+    let headers = headers.unwrap_or("Content-Type: text/plain; charset=utf-8\r\n");
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+        "HTTP/1.1 {status} {reason}\r\n{headers}\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );

@@ -24,6 +24,7 @@ use crate::registry::Registry;
 use crate::stats::NodeCounters;
 
 mod connection;
+mod demo;
 mod handle;
 mod handshake;
 mod metrics;
@@ -135,6 +136,7 @@ impl Node {
             ws_config,
             shutdown,
             host_config: config.host,
+            demo_page: config.demo_page,
             host,
             stopped: AtomicBool::new(false),
             next_conn_id: AtomicU64::new(1),

@@ -33,6 +33,8 @@ pub(crate) struct NodeState {
     pub(crate) shutdown: CancellationToken,
     /// What the host takes part in.
     pub(crate) host_config: HostConfig,
+    /// Answer plain HTTP requests with the demo page (`Config::demo_page`).
+    pub(crate) demo_page: bool,
     /// Events for the host, when it wants any.
     pub(crate) host: Option<Arc<HostEvents>>,
     /// Set when the node stops: actions fail with `Error::Stopped` after.
