@@ -1175,6 +1175,18 @@ groupcast_result groupcast_config_set_builtin_commands(struct groupcast_config *
                                                        bool enabled);
 
 /**
+ * Answers a plain HTTP `GET /` on the websocket port with the demo page
+ * (join a group, send to it, see what arrives), and any other plain
+ * request with 404; off by default, when every plain request gets 426.
+ *
+ * # Safety
+ *
+ * `config` from `groupcast_config_new`.
+ */
+groupcast_result groupcast_config_set_demo_page(struct groupcast_config *config,
+                                                bool enabled);
+
+/**
  * Chooses the events the host takes, as `groupcast_events` flags OR-ed
  * together (replacing earlier flags; registered callbacks add theirs).
  *

@@ -263,6 +263,8 @@ groupcast_result groupcast_config_set_workers(struct groupcast_config *config,
                                               size_t workers);
 groupcast_result groupcast_config_set_builtin_commands(struct groupcast_config *config,
                                                        bool enabled);
+groupcast_result groupcast_config_set_demo_page(struct groupcast_config *config,
+                                                bool enabled);
 groupcast_result groupcast_config_set_events(struct groupcast_config *config,
                                              uint32_t events);
 groupcast_result groupcast_config_set_queue_capacity(struct groupcast_config *config,

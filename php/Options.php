@@ -25,6 +25,7 @@ final class Options
         'bus' => '?string',
         'workers' => 'count',
         'builtin_commands' => 'bool',
+        'demo_page' => 'bool',
         'events' => 'count',
         'queue_capacity' => 'count',
         'max_message_size' => 'limit',
@@ -117,6 +118,7 @@ final class Options
                 $name === 'builtin_commands' => Library::check(
                     $ffi->groupcast_config_set_builtin_commands($config, $value), $name
                 ),
+                $name === 'demo_page' => Library::check($ffi->groupcast_config_set_demo_page($config, $value), $name),
                 $name === 'events' => Library::check($ffi->groupcast_config_set_events($config, $value), $name),
                 $name === 'queue_capacity' => Library::check(
                     $ffi->groupcast_config_set_queue_capacity($config, $value), $name

@@ -37,6 +37,7 @@ final class Server
      *   metrics_listen     serve GET /metrics and /health there, or null
      *   workers            network threads [one per CPU]
      *   builtin_commands   handle add_group / leave_group / send_to_group in the library [true]
+     *   demo_page          answer a plain GET / on the websocket port with the demo page [false]
      *   events             EVENTS_* flags OR-ed: what poll() returns [none]
      *   queue_capacity     events queued for PHP before clients' reads pause [65536]
      *   max_message_size, outbound_queue_bytes, max_groups_per_connection,

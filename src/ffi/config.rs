@@ -312,6 +312,25 @@ pub unsafe extern "C" fn groupcast_config_set_builtin_commands(
     })
 }
 
+/// Answers a plain HTTP `GET /` on the websocket port with the demo page
+/// (join a group, send to it, see what arrives), and any other plain
+/// request with 404; off by default, when every plain request gets 426.
+///
+/// # Safety
+///
+/// `config` from `groupcast_config_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_config_set_demo_page(
+    config: *mut groupcast_config,
+    enabled: bool,
+) -> groupcast_result {
+    guard(|| {
+        let config = arg_mut!(config);
+        config.config.demo_page = enabled;
+        GROUPCAST_OK
+    })
+}
+
 /// Chooses the events the host takes, as `groupcast_events` flags OR-ed
 /// together (replacing earlier flags; registered callbacks add theirs).
 ///

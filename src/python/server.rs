@@ -217,6 +217,7 @@ impl Server {
         drain_timeout = None,
         allowed_origins = None,
         send_buffer_size = None,
+        demo_page = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -244,6 +245,7 @@ impl Server {
         drain_timeout: Option<f64>,
         allowed_origins: Option<Vec<String>>,
         send_buffer_size: Option<usize>,
+        demo_page: bool,
     ) -> PyResult<Self> {
         // Start from the defaults so fields added to the core keep their
         // default meaning here; `validate` below judges every value.
@@ -254,6 +256,7 @@ impl Server {
         config.bus = bus.map(str::to_owned);
         config.channel_secret = channel_secret.map(str::to_owned);
         config.metrics_listen = metrics_listen.map(str::to_owned);
+        config.demo_page = demo_page;
         let limits = &mut config.limits;
         for (value, field) in [
             (max_message_size, &mut limits.max_message_size),

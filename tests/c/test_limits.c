@@ -62,8 +62,52 @@ static void limits_apply_and_stats_count(void) {
     groupcast_config_free(config);
 }
 
+/* A plain `GET path` (no upgrade) on the websocket port: the status, and the
+ * whole response in `out`. */
+static int plain_get(uint16_t port, const char *path, char *out, size_t size) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+    char request[256];
+    int n = snprintf(request, sizeof request, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+    CHECK(n > 0 && ws_write_all(fd, request, (size_t)n) == 0);
+    int status = ws_read_refusal(fd, out, size);
+    close(fd);
+    return status;
+}
+
+/* The demo page: off by default (426), on with set_demo_page (GET / is the
+ * page, another path 404). */
+static void demo_page_only_when_asked(void) {
+    static char response[16384];
+    CHECK_RC(groupcast_config_set_demo_page(NULL, true), GROUPCAST_ERR_NULL_PARAMETER);
+    for (int on = 0; on <= 1; on++) {
+        groupcast_config *config = test_config();
+        if (on) CHECK_OK(groupcast_config_set_demo_page(config, true));
+        groupcast_server *server = NULL;
+        CHECK_OK(groupcast_server_start(config, &server));
+        uint16_t port = server_port(server);
+        CHECK(plain_get(port, "/", response, sizeof response) == (on ? 200 : 426));
+        CHECK(on == (strstr(response, "id=\"send\"") != NULL));
+        CHECK(plain_get(port, "/other", response, sizeof response) == (on ? 404 : 426));
+        int fd = ws_connect(port, "/", 5000);
+        CHECK(fd >= 0);
+        close(fd);
+        groupcast_server_free(server);
+        groupcast_config_free(config);
+    }
+}
+
 int main(void) {
     limits_apply_and_stats_count();
+    demo_page_only_when_asked();
     report("test_limits");
     return 0;
 }

@@ -299,6 +299,8 @@ check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['ping_interva
     'string for seconds', "option 'ping_interval' must be a non-negative number of seconds");
 check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['builtin_commands' => 1]),
     'int for a bool', "option 'builtin_commands' must be a bool");
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['demo_page' => 'yes']),
+    'string for a bool', "option 'demo_page' must be a bool");
 check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['slow_consumer' => 'wait']),
     'unknown policy', "option 'slow_consumer' must be 'close' or 'drop'");
 check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['allowed_origins' => 'https://a.example']),
@@ -321,6 +323,17 @@ $busyAddr = stream_socket_get_name($busy, false);
 check_throws(Result::ERR_BIND, fn () => Server::start(['listen' => $busyAddr, 'channel_listen' => null]),
     'busy port', "cannot listen on $busyAddr: Address already in use");
 fclose($busy);
+
+// demo_page: GET / on the websocket port answers the page, another path
+// 404; without it, 426.
+foreach ([[true, 200, 404], [false, 426, 426]] as [$on, $page, $other]) {
+    $demo = Server::start(['listen' => '127.0.0.1:0', 'channel_listen' => null, 'demo_page' => $on]);
+    [$status, $body] = http_get($demo->websocketAddress(), '/');
+    check($status === $page && ($on ? str_contains($body, 'id="send"') : true), "demo_page " . var_export($on, true) . ": GET / $status");
+    [$status] = http_get($demo->websocketAddress(), '/other');
+    check($status === $other, "demo_page " . var_export($on, true) . ": GET /other $status");
+    $demo->stop();
+}
 
 // Every option at once, each taking effect where a client can see it.
 $metricsAddr = '127.0.0.1:' . free_port();

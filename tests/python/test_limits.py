@@ -78,3 +78,30 @@ def test_metrics_endpoint(make_server):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     assert "\ngroupcast_connections 0\n" in text
+
+
+def test_the_demo_page_is_served_only_when_asked(make_server):
+    import urllib.error
+    import urllib.request
+
+    def get(server, path="/"):
+        port = server.addresses.websocket[1]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                return response.status, response.headers["Content-Type"], response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers["Content-Type"], error.read().decode()
+
+    plain = make_server()
+    plain.start()
+    assert get(plain)[0] == 426
+    demo = make_server(demo_page=True)
+    demo.start()
+    status, content_type, body = get(demo)
+    assert (status, content_type) == (200, "text/html; charset=utf-8")
+    assert 'id="send"' in body
+    assert get(demo, "/other")[0] == 404
+    with client(demo) as ws:
+        command(ws, cmd="add_group", group_id="g")
+        command(ws, cmd="send_to_group", group_id="g", message="still a websocket")
+        assert recv(ws) == "still a websocket"
