@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of groupcast: formatting and lints, the Rust unit and
 # integration tests, the C ABI tests (ASan/UBSan), the PHP-FFI host, the
-# Python package, a benchmark smoke run, and every code block of the docs.
+# Python package, the demo page in a real browser, a benchmark smoke run,
+# and every code block of the docs.
 # Installs what it needs on a fresh Debian machine (each part's own script
 # does its installs).
 #
@@ -36,6 +37,9 @@ run "rust doc snippets" cargo test --doc
 run "c tests (ASan/UBSan, header check)" bash tests/c/run.sh
 run "php tests" bash tests/php/run.sh
 run "python tests" bash tests/python/run.sh
+# The demo page and the README's console snippet in headless Chromium
+# (installed when missing), with python tests' .venv.
+run "browser tests" bash tests/browser/run.sh
 # Reuse the main target dir: the smoke run needs a release groupcast.
 run "benchmark smoke run" env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" bash benches/run.sh --smoke
 # Every other code block of README.md and docs/, with what the suites above
