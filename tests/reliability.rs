@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, eventually, local_node, node_with};
+use common::{Client, eventually, http_get, local_node, node_with};
 use futures_util::StreamExt;
 use groupcast::{Config, Limits, Node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -223,46 +223,28 @@ async fn metrics_endpoint_serves_prometheus_text() {
     client.join("g").await;
     client.send_to_group("g", "hi").await;
     assert_eq!(client.recv_text().await, "hi");
-    let scrape = |path: &'static str| {
-        let addr = node.addresses().metrics.unwrap();
-        async move {
-            let mut stream = TcpStream::connect(addr).await.unwrap();
-            stream
-                .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).await.unwrap();
-            response
-        }
-    };
-    let response = scrape("/metrics").await;
-    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-    assert!(
-        response.contains("\ngroupcast_connections 1\n"),
-        "{response}"
-    );
-    assert!(response.contains("\ngroupcast_groups 1\n"), "{response}");
-    assert!(
-        response.contains("\ngroupcast_messages_in_total 2\n"),
-        "{response}"
-    );
-    assert!(
-        response.contains("\ngroupcast_messages_out_total 1\n"),
-        "{response}"
-    );
-    assert!(scrape("/other").await.starts_with("HTTP/1.1 404"));
-    let health = scrape("/health").await;
-    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
-    assert!(
-        health.ends_with("\r\n\r\n{\"status\":\"ok\",\"bus\":\"none\",\"connections\":1}\n"),
-        "{health}"
+    let metrics = node.addresses().metrics.unwrap();
+    let (status, body) = http_get(metrics, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    for line in [
+        "\ngroupcast_connections 1\n",
+        "\ngroupcast_groups 1\n",
+        "\ngroupcast_messages_in_total 2\n",
+        "\ngroupcast_messages_out_total 1\n",
+    ] {
+        assert!(body.contains(line), "{line:?} in {body}");
+    }
+    assert_eq!(http_get(metrics, "/other").await.0, 404);
+    let (status, health) = http_get(metrics, "/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(
+        health,
+        "{\"status\":\"ok\",\"bus\":\"none\",\"connections\":1}\n"
     );
 
     // Clients that hold a request slot and say nothing: past 16 of them,
     // a new connection is closed at once, and scrapes work again once the
     // slots are free.
-    let metrics = node.addresses().metrics.unwrap();
     let mut idle = Vec::new();
     for _ in 0..16 {
         idle.push(TcpStream::connect(metrics).await.unwrap());
@@ -277,7 +259,7 @@ async fn metrics_endpoint_serves_prometheus_text() {
     );
     drop(idle);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(scrape("/metrics").await.starts_with("HTTP/1.1 200 OK"));
+    assert_eq!(http_get(metrics, "/metrics").await.0, 200);
     node.stop().await;
 }
 

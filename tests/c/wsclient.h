@@ -55,16 +55,13 @@ static inline int ws_read_all(int fd, void *buf, size_t len) {
     return 0;
 }
 
-/* Connects to 127.0.0.1:port and performs the handshake for `path` (which
- * may carry a query). Returns the socket, or -1. When the server refuses
- * the upgrade, returns -1 too. Reads time out after `timeout_ms`. */
-static inline int ws_connect(uint16_t port, const char *path, int timeout_ms) {
+/* A TCP connection to 127.0.0.1:port whose reads time out after
+ * `timeout_ms`, or -1. */
+static inline int ws_tcp_connect(uint16_t port, int timeout_ms) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return -1;
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
@@ -74,6 +71,17 @@ static inline int ws_connect(uint16_t port, const char *path, int timeout_ms) {
         close(fd);
         return -1;
     }
+    return fd;
+}
+
+/* Connects to 127.0.0.1:port and performs the handshake for `path` (which
+ * may carry a query). Returns the socket, or -1. When the server refuses
+ * the upgrade, returns -1 too. Reads time out after `timeout_ms`. */
+static inline int ws_connect(uint16_t port, const char *path, int timeout_ms) {
+    int fd = ws_tcp_connect(port, timeout_ms);
+    if (fd < 0) return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     char request[512];
     int n = snprintf(request, sizeof request,
                      "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nUpgrade: websocket\r\n"
@@ -194,19 +202,8 @@ static inline int ws_expect_text(int fd, const char *expected) {
  * ending in "\r\n"; "" for none) and returns the socket without waiting for
  * the answer (a host that approves connections answers later), or -1. */
 static inline int ws_request(uint16_t port, const char *path, const char *extra, int timeout_ms) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = ws_tcp_connect(port, timeout_ms);
     if (fd < 0) return -1;
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-        close(fd);
-        return -1;
-    }
     char request[1024];
     int n = snprintf(request, sizeof request,
                      "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nUpgrade: websocket\r\n"
