@@ -2,6 +2,7 @@
 //! channel server alone. The Python package's `python -m groupcast` calls
 //! [`run`] too, so both share one CLI.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -84,6 +85,32 @@ struct ServeArgs {
     /// other path 404).
     #[arg(long)]
     no_demo: bool,
+    /// Serve wss:// (and the demo page over https) with this PEM
+    /// certificate chain, leaf first. SIGHUP reads it (and the key) again.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The embedded channel server speaks TLS with this certificate chain
+    /// (needs --channel-tls-key and --channel-ca).
+    #[arg(long, value_name = "PEM", requires_all = ["channel_tls_key", "channel_ca"])]
+    channel_tls_cert: Option<PathBuf>,
+    /// The private key of --channel-tls-cert.
+    #[arg(long, value_name = "PEM", requires = "channel_tls_cert")]
+    channel_tls_key: Option<PathBuf>,
+    /// Reach the channel server over TLS (the secret and the traffic never
+    /// cross in clear); needs --channel-ca.
+    #[arg(long, requires = "channel_ca")]
+    channel_tls: bool,
+    /// The CA certificate(s) (PEM) the channel server's certificate must
+    /// chain to.
+    #[arg(long, value_name = "PEM")]
+    channel_ca: Option<PathBuf>,
+    /// The name the channel server's certificate must carry, when it is not
+    /// the host in --channel (e.g. --channel is an IP address).
+    #[arg(long, value_name = "NAME", requires = "channel_ca")]
+    channel_server_name: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -172,6 +199,13 @@ struct ChannelArgs {
         hide_env_values = true
     )]
     secret: Option<String>,
+    /// Speak TLS with this PEM certificate chain, leaf first. SIGHUP reads
+    /// it (and the key) again.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Parses `args` (program name first) and runs the command until SIGINT or
@@ -223,8 +257,16 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         metrics_listen: args.metrics,
         demo_page: !args.no_demo,
         limits: args.limits.into_limits()?,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        channel_tls_cert: args.channel_tls_cert,
+        channel_tls_key: args.channel_tls_key,
+        channel_ca: args.channel_ca,
+        channel_server_name: args.channel_server_name,
         ..Config::default()
     };
+    // --channel-tls says so out loud; the CA is what switches TLS on.
+    let _ = args.channel_tls;
     let server = match Server::start(config) {
         Ok(server) => server,
         Err(crate::Error::Bind { addr, source }) if Some(&addr) == channel_listen.as_ref() => {
@@ -249,7 +291,13 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         "groupcast listening websocket={} {channel}",
         addresses.websocket
     );
-    server.block_on(signals.recv())?;
+    while let Wanted::Reload = server.block_on(signals.recv())? {
+        // A failed reload keeps the certificate in use; say why.
+        match server.reload_tls() {
+            Ok(()) => {}
+            Err(error) => tracing::error!(%error, "SIGHUP: TLS not reloaded"),
+        }
+    }
     server.stop();
     Ok(())
 }
@@ -271,21 +319,35 @@ fn channel_port_taken(addr: &str, source: &std::io::Error) -> String {
 fn channel(args: ChannelArgs) -> crate::Result<()> {
     let config = ChannelServerConfig {
         secret: args.secret,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
         ..ChannelServerConfig::default()
     };
     let server = BackgroundChannelServer::start(&args.listen, config)?;
     let mut signals = server.block_on(async { StopSignals::register() })??;
     println!("groupcast listening channel={}", server.local_addr());
-    server.block_on(signals.recv())?;
+    while let Wanted::Reload = server.block_on(signals.recv())? {
+        if let Err(error) = server.reload_tls() {
+            tracing::error!(%error, "SIGHUP: TLS not reloaded");
+        }
+    }
     server.stop();
     Ok(())
 }
 
-/// SIGINT (Ctrl-C) and SIGTERM, registered before the "listening" line is
-/// printed so that a signal sent right after it is never missed.
+/// SIGINT (Ctrl-C) and SIGTERM, and SIGHUP (reload the TLS certificate),
+/// registered before the "listening" line is printed so that a signal sent
+/// right after it is never missed.
 struct StopSignals {
     interrupt: Signal,
     terminate: Signal,
+    hangup: Signal,
+}
+
+/// What a signal asks for.
+enum Wanted {
+    Stop,
+    Reload,
 }
 
 impl StopSignals {
@@ -294,14 +356,16 @@ impl StopSignals {
         Ok(StopSignals {
             interrupt: signal(SignalKind::interrupt()).map_err(crate::Error::Runtime)?,
             terminate: signal(SignalKind::terminate()).map_err(crate::Error::Runtime)?,
+            hangup: signal(SignalKind::hangup()).map_err(crate::Error::Runtime)?,
         })
     }
 
     /// Resolves on the first of them.
-    async fn recv(&mut self) {
+    async fn recv(&mut self) -> Wanted {
         tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => Wanted::Stop,
+            _ = self.terminate.recv() => Wanted::Stop,
+            _ = self.hangup.recv() => Wanted::Reload,
         }
     }
 }

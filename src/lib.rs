@@ -29,7 +29,8 @@
 //!    (everything a node is told, and its one validator), [`stats`],
 //!    [`protocol`] (client commands and error replies), `frame` (frames
 //!    encoded once), [`error`]; `accept` (the accept loop every listener
-//!    shares).
+//!    shares); `tls` (certificates from PEM, the reloadable acceptor, the
+//!    plain-or-TLS socket).
 //! 2. `queue` (a connection's outbound queue, bounded in bytes) and
 //!    `registry` (which local connections are in which groups).
 //! 3. [`host`]: events to the host, its queue, the dispatcher thread and
@@ -67,6 +68,7 @@ mod queue;
 mod registry;
 pub mod server;
 pub mod stats;
+mod tls;
 
 pub use config::{Config, HostConfig, Limits, SlowConsumerPolicy};
 pub use error::{Error, Result};

@@ -149,6 +149,16 @@ impl Server {
         &self.handle
     }
 
+    /// Reads the TLS certificate and key again; see
+    /// [`NodeHandle::reload_tls`].
+    ///
+    /// # Errors
+    ///
+    /// As [`NodeHandle::reload_tls`].
+    pub fn reload_tls(&self) -> Result<()> {
+        self.handle.reload_tls()
+    }
+
     /// Whether the server is running.
     pub fn is_running(&self) -> bool {
         self.running.lock().is_some()

@@ -22,6 +22,7 @@ pub(crate) struct NodeCounters {
     pub(crate) slow_consumer_closes: AtomicU64,
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) host_dropped_events: AtomicU64,
+    pub(crate) tls_handshake_failures: AtomicU64,
 }
 
 impl NodeCounters {
@@ -110,6 +111,9 @@ pub struct Stats {
     /// Events for the host dropped because its queue was full (channel
     /// data: group delivery never waits for the host).
     pub host_dropped_events: u64,
+    /// TLS handshakes that failed (a client that does not trust the
+    /// certificate, plain HTTP or ws:// to a TLS port, a timeout).
+    pub tls_handshake_failures: u64,
 }
 
 impl Stats {
@@ -126,6 +130,7 @@ impl Stats {
             slow_consumer_closes: get(&counters.slow_consumer_closes),
             heartbeat_timeouts: get(&counters.heartbeat_timeouts),
             host_dropped_events: get(&counters.host_dropped_events),
+            tls_handshake_failures: get(&counters.tls_handshake_failures),
             ..Stats::default()
         }
     }
@@ -218,6 +223,11 @@ impl Stats {
                 "Events for the host dropped (its queue was full).",
                 self.host_dropped_events,
             ),
+            (
+                "tls_handshake_failures",
+                "TLS handshakes that failed (including plain requests to a TLS port).",
+                self.tls_handshake_failures,
+            ),
         ];
         let mut out = format!(
             "# HELP groupcast_build_info The running version.\n# TYPE groupcast_build_info gauge\ngroupcast_build_info{{version=\"{}\"}} 1\n",
@@ -253,7 +263,7 @@ mod tests {
         let text = stats.to_prometheus();
         assert!(text.contains("\ngroupcast_connections 3\n"));
         assert!(text.contains("\ngroupcast_messages_out_total 42\n"));
-        assert_eq!(text.matches("# TYPE").count(), 19);
+        assert_eq!(text.matches("# TYPE").count(), 20);
         assert!(text.contains(&format!(
             "groupcast_build_info{{version=\"{}\"}} 1\n",
             env!("CARGO_PKG_VERSION")

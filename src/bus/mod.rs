@@ -117,8 +117,13 @@ impl Bus {
         let client_config = ChannelClientConfig {
             max_frame: config.limits.max_channel_frame,
             secret: config.channel_secret.clone(),
+            tls_ca: config.channel_ca.clone(),
+            tls_server_name: config.channel_server_name.clone(),
             ..ChannelClientConfig::default()
         };
+        // A CA or server name that cannot be used is a start error, not a
+        // link that never comes up.
+        client_config.client_tls(&addr)?;
         let (client, events) = ChannelClient::connect(
             addr,
             client_config,

@@ -95,6 +95,19 @@ impl BackgroundChannelServer {
             .map_or(0, |(_, server)| server.subscriber_count(channel))
     }
 
+    /// Reads the TLS certificate and key again; see
+    /// [`ChannelServer::reload_tls`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelServer::reload_tls`]; [`Error::Stopped`] after stop.
+    pub fn reload_tls(&self) -> Result<()> {
+        match &*self.running.lock() {
+            Some((_, server)) => server.reload_tls(),
+            None => Err(Error::Stopped),
+        }
+    }
+
     /// Runs a future on the server's runtime and waits for it.
     ///
     /// # Errors
@@ -163,6 +176,7 @@ impl BackgroundChannelClient {
         if queue_capacity == 0 {
             return Err(Error::Config("queue_capacity must be at least 1".into()));
         }
+        config.client_tls(addr)?;
         let runtime = small_runtime("groupcast-channel-client")?;
         let events = HostEvents::new(queue_capacity).map_err(Error::Runtime)?;
         let shutdown = CancellationToken::new();

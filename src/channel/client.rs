@@ -30,9 +30,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +43,7 @@ use super::message::{
     subscription_frame,
 };
 use crate::queue::ByteBudget;
+use crate::tls::{ClientTls, host_of};
 
 /// How a channel client behaves when the server is away.
 #[derive(Debug, Clone)]
@@ -64,6 +64,34 @@ pub struct ChannelClientConfig {
     pub max_event_bytes: usize,
     /// The server's shared secret, sent first on every connection.
     pub secret: Option<String>,
+    /// Speak TLS to the server, trusting the CA certificates in this PEM
+    /// file: the server's certificate must chain to one of them and name
+    /// the server. Nothing (the secret included) is sent before the
+    /// handshake succeeds.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate is checked against; by default
+    /// the host part of the address (a DNS name or an IP address).
+    pub tls_server_name: Option<String>,
+}
+
+impl ChannelClientConfig {
+    /// The TLS client this configuration asks for to reach `addr`.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Config`] naming the CA file or the server name.
+    pub(crate) fn client_tls(&self, addr: &str) -> crate::Result<Option<ClientTls>> {
+        let Some(ca) = &self.tls_ca else {
+            if self.tls_server_name.is_some() {
+                return Err(crate::Error::Config(
+                    "a TLS server name needs a CA file (tls_ca) to check the server against".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let name = self.tls_server_name.as_deref().unwrap_or(host_of(addr));
+        ClientTls::new(ca, name).map(Some)
+    }
 }
 
 impl Default for ChannelClientConfig {
@@ -76,6 +104,8 @@ impl Default for ChannelClientConfig {
             max_pending_bytes: 4 << 20,
             max_event_bytes: 8 << 20,
             secret: None,
+            tls_ca: None,
+            tls_server_name: None,
         }
     }
 }
@@ -165,8 +195,11 @@ impl ChannelClient {
         let counters = Arc::new(ClientCounters::default());
         let pending = ByteBudget::new(config.max_pending_bytes);
         let event_budget = ByteBudget::new(config.max_event_bytes);
+        let addr = addr.into();
+        let tls = config.client_tls(&addr).map_err(|e| e.to_string());
         let link = ClientLink {
-            addr: addr.into(),
+            addr,
+            tls,
             config,
             commands: commands_rx,
             pending: pending.clone(),
@@ -317,6 +350,10 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The connection task's state, kept across reconnections.
 struct ClientLink {
     addr: String,
+    /// TLS to the server, when asked for; the error when its CA or name
+    /// cannot be used (the link then never connects: nothing goes in
+    /// clear that was meant to be encrypted).
+    tls: Result<Option<ClientTls>, String>,
     config: ChannelClientConfig,
     commands: mpsc::UnboundedReceiver<ClientRequest>,
     /// Given back as publishes leave `commands`.
@@ -352,6 +389,12 @@ impl ClientLink {
         // Whether the current outage (or refusal streak) was logged.
         let mut outage_logged = false;
         let mut refusal_logged = false;
+        if let Err(error) = &self.tls {
+            tracing::error!(addr = %self.addr, %error, "cannot reach the channel server over TLS");
+            *self.counters.last_error.lock() = Some(error.clone());
+            self.shutdown.cancelled().await;
+            return;
+        }
         loop {
             self.counters
                 .connect_attempts
@@ -453,7 +496,36 @@ impl ClientLink {
     /// was ever accepted, so the reconnections can be counted.
     async fn connected_session(&mut self, stream: TcpStream, ever_up: &mut bool) -> ClientLinkEnd {
         let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
+        let Ok(Some(tls)) = &self.tls else {
+            let (read, write) = stream.into_split();
+            return self.session(read, write, ever_up).await;
+        };
+        let handshake = tokio::select! {
+            _ = self.shutdown.cancelled() => return ClientLinkEnd::Shutdown,
+            handshake = tokio::time::timeout(AUTH_TIMEOUT, tls.connect(stream)) => handshake,
+        };
+        match handshake {
+            Ok(Ok(socket)) => {
+                let (read, write) = tokio::io::split(socket);
+                self.session(read, write, ever_up).await
+            }
+            Ok(Err(error)) => ClientLinkEnd::Lost {
+                error: format!("TLS handshake failed: {error}"),
+                up: false,
+            },
+            Err(_) => ClientLinkEnd::Lost {
+                error: "TLS handshake timed out".into(),
+                up: false,
+            },
+        }
+    }
+
+    /// Serves one connection (plain or TLS, split in halves) until it ends.
+    async fn session<R, W>(&mut self, read: R, write: W, ever_up: &mut bool) -> ClientLinkEnd
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
         let mut frames = FramedRead::new(read, FrameDecoder::new(self.config.max_frame));
         let mut writer = BufWriter::with_capacity(64 * 1024, write);
         let lost = |error: String| ClientLinkEnd::Lost { error, up: false };
@@ -529,7 +601,10 @@ impl ClientLink {
 
     /// The first frame: the secret, or a ping that a server wanting a secret
     /// answers with its refusal at once.
-    async fn introduce(&self, writer: &mut BufWriter<OwnedWriteHalf>) -> std::io::Result<()> {
+    async fn introduce(
+        &self,
+        writer: &mut BufWriter<impl AsyncWrite + Unpin>,
+    ) -> std::io::Result<()> {
         match &self.config.secret {
             Some(secret) => writer.write_all(&auth_frame(secret)?).await?,
             None => writer.write_all(&ping_frame()).await?,
@@ -538,7 +613,10 @@ impl ClientLink {
     }
 
     /// Once accepted: subscribe to everything, send what was buffered.
-    async fn resume(&mut self, writer: &mut BufWriter<OwnedWriteHalf>) -> std::io::Result<()> {
+    async fn resume(
+        &mut self,
+        writer: &mut BufWriter<impl AsyncWrite + Unpin>,
+    ) -> std::io::Result<()> {
         if !self.subscriptions.is_empty() {
             let channels: Vec<&str> = self.subscriptions.iter().map(String::as_str).collect();
             writer
@@ -557,7 +635,7 @@ impl ClientLink {
     async fn write_commands(
         &mut self,
         first: ClientRequest,
-        writer: &mut BufWriter<OwnedWriteHalf>,
+        writer: &mut BufWriter<impl AsyncWrite + Unpin>,
     ) -> std::io::Result<()> {
         let mut next = Some(first);
         let mut budget = 256;

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::TcpListener;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,6 +21,7 @@ use crate::accept::next_connection;
 use crate::config::SlowConsumerPolicy;
 use crate::queue::{Outbound, Outbox};
 use crate::stats::NodeCounters;
+use crate::tls::ServerTls;
 
 /// How long a refused client is given to take its refusal.
 const REFUSAL_WRITE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -38,6 +39,12 @@ pub struct ChannelServerConfig {
     /// address other than loopback: the channel carries every group's
     /// traffic.
     pub secret: Option<String>,
+    /// Speak TLS with this PEM certificate chain (leaf first), so the
+    /// secret and the traffic never cross the network in clear. Needs
+    /// `tls_key`.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1 PEM).
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for ChannelServerConfig {
@@ -49,6 +56,8 @@ impl Default for ChannelServerConfig {
             // them more room than a single websocket client.
             outbound_queue_bytes: 64 << 20,
             secret: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -63,6 +72,8 @@ pub struct ChannelServer {
     shutdown: CancellationToken,
     /// Observes every task's end.
     tasks: TaskTracker,
+    /// Its TLS, when it speaks TLS; reloadable.
+    tls: Option<Arc<ServerTls>>,
 }
 
 /// channel name → subscribers; behind a plain mutex that is never held
@@ -87,6 +98,16 @@ impl ChannelServer {
     ///
     /// [`crate::Error::Bind`] when the address cannot be bound.
     pub async fn bind(addr: &str, config: ChannelServerConfig) -> crate::Result<ChannelServer> {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(ServerTls::load(cert, key)?)),
+            (None, None) => None,
+            _ => {
+                return Err(crate::Error::Config(
+                    "the channel server's tls_cert and tls_key go together: set both, or neither"
+                        .into(),
+                ));
+            }
+        };
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| crate::Error::bind(addr, e))?;
@@ -103,9 +124,11 @@ impl ChannelServer {
             hub: Arc::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            tls,
         };
         server.tasks.spawn(accept_loop(
             listener,
+            server.tls.clone(),
             server.hub.clone(),
             config,
             server.shutdown.clone(),
@@ -128,6 +151,27 @@ impl ChannelServer {
             .map_or(0, HashMap::len)
     }
 
+    /// Reads its TLS certificate and key files again: new connections use
+    /// what they hold now, open ones keep their sessions.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Config`] when it speaks no TLS, or naming the file
+    /// that cannot be used (the certificate in use then stays).
+    pub fn reload_tls(&self) -> crate::Result<()> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Err(crate::Error::Config(
+                "this channel server speaks no TLS (start it with tls_cert and tls_key)".into(),
+            )),
+        }
+    }
+
+    /// Its TLS, for a node that reloads it with its own.
+    pub(crate) fn tls(&self) -> Option<Arc<ServerTls>> {
+        self.tls.clone()
+    }
+
     /// Closes every connection and returns once every task has ended.
     pub async fn stop(&self) {
         self.shutdown.cancel();
@@ -144,6 +188,7 @@ impl Drop for ChannelServer {
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     hub: Arc<Hub>,
     config: ChannelServerConfig,
     shutdown: CancellationToken,
@@ -151,27 +196,56 @@ async fn accept_loop(
 ) {
     while let Some((stream, peer)) = next_connection(&listener, &shutdown).await {
         let _ = stream.set_nodelay(true);
-        tasks.spawn(serve_client(
-            stream,
-            peer,
-            hub.clone(),
-            config.clone(),
-            shutdown.child_token(),
-        ));
+        let (hub, config, terminate) = (hub.clone(), config.clone(), shutdown.child_token());
+        match &tls {
+            None => {
+                let (read, write) = stream.into_split();
+                tasks.spawn(serve_client(read, write, peer, hub, config, terminate));
+            }
+            Some(tls) => {
+                let tls = tls.clone();
+                tasks.spawn(async move {
+                    let accepted = tokio::select! {
+                        _ = terminate.cancelled() => return,
+                        accepted = tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream)) => accepted,
+                    };
+                    match accepted {
+                        Ok(Ok(socket)) => {
+                            let (read, write) = tokio::io::split(socket);
+                            serve_client(read, write, peer, hub, config, terminate).await;
+                        }
+                        Ok(Err(error)) => {
+                            NodeCounters::add(&hub.counters.tls_handshake_failures, 1);
+                            tracing::debug!(%peer, %error, "channel client's TLS handshake failed");
+                        }
+                        Err(_) => {
+                            NodeCounters::add(&hub.counters.tls_handshake_failures, 1);
+                            tracing::debug!(%peer, "channel client's TLS handshake timed out");
+                        }
+                    }
+                });
+            }
+        }
     }
 }
 
+/// How long a channel client has to complete its TLS handshake.
+const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves one channel client until it leaves, breaks the protocol, falls too
 /// far behind, or the server stops.
-async fn serve_client(
-    stream: TcpStream,
+async fn serve_client<R, W>(
+    read: R,
+    write: W,
     peer: SocketAddr,
     hub: Arc<Hub>,
     config: ChannelServerConfig,
     terminate: CancellationToken,
-) {
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
-    let (read, write) = stream.into_split();
     let mut frames = FramedRead::new(read, FrameDecoder::new(config.max_frame));
     let mut writer = BufWriter::with_capacity(64 * 1024, write);
     let (outbox, mut outbox_rx) = Outbox::new(

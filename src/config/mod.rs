@@ -1,6 +1,7 @@
 //! What a node is told at start: where to listen, how to reach other nodes,
 //! and the limits it enforces on clients.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 mod bus_url;
@@ -46,6 +47,25 @@ pub struct Config {
     pub limits: Limits,
     /// What the host takes part in (nothing by default).
     pub host: HostConfig,
+    /// Serve `wss://` (and the demo page over https) with this PEM
+    /// certificate chain, leaf first. Needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub tls_key: Option<PathBuf>,
+    /// The embedded channel server speaks TLS with this certificate chain
+    /// (PEM). Needs `channel_tls_key`; this node's own link to it then
+    /// checks it against `channel_ca`.
+    pub channel_tls_cert: Option<PathBuf>,
+    /// The private key of `channel_tls_cert`.
+    pub channel_tls_key: Option<PathBuf>,
+    /// Reach the channel server over TLS, trusting the CA certificates in
+    /// this PEM file (the server's certificate must chain to one of them
+    /// and name the server).
+    pub channel_ca: Option<PathBuf>,
+    /// The name the channel server's certificate is checked against, when
+    /// it is not the host of `channel` (e.g. `channel` is an IP address and
+    /// the certificate names a host). Needs `channel_ca`.
+    pub channel_server_name: Option<String>,
 }
 
 /// What one client may ask of a node.
@@ -197,6 +217,12 @@ impl Default for Config {
             demo_page: false,
             limits: Limits::default(),
             host: HostConfig::default(),
+            tls_cert: None,
+            tls_key: None,
+            channel_tls_cert: None,
+            channel_tls_key: None,
+            channel_ca: None,
+            channel_server_name: None,
         }
     }
 }
@@ -291,6 +317,35 @@ impl Config {
         }
         if l.max_channel_frame < 64 {
             return bad("max_channel_frame must be at least 64 bytes");
+        }
+        self.validate_tls()
+    }
+
+    /// The TLS settings come in pairs; the files themselves are read (and
+    /// their errors named) when the node starts.
+    fn validate_tls(&self) -> crate::Result<()> {
+        let bad = |why: &str| Err(crate::Error::Config(why.to_owned()));
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key go together: set both to serve wss://, or neither");
+        }
+        if self.channel_tls_cert.is_some() != self.channel_tls_key.is_some() {
+            return bad("channel_tls_cert and channel_tls_key go together: set both, or neither");
+        }
+        if self.channel_tls_cert.is_some() && self.channel_listen.is_none() {
+            return bad("channel_tls_cert is for an embedded channel server: set channel_listen");
+        }
+        if self.channel_tls_cert.is_some() && self.channel_ca.is_none() {
+            return bad(
+                "an embedded channel server with TLS needs channel_ca too (the CA of channel_tls_cert), for this node's own link to it",
+            );
+        }
+        if self.channel_ca.is_some() && self.channel.is_none() && self.channel_listen.is_none() {
+            return bad(
+                "channel_ca is for the link to a channel server: set channel or channel_listen",
+            );
+        }
+        if self.channel_server_name.is_some() && self.channel_ca.is_none() {
+            return bad("channel_server_name needs channel_ca (it names the server TLS checks)");
         }
         Ok(())
     }

@@ -43,6 +43,7 @@ use crate::protocol::{
 use crate::queue::{FrameRun, Outbound, OutboxReceiver};
 use crate::registry::ConnectionEntry;
 use crate::stats::NodeCounters;
+use crate::tls::Socket;
 
 /// How long a closing connection waits for the client's close reply.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -94,7 +95,7 @@ pub(crate) async fn serve_connection(shared: Arc<NodeState>, stream: TcpStream, 
 /// answered as plain HTTP, gone).
 async fn upgrade(
     shared: &Arc<NodeState>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
 ) -> Option<(ClientSession, RequestTarget)> {
     let _ = stream.set_nodelay(true);
@@ -104,9 +105,34 @@ async fn upgrade(
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
     }
     let approve = shared.host.is_some() && shared.host_config.approve_connections;
-    // One bound for all that comes before the upgrade: peeking for the demo
-    // page, then the handshake.
+    // One bound for all that comes before the upgrade: the TLS handshake,
+    // peeking for the demo page, then the websocket handshake.
     let deadline = Instant::now() + shared.limits.handshake_timeout;
+    let mut stream = match &shared.tls {
+        None => Socket::Plain(stream),
+        Some(tls) => {
+            let accepted = tokio::select! {
+                _ = shared.shutdown.cancelled() => return None,
+                accepted = tokio::time::timeout_at(deadline, tls.accept(stream)) => accepted,
+            };
+            match accepted {
+                Ok(Ok(socket)) => socket,
+                // Browsers and probes fail handshakes all the time (an
+                // untrusted certificate, ws:// to this port): counted, and
+                // logged at debug only.
+                Ok(Err(error)) => {
+                    NodeCounters::add(&shared.counters.tls_handshake_failures, 1);
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return None;
+                }
+                Err(_) => {
+                    NodeCounters::add(&shared.counters.tls_handshake_failures, 1);
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return None;
+                }
+            }
+        }
+    };
     if shared.demo_page && !approve {
         // Read the head without consuming it, to answer a plain request by
         // its path; an upgrade goes on to the handshake on the untouched
@@ -114,7 +140,7 @@ async fn upgrade(
         // Boxed, as the steps below: it runs once per connection.
         let peeked = tokio::select! {
             _ = shared.shutdown.cancelled() => return None,
-            peeked = Box::pin(tokio::time::timeout_at(deadline, peek_head(&stream))) => peeked,
+            peeked = Box::pin(tokio::time::timeout_at(deadline, peek_head(&mut stream))) => peeked,
         };
         match peeked {
             Ok(Some(Ok(head))) if head.upgrade => {}
@@ -258,7 +284,7 @@ impl Drop for OpenSocket<'_> {
 struct ClientSession {
     shared: Arc<NodeState>,
     conn: Arc<ConnectionEntry>,
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<Socket>,
     outbox_rx: OutboxReceiver,
     /// The close code sent or received, for the host's Close event.
     close_code: Option<u16>,

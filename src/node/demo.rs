@@ -5,9 +5,8 @@
 //! else installed. Off, every plain request keeps its 426 answer: an
 //! embedding host decides what its port shows.
 
-use tokio::net::TcpStream;
-
 use super::handshake::{NOT_WEBSOCKET, RequestHead, respond};
+use crate::tls::Socket;
 
 /// The page, with its inline script and style.
 const PAGE: &str = include_str!("demo.html");
@@ -30,7 +29,7 @@ const NOT_FOUND: &str = "not found\n";
 /// `head.len` bytes, is still unread: `GET /` gets the page and anything
 /// else 404 when `demo_page` is on; everything gets 426 when it is off.
 /// Logged at debug level only: browsers and probes send these all the time.
-pub(super) async fn answer_plain(demo_page: bool, stream: &mut TcpStream, head: &RequestHead) {
+pub(super) async fn answer_plain(demo_page: bool, stream: &mut Socket, head: &RequestHead) {
     let (status, headers, body) = match (demo_page, head.method.as_str(), head.path.as_str()) {
         (false, ..) => (426, None, NOT_WEBSOCKET),
         (true, "GET", "/") => (200, Some(PAGE_HEADERS), PAGE),

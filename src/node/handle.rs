@@ -413,6 +413,31 @@ impl NodeHandle {
     pub async fn wait_bus_connected(&self) {
         self.state.bus.wait_connected().await;
     }
+
+    /// Reads the TLS certificate and key files again (`tls_cert` and
+    /// `tls_key`, and the embedded channel server's `channel_tls_cert` and
+    /// `channel_tls_key`): new handshakes use what they hold now; open
+    /// connections keep theirs and are not disturbed. Blocks on reading
+    /// the files.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the node serves no TLS, or naming the file
+    /// that cannot be used (the certificate in use then stays: each pair is
+    /// replaced only when it loads whole); [`Error::Stopped`] after stop.
+    pub fn reload_tls(&self) -> Result<()> {
+        self.running()?;
+        let (websocket, channel) = (&self.state.tls, &self.state.channel_tls);
+        if websocket.is_none() && channel.is_none() {
+            return Err(Error::Config(
+                "this node serves no TLS (start it with tls_cert and tls_key)".into(),
+            ));
+        }
+        for tls in [websocket, channel].into_iter().flatten() {
+            tls.reload()?;
+        }
+        Ok(())
+    }
 }
 
 /// Host channels must not be empty nor use the groups' prefix (that would

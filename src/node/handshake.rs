@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
@@ -20,6 +19,7 @@ use crate::host::{FAILED_STATUS, HostEvent, Verdict};
 use crate::queue::OutboxReceiver;
 use crate::registry::ConnectionEntry;
 use crate::stats::NodeCounters;
+use crate::tls::Socket;
 
 /// How long a refused client is given to take its answer and close.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -101,7 +101,7 @@ impl Drop for Held {
 /// request) or has gone.
 pub(super) async fn hold_for_verdict(
     shared: &Arc<NodeState>,
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     peer: SocketAddr,
 ) -> Option<Held> {
     let host = shared.host.as_ref()?;
@@ -199,7 +199,7 @@ pub(super) struct RequestHead {
 /// the client goes first; `Err` with the status and body to answer for a
 /// head that is malformed or over [`MAX_HEAD`].
 pub(super) async fn peek_head(
-    stream: &TcpStream,
+    stream: &mut Socket,
 ) -> Option<Result<RequestHead, (u16, &'static str)>> {
     let mut buf = vec![0u8; MAX_HEAD];
     let mut seen = 0;
@@ -268,7 +268,7 @@ pub(super) fn offered_subprotocols(headers: &[(String, String)]) -> Vec<String> 
 }
 
 /// Answers with a plain text HTTP response and closes; see [`respond`].
-pub(super) async fn answer(stream: &mut TcpStream, head_len: usize, status: u16, body: &str) {
+pub(super) async fn answer(stream: &mut Socket, head_len: usize, status: u16, body: &str) {
     respond(stream, head_len, status, None, body).await;
 }
 
@@ -279,7 +279,7 @@ pub(super) async fn answer(stream: &mut TcpStream, head_len: usize, status: u16,
 /// connection and could lose the response. `headers` (each line ending in
 /// CRLF) replace the plain text content type.
 pub(super) async fn respond(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     head_len: usize,
     status: u16,
     headers: Option<&str>,

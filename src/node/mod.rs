@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::host::HostEvents;
 use crate::registry::Registry;
 use crate::stats::NodeCounters;
+use crate::tls::ServerTls;
 
 mod connection;
 mod demo;
@@ -71,11 +72,19 @@ impl Node {
     pub async fn start(config: Config) -> Result<Node> {
         config.validate()?;
         let limits = config.limits.clone();
+        // Read before anything listens: a bad file is a start error that
+        // names it.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(ServerTls::load(cert, key)?)),
+            _ => None,
+        };
         let channel_server = match &config.channel_listen {
             Some(addr) => {
                 let server_config = ChannelServerConfig {
                     max_frame: limits.max_channel_frame,
                     secret: config.channel_secret.clone(),
+                    tls_cert: config.channel_tls_cert.clone(),
+                    tls_key: config.channel_tls_key.clone(),
                     ..ChannelServerConfig::default()
                 };
                 Some(ChannelServer::bind(addr, server_config).await?)
@@ -143,6 +152,8 @@ impl Node {
             counters,
             open_sockets: AtomicUsize::new(0),
             pending: parking_lot::Mutex::default(),
+            tls,
+            channel_tls: channel_server.as_ref().and_then(ChannelServer::tls),
         });
         tasks.spawn(accept_loop(listener, state.clone(), tasks.clone()));
         tasks.spawn(report_slow_consumers(state.clone()));
@@ -164,6 +175,7 @@ impl Node {
         let or_none = |addr: Option<SocketAddr>| addr.map_or("none".into(), |a| a.to_string());
         tracing::info!(
             %websocket,
+            tls = handle.state().tls.is_some(),
             channel = %or_none(addresses.channel),
             metrics = %or_none(metrics),
             bus = handle.state().bus.kind(),

@@ -18,6 +18,7 @@ use crate::ids::ConnId;
 use crate::queue::{Frames, Outbox, OutboxReceiver};
 use crate::registry::{ConnectionEntry, Registry};
 use crate::stats::NodeCounters;
+use crate::tls::ServerTls;
 
 /// State shared by the node's tasks and handles.
 pub(crate) struct NodeState {
@@ -51,6 +52,10 @@ pub(crate) struct NodeState {
     /// take an entry out, the connection task removes its own when it
     /// stops waiting.
     pub(crate) pending: Mutex<HashMap<ConnId, Pending>>,
+    /// TLS for new connections (`wss://`), when configured; reloadable.
+    pub(crate) tls: Option<Arc<ServerTls>>,
+    /// The embedded channel server's TLS, reloaded with `tls`.
+    pub(crate) channel_tls: Option<Arc<ServerTls>>,
 }
 
 /// A connection waiting for the host's verdict before its upgrade.

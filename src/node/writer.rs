@@ -5,11 +5,11 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 
 use futures_util::SinkExt;
-use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::queue::Outbound;
+use crate::tls::Socket;
 
 /// Most frames handed to the kernel in one vectored write.
 const IOV_BATCH: usize = 256;
@@ -22,7 +22,7 @@ const IOV_BATCH: usize = 256;
 /// first, and reads only happen between batches, so frames written here and
 /// frames tungstenite writes never interleave.
 pub(super) async fn write_frames(
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut WebSocketStream<Socket>,
     items: &[Outbound],
 ) -> io::Result<usize> {
     let total: usize = items.iter().map(Outbound::bytes).sum();
@@ -45,6 +45,9 @@ pub(super) async fn write_frames(
         at.advance(items, n);
         left -= n;
     }
+    // TLS keeps what the socket did not take in its own buffer: push it
+    // out (on plain TCP this returns at once).
+    stream.flush().await?;
     Ok(total)
 }
 
