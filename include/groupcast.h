@@ -406,6 +406,11 @@ typedef struct groupcast_stats {
    * data: group delivery never waits for the host).
    */
   uint64_t host_dropped_events;
+  /**
+   * TLS handshakes that failed (a client that does not trust the
+   * certificate, plain HTTP or ws:// to a TLS port, a timeout).
+   */
+  uint64_t tls_handshake_failures;
 } groupcast_stats;
 
 /**
@@ -1454,6 +1459,122 @@ groupcast_result groupcast_server_channel_address(const struct groupcast_server 
                                                   char *buf,
                                                   size_t len,
                                                   size_t *out_len);
+
+/**
+ * Serves `wss://` (and the demo page over https) with the PEM certificate
+ * chain in the file `cert` (leaf first) and its key in `key` (PKCS#8,
+ * PKCS#1 or SEC1). Both of length 0 turn TLS off; one alone is
+ * `GROUPCAST_ERR_INVALID_ARGUMENT`. A file that cannot be used fails
+ * `groupcast_server_start` with `GROUPCAST_ERR_CONFIG`, naming it.
+ *
+ * # Safety
+ *
+ * `config` from `groupcast_config_new`; `cert` points to `cert_len`
+ * bytes, `key` to `key_len` bytes.
+ */
+groupcast_result groupcast_config_set_tls(struct groupcast_config *config,
+                                          const char *cert,
+                                          size_t cert_len,
+                                          const char *key,
+                                          size_t key_len);
+
+/**
+ * The embedded channel server speaks TLS with this certificate chain and
+ * key (as `groupcast_config_set_tls`); the node's own link to it then
+ * needs `groupcast_config_set_channel_ca`.
+ *
+ * # Safety
+ *
+ * As `groupcast_config_set_tls`.
+ */
+groupcast_result groupcast_config_set_channel_tls(struct groupcast_config *config,
+                                                  const char *cert,
+                                                  size_t cert_len,
+                                                  const char *key,
+                                                  size_t key_len);
+
+/**
+ * Reaches the channel server over TLS, trusting the CA certificates in
+ * the PEM file `ca`, and checking the server's certificate against
+ * `server_name` (length 0: the host of the channel address). `ca` of
+ * length 0 turns it off.
+ *
+ * # Safety
+ *
+ * `config` from `groupcast_config_new`; `ca` points to `ca_len` bytes,
+ * `server_name` to `server_name_len` bytes.
+ */
+groupcast_result groupcast_config_set_channel_ca(struct groupcast_config *config,
+                                                 const char *ca,
+                                                 size_t ca_len,
+                                                 const char *server_name,
+                                                 size_t server_name_len);
+
+/**
+ * Reads the TLS certificate and key files again (the websocket port's and
+ * the embedded channel server's): new connections get the new
+ * certificate, open ones stay. `GROUPCAST_ERR_CONFIG` when the server has
+ * no TLS or a file cannot be used (the certificate in use then stays; the
+ * message names the file), `GROUPCAST_ERR_STOPPED` after stop. May be
+ * called from any thread.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`, not freed.
+ */
+groupcast_result groupcast_server_reload_tls(const struct groupcast_server *server);
+
+/**
+ * As `groupcast_channel_server_start`, speaking TLS with the certificate
+ * chain in `cert` and its key in `key` (PEM files; both of length 0: no
+ * TLS). A file that cannot be used is `GROUPCAST_ERR_CONFIG`, naming it.
+ *
+ * # Safety
+ *
+ * As `groupcast_channel_server_start`; `cert` points to `cert_len` bytes,
+ * `key` to `key_len` bytes.
+ */
+groupcast_result groupcast_channel_server_start_tls(const char *listen,
+                                                    size_t listen_len,
+                                                    const char *secret,
+                                                    size_t secret_len,
+                                                    const char *cert,
+                                                    size_t cert_len,
+                                                    const char *key,
+                                                    size_t key_len,
+                                                    struct groupcast_channel_server **out_server);
+
+/**
+ * Reads the channel server's TLS certificate and key again, as
+ * `groupcast_server_reload_tls`.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_channel_server_start_tls`, not freed.
+ */
+groupcast_result groupcast_channel_server_reload_tls(const struct groupcast_channel_server *server);
+
+/**
+ * As `groupcast_channel_client_connect`, over TLS: the server's
+ * certificate must chain to a CA in the PEM file `ca` and carry
+ * `server_name` (length 0: the host of `addr`). Nothing, the secret
+ * included, is sent before the handshake succeeds. A CA file that cannot
+ * be used is `GROUPCAST_ERR_CONFIG`, naming it.
+ *
+ * # Safety
+ *
+ * As `groupcast_channel_client_connect`; `ca` points to `ca_len` bytes,
+ * `server_name` to `server_name_len` bytes.
+ */
+groupcast_result groupcast_channel_client_connect_tls(const char *addr,
+                                                      size_t addr_len,
+                                                      const char *secret,
+                                                      size_t secret_len,
+                                                      const char *ca,
+                                                      size_t ca_len,
+                                                      const char *server_name,
+                                                      size_t server_name_len,
+                                                      struct groupcast_channel_client **out_client);
 
 #ifdef __cplusplus
 }  // extern "C"

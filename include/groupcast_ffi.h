@@ -80,6 +80,7 @@ typedef struct groupcast_stats {
   uint64_t bus_auth_failures;
   uint64_t bus_dropped_events;
   uint64_t host_dropped_events;
+  uint64_t tls_handshake_failures;
 } groupcast_stats;
 typedef struct groupcast_header {
   const char *name;
@@ -318,3 +319,38 @@ groupcast_result groupcast_server_channel_address(const struct groupcast_server 
                                                   char *buf,
                                                   size_t len,
                                                   size_t *out_len);
+groupcast_result groupcast_config_set_tls(struct groupcast_config *config,
+                                          const char *cert,
+                                          size_t cert_len,
+                                          const char *key,
+                                          size_t key_len);
+groupcast_result groupcast_config_set_channel_tls(struct groupcast_config *config,
+                                                  const char *cert,
+                                                  size_t cert_len,
+                                                  const char *key,
+                                                  size_t key_len);
+groupcast_result groupcast_config_set_channel_ca(struct groupcast_config *config,
+                                                 const char *ca,
+                                                 size_t ca_len,
+                                                 const char *server_name,
+                                                 size_t server_name_len);
+groupcast_result groupcast_server_reload_tls(const struct groupcast_server *server);
+groupcast_result groupcast_channel_server_start_tls(const char *listen,
+                                                    size_t listen_len,
+                                                    const char *secret,
+                                                    size_t secret_len,
+                                                    const char *cert,
+                                                    size_t cert_len,
+                                                    const char *key,
+                                                    size_t key_len,
+                                                    struct groupcast_channel_server **out_server);
+groupcast_result groupcast_channel_server_reload_tls(const struct groupcast_channel_server *server);
+groupcast_result groupcast_channel_client_connect_tls(const char *addr,
+                                                      size_t addr_len,
+                                                      const char *secret,
+                                                      size_t secret_len,
+                                                      const char *ca,
+                                                      size_t ca_len,
+                                                      const char *server_name,
+                                                      size_t server_name_len,
+                                                      struct groupcast_channel_client **out_client);

@@ -46,6 +46,8 @@ class Stats(TypedDict):
     """Messages from the bus dropped: the node had not taken earlier ones."""
     host_dropped_events: int
     """Events for the host dropped because its queue was full."""
+    tls_handshake_failures: int
+    """TLS handshakes that failed (plain ws:// to a TLS port included)."""
 
 
 class _HealthKeys(TypedDict):

@@ -26,20 +26,20 @@ use crate::error::Error;
 /// released by `groupcast_channel_server_free`. Calls may come from any
 /// thread.
 pub struct groupcast_channel_server {
-    inner: BackgroundChannelServer,
+    pub(crate) inner: BackgroundChannelServer,
 }
 
 /// A channel client: made by `groupcast_channel_client_connect`, released
 /// by `groupcast_channel_client_free`. Calls may come from any thread;
 /// poll from one thread at a time.
 pub struct groupcast_channel_client {
-    inner: BackgroundChannelClient,
+    pub(crate) inner: BackgroundChannelClient,
     /// Events returned by the last poll, which the views point into.
-    poll_slot: Mutex<PollSlot>,
+    pub(crate) poll_slot: Mutex<PollSlot>,
 }
 
 /// `Some(secret)` for a non-empty secret, `None` for length 0.
-fn secret_of(secret: &str) -> Option<String> {
+pub(crate) fn secret_of(secret: &str) -> Option<String> {
     (!secret.is_empty()).then(|| secret.to_owned())
 }
 

@@ -14,7 +14,8 @@
 //! One file per object, as rustls-ffi splits its ABI: `result` (results,
 //! errors, pointer helpers), `config`, `server` (lifecycle), `events`
 //! (views, poll, callbacks), `actions`, `channel` (standalone channel
-//! server and client). The plumbing they share with the other bindings —
+//! server and client), `tls` (certificates, reload, TLS channel links).
+//! The plumbing they share with the other bindings —
 //! routing events to callbacks, the connect verdict, stopping from a
 //! callback, range rules — is the core's (`crate::host`, `crate::Server`,
 //! `Config::validate`).
@@ -28,6 +29,7 @@ mod channel;
 mod config;
 mod events;
 mod server;
+mod tls;
 
 pub use actions::*;
 pub use channel::*;
@@ -35,3 +37,4 @@ pub use config::*;
 pub use events::*;
 pub use result::*;
 pub use server::*;
+pub use tls::*;

@@ -8,6 +8,7 @@
 //! waits that Ctrl-C can interrupt.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
 use parking_lot::{Condvar, Mutex};
@@ -74,21 +75,45 @@ pub(super) struct ChannelServer {
     listen: String,
     /// What every client must send first (`None`: no authentication).
     secret: Option<String>,
+    /// Speak TLS with this certificate chain and key (PEM files).
+    tls: (Option<PathBuf>, Option<PathBuf>),
     core: Arc<ChannelServerCore>,
 }
 
 #[pymethods]
 impl ChannelServer {
     #[new]
-    #[pyo3(signature = (listen = "127.0.0.1:2206", *, secret = None))]
-    fn new(listen: &str, secret: Option<String>) -> PyResult<Self> {
+    #[pyo3(signature = (listen = "127.0.0.1:2206", *, secret = None, tls_cert = None, tls_key = None))]
+    fn new(
+        listen: &str,
+        secret: Option<String>,
+        tls_cert: Option<PathBuf>,
+        tls_key: Option<PathBuf>,
+    ) -> PyResult<Self> {
         check_address("listen", listen)?;
         check_secret(secret.as_deref())?;
+        if tls_cert.is_some() != tls_key.is_some() {
+            return Err(PyValueError::new_err(
+                "tls_cert and tls_key go together: set both, or neither",
+            ));
+        }
         Ok(ChannelServer {
             listen: listen.to_owned(),
             secret,
+            tls: (tls_cert, tls_key),
             core: Arc::default(),
         })
+    }
+
+    /// Reads the TLS certificate and key files again: new connections get
+    /// the new certificate, open ones stay. `ValueError` naming the file
+    /// when it cannot be used (the certificate in use then stays).
+    fn reload_tls(&self, py: Python<'_>) -> PyResult<()> {
+        let server = self.core.server.lock().clone();
+        let server = server
+            .filter(|s| s.is_running())
+            .ok_or_else(|| StoppedError::new_err("the channel server is not running"))?;
+        py.detach(|| server.reload_tls()).map_err(to_py)
     }
 
     /// Binds and starts serving; returns once listening. Does nothing if
@@ -97,6 +122,8 @@ impl ChannelServer {
         let listen = self.listen.as_str();
         let config = ChannelServerConfig {
             secret: self.secret.clone(),
+            tls_cert: self.tls.0.clone(),
+            tls_key: self.tls.1.clone(),
             ..ChannelServerConfig::default()
         };
         let core = &self.core;
@@ -254,6 +281,8 @@ fn run_callbacks(callbacks: &Callbacks, batch: &mut Vec<HostEvent>) {
 pub(super) struct ChannelClient {
     /// The channel server's secret, sent first on every connection.
     secret: Option<String>,
+    /// Speak TLS, trusting this CA file, checking this server name.
+    tls: (Option<PathBuf>, Option<String>),
     callbacks: Callbacks,
     core: Arc<ChannelClientCore>,
 }
@@ -283,6 +312,8 @@ impl ChannelClient {
             address,
             ChannelClientConfig {
                 secret: self.secret.clone(),
+                tls_ca: self.tls.0.clone(),
+                tls_server_name: self.tls.1.clone(),
                 ..ChannelClientConfig::default()
             },
             HostConfig::default().queue_capacity,
@@ -308,11 +339,16 @@ impl ChannelClient {
 #[pymethods]
 impl ChannelClient {
     #[new]
-    #[pyo3(signature = (*, secret = None))]
-    fn new(secret: Option<String>) -> PyResult<Self> {
+    #[pyo3(signature = (*, secret = None, tls_ca = None, tls_server_name = None))]
+    fn new(
+        secret: Option<String>,
+        tls_ca: Option<PathBuf>,
+        tls_server_name: Option<String>,
+    ) -> PyResult<Self> {
         check_secret(secret.as_deref())?;
         Ok(ChannelClient {
             secret,
+            tls: (tls_ca, tls_server_name),
             callbacks: Arc::default(),
             core: Arc::default(),
         })

@@ -4,6 +4,7 @@
 //! ([`PyHooks`], in `hooks.rs`), or, with `events=True`, the core's queue
 //! is polled ([`HostEvents::poll_until`]) in waits Ctrl-C can interrupt.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -218,6 +219,12 @@ impl Server {
         allowed_origins = None,
         send_buffer_size = None,
         demo_page = false,
+        tls_cert = None,
+        tls_key = None,
+        channel_tls_cert = None,
+        channel_tls_key = None,
+        channel_ca = None,
+        channel_server_name = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -246,6 +253,12 @@ impl Server {
         allowed_origins: Option<Vec<String>>,
         send_buffer_size: Option<usize>,
         demo_page: bool,
+        tls_cert: Option<PathBuf>,
+        tls_key: Option<PathBuf>,
+        channel_tls_cert: Option<PathBuf>,
+        channel_tls_key: Option<PathBuf>,
+        channel_ca: Option<PathBuf>,
+        channel_server_name: Option<String>,
     ) -> PyResult<Self> {
         // Start from the defaults so fields added to the core keep their
         // default meaning here; `validate` below judges every value.
@@ -257,6 +270,12 @@ impl Server {
         config.channel_secret = channel_secret.map(str::to_owned);
         config.metrics_listen = metrics_listen.map(str::to_owned);
         config.demo_page = demo_page;
+        config.tls_cert = tls_cert;
+        config.tls_key = tls_key;
+        config.channel_tls_cert = channel_tls_cert;
+        config.channel_tls_key = channel_tls_key;
+        config.channel_ca = channel_ca;
+        config.channel_server_name = channel_server_name;
         let limits = &mut config.limits;
         for (value, field) in [
             (max_message_size, &mut limits.max_message_size),
@@ -435,7 +454,8 @@ impl Server {
             .ok_or_else(|| StoppedError::new_err("the server has not been started"))
     }
 
-    /// The websocket URL clients can use, e.g. `"ws://127.0.0.1:1234/"`.
+    /// The websocket URL clients can use, e.g. `"ws://127.0.0.1:1234/"`
+    /// (`wss://` with `tls_cert`).
     #[getter]
     fn url(&self) -> PyResult<String> {
         let (host, port) = self.addresses()?.websocket().clone();
@@ -444,7 +464,20 @@ impl Server {
         } else {
             host
         };
-        Ok(format!("ws://{host}:{port}/"))
+        let scheme = match self.config.tls_cert {
+            Some(_) => "wss",
+            None => "ws",
+        };
+        Ok(format!("{scheme}://{host}:{port}/"))
+    }
+
+    /// Reads the TLS certificate and key files again (and the embedded
+    /// channel server's): new connections get the new certificate, open
+    /// ones stay. `ValueError` naming the file when it cannot be used (the
+    /// certificate in use then stays) or when the server has no TLS.
+    fn reload_tls(&self, py: Python<'_>) -> PyResult<()> {
+        let handle = self.handle()?;
+        py.detach(|| handle.reload_tls()).map_err(to_py)
     }
 
     /// Sends `data` to one connection: a text frame for `str`, a binary
@@ -567,7 +600,8 @@ impl Server {
     /// bytes_in, messages_out, bytes_out, dropped_messages,
     /// slow_consumer_closes, heartbeat_timeouts, bus_reconnects,
     /// bus_dropped_publishes, bus_connected, bus_connect_attempts,
-    /// bus_auth_failures, bus_dropped_events, host_dropped_events.
+    /// bus_auth_failures, bus_dropped_events, host_dropped_events,
+    /// tls_handshake_failures.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stats = self.handle()?.stats();
         json_loads(py, &stats.to_json())
