@@ -29,6 +29,12 @@ PYTHON = BENCHES / ".venv/bin/python"
 PYTHON_SERVER = BENCHES / "baselines/python/server.py"
 
 SERVERS = ["groupcast", "node-ws", "python-websockets"]
+# groupcast serving wss:// with the test certificate of tests/fixtures/tls
+# (EC P-256, for 127.0.0.1): the TLS cost scenario compares it with ws://.
+WSS = "groupcast, wss://"
+TLS_FIXTURES = ROOT / "tests/fixtures/tls"
+# loadgen (and its probe process) trust this CA for wss:// URLs.
+os.environ.setdefault("LOADGEN_TLS_CA", str(TLS_FIXTURES / "ec.crt"))
 # In the cluster scenario: groupcast as one node, run next to the cluster
 # runs so the ratio compares runs made under the same machine load.
 SINGLE_NODE = "groupcast, 1 node"
@@ -114,6 +120,10 @@ class Deployment:
                         raise ValueError(kind)
             elif kind == "groupcast":
                 self._start_node([GROUPCAST, "serve", "--listen", "127.0.0.1:0", "--channel-listen", "127.0.0.1:0"])
+            elif kind == WSS:
+                self._start_node([GROUPCAST, "serve", "--listen", "127.0.0.1:0", "--channel-listen", "127.0.0.1:0",
+                                  "--tls-cert", str(TLS_FIXTURES / "ec.crt"),
+                                  "--tls-key", str(TLS_FIXTURES / "ec-sec1.key")], scheme="wss")
             elif kind == "node-ws":
                 self._start_node(["node", str(NODE_SERVER), "0", "127.0.0.1"])
             elif kind == "python-websockets":
@@ -129,9 +139,9 @@ class Deployment:
         self.procs.append(proc)
         return proc
 
-    def _start_node(self, argv):
+    def _start_node(self, argv, scheme="ws"):
         proc = self._start(argv, r"websocket=(\S+)")
-        self.urls.append(f"ws://{proc.address}")
+        self.urls.append(f"{scheme}://{proc.address}")
 
     @property
     def pids(self):
@@ -270,6 +280,20 @@ def scenarios(smoke):
             servers=["groupcast"],
             runs=[],
             measure=measure_hosts,
+        ),
+        dict(
+            id="tls",
+            title="7. TLS cost: flood fan-out over wss:// against ws://, the same node, the same run",
+            target="wss:// costs what its encryption costs: each message is encrypted once per member "
+                   "(TLS has no shared frames), so expect the CPU per delivery to grow with the message size.",
+            servers=["groupcast", WSS],
+            # Two rounds, ws and wss alternating, to see the noise.
+            runs=[
+                (f"1000 members, {name}, round {n}",
+                 ["--mode", "flood", "--members", "1000", "--senders", "1", "--size", size,
+                  "--window", "256", *COMMON])
+                for n in (1, 2) for name, size in (("64 B", "64"), ("1 KiB", "1024"))
+            ],
         ),
     ]
 
@@ -756,7 +780,7 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
         "",
         "```",
         "bash benches/run.sh            # sections 1-6, about 12 minutes; rewrites BENCHMARKS.md",
-        "bash benches/run.sh --only flood,paced   # a subset (ids: flood, paced, groups, cluster, idle, hosts)",
+        "bash benches/run.sh --only flood,paced   # a subset (ids: flood, paced, groups, cluster, idle, hosts, tls)",
         "bash benches/run.sh --smoke    # ~10 s, groupcast only; exit status 1 if anything was lost",
         "python3 benches/run.py --render   # rewrite this file from benches/results/latest.json",
         "```",
@@ -811,7 +835,7 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="one tiny scenario against groupcast only")
     parser.add_argument("--render", action="store_true",
                         help="rewrite BENCHMARKS.md from benches/results/latest.json without running anything")
-    parser.add_argument("--only", help="comma-separated scenario ids: flood,paced,groups,cluster,idle,hosts")
+    parser.add_argument("--only", help="comma-separated scenario ids: flood,paced,groups,cluster,idle,hosts,tls")
     parser.add_argument("--servers", help="comma-separated subset of " + ",".join(SERVERS))
     parser.add_argument("--output", help="markdown report [default: BENCHMARKS.md, or benches/results/partial.md with --only/--servers]")
     args = parser.parse_args()

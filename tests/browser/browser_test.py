@@ -14,7 +14,11 @@ the DevTools protocol (a websocket, spoken with the `websockets` package):
 - a screenshot of a tab with messages is a valid PNG (written to
   --screenshot; docs/demo.png is a copy made once);
 - SIGTERM stops the node (exit code 0) and both pages show close code 1001
-  in #status.
+  in #status;
+- over https: a node serving wss:// with the test certificate of
+  tests/fixtures/tls (Chromium runs with --ignore-certificate-errors): two
+  tabs open https://ADDR/, connect (wss:// from the page), join, and tab
+  1's message appears in both tabs' #log.
 
 Every wait is bounded. Prints one line per check and "browser: N passed, N
 failed"; exits 1 when any failed.
@@ -180,9 +184,12 @@ def readme_snippet(addr: str) -> str:
     return code.replace("ws://127.0.0.1:1234", f"ws://{addr}")
 
 
-def start_node(groupcast: str) -> tuple[subprocess.Popen, str]:
+TLS_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tls"
+
+
+def start_node(groupcast: str, *extra: str) -> tuple[subprocess.Popen, str]:
     node = subprocess.Popen(
-        [groupcast, "serve", "--listen", "127.0.0.1:0", "--channel-listen", "127.0.0.1:0"],
+        [groupcast, "serve", "--listen", "127.0.0.1:0", "--channel-listen", "127.0.0.1:0", *extra],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -208,6 +215,8 @@ def start_chromium(chromium: str, profile: Path, log) -> tuple[subprocess.Popen,
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            # The https pass uses a self-signed test certificate.
+            "--ignore-certificate-errors",
             f"--user-data-dir={profile}",
             "--remote-debugging-port=0",
             "about:blank",
@@ -295,6 +304,31 @@ async def scenario(args, devtools: DevTools, node: subprocess.Popen, addr: str, 
     await check("SIGTERM: both pages show close code 1001, groupcast exits 0", stop())
 
 
+async def https_scenario(devtools: DevTools, node: subprocess.Popen, addr: str, check) -> None:
+    url = f"https://{addr}/"
+    tabs = [await Tab.open(devtools, url, f"https tab {n}") for n in (1, 2)]
+
+    async def connected() -> None:
+        for tab in tabs:
+            await tab.until("connected", "document.querySelector('#status').dataset.state === 'open'")
+            scheme = await tab.eval("location.protocol")
+            if scheme != "https:":
+                raise Failed(f"the page was loaded over {scheme}")
+
+    await check("https: both tabs load the page and connect over wss://", connected())
+
+    async def join_and_send() -> None:
+        for n, tab in enumerate(tabs, 1):
+            await tab.fill_and_click("#group", "secure", "#join")
+            await tab.fill_and_click("#message", f"https tab {n} is here", "#send")
+            await tab.log_has(f"https tab {n} is here")
+        await tabs[0].fill_and_click("#message", "hello over wss", "#send")
+        for tab in tabs:
+            await tab.log_has("hello over wss")
+
+    await check("https: both tabs join, tab 1's message appears in both", join_and_send())
+
+
 async def main_async(args) -> int:
     passed = failed = 0
 
@@ -311,19 +345,25 @@ async def main_async(args) -> int:
 
     profile = Path(tempfile.mkdtemp(prefix="groupcast-chromium-"))
     chromium_log = open(profile.parent / f"{profile.name}.log", "w+")
-    node = browser = None
+    node = browser = secure = None
     try:
         node, addr = start_node(args.groupcast)
+        secure, secure_addr = start_node(
+            args.groupcast,
+            "--tls-cert", str(TLS_FIXTURES / "ec.crt"),
+            "--tls-key", str(TLS_FIXTURES / "ec-sec1.key"),
+        )
         browser, devtools_url = start_chromium(args.chromium, profile, chromium_log)
         async with websockets.connect(devtools_url, max_size=None, open_timeout=ARRIVES) as ws:
             devtools = DevTools(ws)
             await scenario(args, devtools, node, addr, check)
+            await https_scenario(devtools, secure, secure_addr, check)
             devtools.reader.cancel()
     except Failed as error:
         failed += 1
         print(f"FAIL setup: {error}")
     finally:
-        for process in (browser, node):
+        for process in (browser, node, secure):
             if process and process.poll() is None:
                 process.kill()
                 process.wait()

@@ -34,7 +34,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 type Result<T> = std::result::Result<T, BoxError>;
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<Socket>;
 type Sink = SplitSink<Ws, Message>;
 type Stream = SplitStream<Ws>;
 
@@ -299,13 +299,89 @@ fn source_ip(index: usize, src_ips: u8) -> Option<Ipv4Addr> {
     ))
 }
 
+/// A connection to the server: plain TCP (`ws://`) or TLS (`wss://`).
+enum Socket {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Socket {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Socket::Tls(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Socket {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Socket::Tls(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Socket::Tls(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Socket::Tls(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The TLS client for `wss://` URLs: trusts the CA certificates in the PEM
+/// file named by `LOADGEN_TLS_CA` (inherited by the probe process).
+fn tls_connector() -> Result<tokio_rustls::TlsConnector> {
+    use rustls_pki_types::pem::PemObject;
+    static CONNECTOR: std::sync::OnceLock<tokio_rustls::TlsConnector> = std::sync::OnceLock::new();
+    if let Some(connector) = CONNECTOR.get() {
+        return Ok(connector.clone());
+    }
+    let ca = std::env::var("LOADGEN_TLS_CA").map_err(|_| "wss:// needs LOADGEN_TLS_CA=ca.pem")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&ca)? {
+        roots.add(cert?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(CONNECTOR
+        .get_or_init(|| tokio_rustls::TlsConnector::from(Arc::new(config)))
+        .clone())
+}
+
 async fn connect(url: &str, src: Option<Ipv4Addr>) -> Result<Ws> {
-    let host_port = url
-        .strip_prefix("ws://")
-        .ok_or("only ws:// URLs are supported")?
-        .split('/')
-        .next()
-        .unwrap_or_default();
+    let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (false, rest),
+        (None, Some(rest)) => (true, rest),
+        _ => return Err("only ws:// and wss:// URLs are supported".into()),
+    };
+    let host_port = rest.split('/').next().unwrap_or_default();
     let addr: SocketAddr = host_port.parse()?;
     let mut last_error: BoxError = "no attempt".into();
     for attempt in 0..8 {
@@ -324,6 +400,19 @@ async fn connect(url: &str, src: Option<Ipv4Addr>) -> Result<Ws> {
             }
         };
         stream.set_nodelay(true)?;
+        let stream = match tls {
+            false => Socket::Plain(stream),
+            true => {
+                let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+                match tls_connector()?.connect(name, stream).await {
+                    Ok(stream) => Socket::Tls(Box::new(stream)),
+                    Err(error) => {
+                        last_error = error.into();
+                        continue;
+                    }
+                }
+            }
+        };
         match tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config())).await {
             Ok((ws, _)) => return Ok(ws),
             Err(error) => last_error = error.into(),
