@@ -43,6 +43,12 @@ final class Options
         'channel_secret' => '?string',
         'metrics_listen' => '?address',
         'poll_batch' => 'count',
+        'tls_cert' => 'path',
+        'tls_key' => 'path',
+        'channel_tls_cert' => 'path',
+        'channel_tls_key' => 'path',
+        'channel_ca' => 'path',
+        'channel_server_name' => 'path',
     ];
 
     /** groupcast_limit values. */
@@ -82,7 +88,7 @@ final class Options
                 continue;
             }
             $expected = match ($kind) {
-                'address', '?address', '?string' => is_string($value) ? null : 'a string',
+                'address', '?address', '?string', 'path' => is_string($value) ? null : 'a string',
                 'count', 'limit' => is_int($value) && $value >= 0 ? null : 'a non-negative int',
                 'bool' => is_bool($value) ? null : 'a bool',
                 'duration' => (is_int($value) || is_float($value)) && is_finite((float) $value) && $value >= 0
@@ -135,8 +141,23 @@ final class Options
                 $kind === 'list' => array_map(
                     fn (string $origin) => $text('groupcast_config_add_allowed_origin', $origin), $value
                 ),
-                default => null, // poll_batch: the wrapper's own
+                default => null, // poll_batch: the wrapper's own; paths: below, in pairs
             };
+        }
+        // One setter per pair (groupcast_config_set_tls, _set_channel_ca):
+        // one half alone is the library's to refuse.
+        $pair = function (string $setter, ?string $first, ?string $second) use ($ffi, $config): void {
+            [$first, $second] = [$first ?? '', $second ?? ''];
+            Library::check($ffi->$setter($config, $first, strlen($first), $second, strlen($second)), $setter);
+        };
+        if (isset($options['tls_cert']) || isset($options['tls_key'])) {
+            $pair('groupcast_config_set_tls', $options['tls_cert'] ?? null, $options['tls_key'] ?? null);
+        }
+        if (isset($options['channel_tls_cert']) || isset($options['channel_tls_key'])) {
+            $pair('groupcast_config_set_channel_tls', $options['channel_tls_cert'] ?? null, $options['channel_tls_key'] ?? null);
+        }
+        if (isset($options['channel_ca']) || isset($options['channel_server_name'])) {
+            $pair('groupcast_config_set_channel_ca', $options['channel_ca'] ?? null, $options['channel_server_name'] ?? null);
         }
     }
 

@@ -46,6 +46,10 @@ final class Server
      *   slow_consumer      'close' (1008) or 'drop' (the message, for that client) ['close']
      *   allowed_origins    list of browser origins allowed; others get HTTP 403
      *   poll_batch         events taken per poll() [256]
+     *   tls_cert, tls_key  PEM files: serve wss:// (both, or neither); see reloadTls()
+     *   channel_tls_cert, channel_tls_key  PEM files: the embedded channel server speaks TLS
+     *   channel_ca         PEM CA file: reach the channel server over TLS
+     *   channel_server_name  the name its certificate must carry [the host of channel]
      *
      * An unknown name or a value of the wrong type throws a
      * GroupcastException (Result::ERR_INVALID_ARGUMENT) naming it; a
@@ -430,6 +434,17 @@ final class Server
             $this->ffi->groupcast_server_channel_unsubscribe($this->handle(), $channel, strlen($channel)),
             'unsubscribe'
         );
+    }
+
+    /**
+     * Reads the TLS certificate and key files again: new connections get
+     * the new certificate, open ones stay. Throws Result::ERR_CONFIG naming
+     * the file when it cannot be used (the certificate in use then stays),
+     * or when the server has no TLS.
+     */
+    public function reloadTls(): void
+    {
+        Library::check($this->ffi->groupcast_server_reload_tls($this->handle()), 'reload_tls');
     }
 
     /** Stops the server (clients get 1001); a second call does nothing. */

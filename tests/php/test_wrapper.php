@@ -270,6 +270,9 @@ foreach (array_unique($m[2]) as $setter) {
     $option = match ($setter) {
         'limit' => null,
         'allowed_origin' => 'allowed_origins',
+        // Pairs of paths: one setter, two options.
+        'tls' => 'tls_cert',
+        'channel_tls' => 'channel_tls_cert',
         default => $setter,
     };
     check($option === null || isset(Options::KINDS[$option]), "groupcast_config_{$m[1][0]}_$setter has an option");
@@ -532,5 +535,33 @@ check($status === 401 && str_ends_with($response, 'log in first'), "refused with
 check($status === 101, "admitted: $response");
 check(stripos($response, "Sec-WebSocket-Protocol: superchat\r\n") !== false, 'with the chosen subprotocol');
 $approving->free();
+
+// TLS: wss:// with the fixture pair; a plain HTTP request is refused with
+// 400 and counted; reloadTls() reads the files again; a key from another
+// pair is a start error naming it.
+$fixtures = dirname(__DIR__) . '/fixtures/tls';
+$secure = Server::start([
+    'listen' => '127.0.0.1:0', 'channel_listen' => null,
+    'tls_cert' => "$fixtures/ec.crt", 'tls_key' => "$fixtures/ec-sec1.key",
+]);
+[$status] = http_get($secure->websocketAddress(), '/');
+check($status === 400, "plain HTTP to the TLS port: $status");
+check(eventually($secure, fn () => $secure->stats()['tls_handshake_failures'] === 1), 'the refusal counted');
+$secure->reloadTls();
+$context = stream_context_create(['ssl' => ['cafile' => "$fixtures/ec.crt", 'peer_name' => 'localhost']]);
+$tls = stream_socket_client('tls://' . $secure->websocketAddress(), $errno, $errstr, 5, STREAM_CLIENT_CONNECT, $context);
+check($tls !== false, "a TLS connection trusting the certificate: $errstr");
+if ($tls !== false) {
+    fwrite($tls, "GET /nothing HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    check(str_starts_with((string) fgets($tls), 'HTTP/1.1 426'), 'HTTP over TLS reaches the node');
+    fclose($tls);
+}
+$secure->free();
+check_throws(Result::ERR_CONFIG, fn () => Server::start([
+    'listen' => '127.0.0.1:0', 'channel_listen' => null,
+    'tls_cert' => "$fixtures/ec.crt", 'tls_key' => "$fixtures/rsa-pkcs1.key",
+]), 'a key from another pair', 'does not match the certificate');
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['tls_cert' => "$fixtures/ec.crt"]),
+    'a certificate without its key', 'go together');
 
 echo "test_wrapper.php: $checks checks passed\n";
