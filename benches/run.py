@@ -284,6 +284,7 @@ def scenarios(smoke):
         dict(
             id="tls",
             title="7. TLS cost: flood fan-out over wss:// against ws://, the same node, the same run",
+            target_label="What to expect (issue 14)",
             target="wss:// costs what its encryption costs: each message is encrypted once per member "
                    "(TLS has no shared frames), so expect the CPU per delivery to grow with the message size.",
             servers=["groupcast", WSS],
