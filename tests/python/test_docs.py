@@ -6,6 +6,7 @@ stopped with SIGTERM."""
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,9 +26,16 @@ def local(snippet: str) -> str:
     return re.sub(r"127\.0\.0\.1:(1234|2206)", "127.0.0.1:0", snippet)
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tls"
+
+
 def start(snippet: str, tmp_path: Path) -> subprocess.Popen[str]:
     script = tmp_path / "snippet.py"
     script.write_text(local(snippet))
+    if "fullchain.pem" in snippet:
+        # The TLS snippet's files: the test certificate and its key.
+        shutil.copy(FIXTURES / "ec.crt", tmp_path / "fullchain.pem")
+        shutil.copy(FIXTURES / "ec-sec1.key", tmp_path / "privkey.pem")
     return subprocess.Popen(
         [sys.executable, str(script)], cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -77,5 +85,7 @@ def test_snippet_runs(index: int, tmp_path: Path) -> None:
             assert process.returncode == 0, err
             if "publisher.publish" in snippet:
                 assert out == "got {'id': 1}\n"
+            if "fullchain.pem" in snippet:
+                assert out.startswith("wss://127.0.0.1:"), out
     finally:
         process.kill()
