@@ -43,6 +43,13 @@ enum CliCommand {
 }
 
 #[derive(clap::Args, Debug)]
+// --channel-ca is for a TLS link: to a remote channel server
+// (--channel-tls) or to the embedded one (--channel-tls-cert).
+#[command(group(
+    clap::ArgGroup::new("channel_tls_on")
+        .args(["channel_tls", "channel_tls_cert"])
+        .multiple(true)
+))]
 struct ServeArgs {
     /// Websocket listen address.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
@@ -104,8 +111,8 @@ struct ServeArgs {
     #[arg(long, requires = "channel_ca")]
     channel_tls: bool,
     /// The CA certificate(s) (PEM) the channel server's certificate must
-    /// chain to.
-    #[arg(long, value_name = "PEM")]
+    /// chain to (with --channel-tls or --channel-tls-cert).
+    #[arg(long, value_name = "PEM", requires = "channel_tls_on")]
     channel_ca: Option<PathBuf>,
     /// The name the channel server's certificate must carry, when it is not
     /// the host in --channel (e.g. --channel is an IP address).
@@ -265,7 +272,8 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         channel_server_name: args.channel_server_name,
         ..Config::default()
     };
-    // --channel-tls says so out loud; the CA is what switches TLS on.
+    // --channel-tls is checked by clap (it needs --channel-ca, and the CA
+    // needs it or an embedded TLS server); the CA is what the core needs.
     let _ = args.channel_tls;
     let server = match Server::start(config) {
         Ok(server) => server,

@@ -324,6 +324,27 @@ async fn bad_certificate_files_are_clear_start_errors() {
         stderr.contains("does not match the certificate"),
         "{stderr}"
     );
+    // A CA without saying the link is TLS, or TLS without a CA: refused
+    // by the command line, naming what is missing.
+    for (args, missing) in [
+        (&["--channel-ca", "ca.pem"][..], "--channel-tls"),
+        (&["--channel-tls"][..], "--channel-ca"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_groupcast"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--channel",
+                "127.0.0.1:1",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(missing), "{args:?}: {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
