@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::channel::{BackgroundChannelServer, ChannelServerConfig};
+use crate::config::ChannelProtocol;
 use crate::config::{Config, DEFAULT_CHANNEL_LISTEN, DEFAULT_LISTEN, Limits, SlowConsumerPolicy};
 use crate::logging::LogFormat;
 use crate::server::Server;
@@ -86,6 +87,16 @@ struct ServeArgs {
     no_demo: bool,
     #[command(flatten)]
     limits: LimitArgs,
+    /// The protocol spoken to the channel server: groupcast (JSON, a
+    /// channel per group) or workerman (the seed's PHP serialize() bodies
+    /// and send_to_group events, to join a cluster of Workerman PHP workers;
+    /// see docs/workerman.md).
+    #[arg(long, value_name = "PROTOCOL", default_value = "groupcast", value_parser = parse_channel_protocol, conflicts_with_all = ["bus", "no_channel"])]
+    channel_protocol: ChannelProtocol,
+}
+
+fn parse_channel_protocol(value: &str) -> Result<ChannelProtocol, String> {
+    value.parse()
 }
 
 /// Client limits and policies (`Limits`), defaults in brackets.
@@ -223,6 +234,7 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         metrics_listen: args.metrics,
         demo_page: !args.no_demo,
         limits: args.limits.into_limits()?,
+        channel_protocol: args.channel_protocol,
         ..Config::default()
     };
     let server = match Server::start(config) {

@@ -39,10 +39,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::codec::FrameDecoder;
-use super::message::{
-    AuthReply, ChannelEvent, auth_frame, parse_auth_reply, parse_event, ping_frame, publish_frame,
-    subscription_frame,
-};
+use super::dialect::{hello_frame, parse_event_any, publish_frame_in, subscription_frame_in};
+use super::message::{AuthReply, ChannelEvent, parse_auth_reply};
+use crate::config::ChannelProtocol;
 use crate::queue::ByteBudget;
 
 /// How a channel client behaves when the server is away.
@@ -64,6 +63,10 @@ pub struct ChannelClientConfig {
     pub max_event_bytes: usize,
     /// The server's shared secret, sent first on every connection.
     pub secret: Option<String>,
+    /// The body encoding this client sends: groupcast's JSON, or the PHP
+    /// `serialize()` of Workerman's walkor/channel (to join a PHP
+    /// `Channel\Server`). Events are read in either.
+    pub protocol: ChannelProtocol,
 }
 
 impl Default for ChannelClientConfig {
@@ -76,6 +79,7 @@ impl Default for ChannelClientConfig {
             max_pending_bytes: 4 << 20,
             max_event_bytes: 8 << 20,
             secret: None,
+            protocol: ChannelProtocol::default(),
         }
     }
 }
@@ -142,6 +146,8 @@ pub struct ChannelClient {
     counters: Arc<ClientCounters>,
     /// Ends the connection task.
     shutdown: CancellationToken,
+    /// The encoding of publishes.
+    protocol: ChannelProtocol,
 }
 
 impl ChannelClient {
@@ -165,6 +171,7 @@ impl ChannelClient {
         let counters = Arc::new(ClientCounters::default());
         let pending = ByteBudget::new(config.max_pending_bytes);
         let event_budget = ByteBudget::new(config.max_event_bytes);
+        let protocol = config.protocol;
         let link = ClientLink {
             addr: addr.into(),
             config,
@@ -186,6 +193,7 @@ impl ChannelClient {
             connected,
             counters,
             shutdown,
+            protocol,
         };
         let events = ChannelEvents {
             received: events_rx,
@@ -236,7 +244,7 @@ impl ChannelClient {
         data: &D,
         exclude_self: bool,
     ) -> crate::Result<()> {
-        let frame = publish_frame(channel, data, exclude_self)
+        let frame = publish_frame_in(self.protocol, channel, data, exclude_self)
             .map_err(|e| crate::Error::Channel(e.to_string()))?;
         if self.shutdown.is_cancelled() {
             return Err(crate::Error::Stopped);
@@ -460,7 +468,8 @@ impl ClientLink {
         if let Err(error) = self.introduce(&mut writer).await {
             return lost(format!("cannot write: {error}"));
         }
-        if self.config.secret.is_some() {
+        // The PHP protocol has no replies: a wrong secret is a close.
+        if self.config.secret.is_some() && self.config.protocol == ChannelProtocol::Groupcast {
             let answer = tokio::select! {
                 _ = self.shutdown.cancelled() => return ClientLinkEnd::Shutdown,
                 answer = tokio::time::timeout(AUTH_TIMEOUT, frames.next()) => answer,
@@ -502,7 +511,7 @@ impl ClientLink {
                         Some(Err(error)) => return lost(format!("cannot read: {error}")),
                         None => return lost("the server closed the connection".into()),
                     };
-                    if let Some(event) = parse_event(&body) {
+                    if let Some(event) = parse_event_any(&body) {
                         self.received(event);
                     } else if let Some(AuthReply::Refused(reason)) = parse_auth_reply(&body) {
                         // A server that wants a secret this client lacks.
@@ -530,10 +539,8 @@ impl ClientLink {
     /// The first frame: the secret, or a ping that a server wanting a secret
     /// answers with its refusal at once.
     async fn introduce(&self, writer: &mut BufWriter<OwnedWriteHalf>) -> std::io::Result<()> {
-        match &self.config.secret {
-            Some(secret) => writer.write_all(&auth_frame(secret)?).await?,
-            None => writer.write_all(&ping_frame()).await?,
-        }
+        let hello = hello_frame(self.config.protocol, self.config.secret.as_deref())?;
+        writer.write_all(&hello).await?;
         writer.flush().await
     }
 
@@ -542,7 +549,11 @@ impl ClientLink {
         if !self.subscriptions.is_empty() {
             let channels: Vec<&str> = self.subscriptions.iter().map(String::as_str).collect();
             writer
-                .write_all(&subscription_frame(true, &channels)?)
+                .write_all(&subscription_frame_in(
+                    self.config.protocol,
+                    true,
+                    &channels,
+                )?)
                 .await?;
         }
         while let Some(frame) = self.offline.pop_front() {
@@ -566,14 +577,22 @@ impl ClientLink {
                 ClientRequest::Subscribe(channel) => {
                     if self.subscriptions.insert(channel.clone()) {
                         writer
-                            .write_all(&subscription_frame(true, &[&channel])?)
+                            .write_all(&subscription_frame_in(
+                                self.config.protocol,
+                                true,
+                                &[&channel],
+                            )?)
                             .await?;
                     }
                 }
                 ClientRequest::Unsubscribe(channel) => {
                     if self.subscriptions.remove(&channel) {
                         writer
-                            .write_all(&subscription_frame(false, &[&channel])?)
+                            .write_all(&subscription_frame_in(
+                                self.config.protocol,
+                                false,
+                                &[&channel],
+                            )?)
                             .await?;
                     }
                 }

@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 mod bus_url;
+mod channel_protocol;
 
 pub use bus_url::DEFAULT_PREFIX as DEFAULT_REDIS_PREFIX;
 pub(crate) use bus_url::{Deployment, RedisTarget};
+pub use channel_protocol::ChannelProtocol;
 
 /// A node's configuration. `Config::default()` is the seed's setup: websocket
 /// on `0.0.0.0:1234` and an embedded channel server on `127.0.0.1:2206`.
@@ -46,6 +48,12 @@ pub struct Config {
     pub limits: Limits,
     /// What the host takes part in (nothing by default).
     pub host: HostConfig,
+    /// The protocol this node speaks to its channel server: `Groupcast`
+    /// (default) or `Workerman`, to join a cluster of the seed's PHP
+    /// workers (PHP `serialize()` bodies, every group message on
+    /// `send_to_group`; see docs/workerman.md). Needs a channel server
+    /// (`channel` or `channel_listen`).
+    pub channel_protocol: ChannelProtocol,
 }
 
 /// What one client may ask of a node.
@@ -197,6 +205,7 @@ impl Default for Config {
             demo_page: false,
             limits: Limits::default(),
             host: HostConfig::default(),
+            channel_protocol: ChannelProtocol::default(),
         }
     }
 }
@@ -291,6 +300,14 @@ impl Config {
         }
         if l.max_channel_frame < 64 {
             return bad("max_channel_frame must be at least 64 bytes");
+        }
+        if self.channel_protocol == ChannelProtocol::Workerman
+            && self.channel.is_none()
+            && self.channel_listen.is_none()
+        {
+            return bad(
+                "channel_protocol workerman needs a channel server (channel or channel_listen)",
+            );
         }
         Ok(())
     }

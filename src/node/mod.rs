@@ -143,6 +143,7 @@ impl Node {
             counters,
             open_sockets: AtomicUsize::new(0),
             pending: parking_lot::Mutex::default(),
+            channel_counters: channel_server.as_ref().map(ChannelServer::counters),
         });
         tasks.spawn(accept_loop(listener, state.clone(), tasks.clone()));
         tasks.spawn(report_slow_consumers(state.clone()));

@@ -51,6 +51,9 @@ pub(crate) struct NodeState {
     /// take an entry out, the connection task removes its own when it
     /// stops waiting.
     pub(crate) pending: Mutex<HashMap<ConnId, Pending>>,
+    /// The embedded channel server's counters (refusals, queue drops), for
+    /// `NodeHandle::stats`.
+    pub(crate) channel_counters: Option<Arc<NodeCounters>>,
 }
 
 /// A connection waiting for the host's verdict before its upgrade.
