@@ -181,7 +181,7 @@ impl Bus {
                 let event = SeedEvent {
                     group_id: group,
                     message,
-                    groupcast_node: *node_id,
+                    groupcast_node: workerman::node_tag(*node_id),
                 };
                 // Only fails once the node is stopping.
                 let _ = client.publish_to_others(SEND_TO_GROUP, &event);

@@ -41,8 +41,9 @@ pub(crate) struct SeedEvent<'a> {
     pub(crate) group_id: &'a str,
     /// The text every member receives.
     pub(crate) message: &'a str,
-    /// The publishing node, which ignores its own echo.
-    pub(crate) groupcast_node: u64,
+    /// The publishing node, which ignores its own echo (as an `i64`: PHP
+    /// ints are signed, and a larger number would come back a float).
+    pub(crate) groupcast_node: i64,
 }
 
 /// The same, as received from a node or a PHP worker: the group id may be
@@ -53,7 +54,7 @@ struct SeedEventIn {
     group_id: GroupIdIn,
     message: Box<serde_json::value::RawValue>,
     #[serde(default)]
-    groupcast_node: Option<u64>,
+    groupcast_node: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -68,7 +69,7 @@ enum GroupIdIn {
 /// keys.
 fn group_message(data: &str, node_id: u64) -> Option<(String, String)> {
     let event: SeedEventIn = serde_json::from_str(data).ok()?;
-    if event.groupcast_node == Some(node_id) {
+    if event.groupcast_node == Some(node_tag(node_id)) {
         return None;
     }
     let group = match event.group_id {
@@ -82,6 +83,11 @@ fn group_message(data: &str, node_id: u64) -> Option<(String, String)> {
         Err(_) => raw.to_owned(),
     };
     Some((group, message))
+}
+
+/// A node id as it travels in `groupcast_node`.
+pub(crate) fn node_tag(node_id: u64) -> i64 {
+    node_id as i64
 }
 
 /// Subscribes to `send_to_group`, delivers the group messages of the other
