@@ -80,6 +80,9 @@ typedef struct groupcast_stats {
   uint64_t bus_auth_failures;
   uint64_t bus_dropped_events;
   uint64_t host_dropped_events;
+  uint64_t channel_refused;
+  uint64_t channel_queue_dropped;
+  uint64_t channel_undeliverable;
 } groupcast_stats;
 typedef struct groupcast_header {
   const char *name;
@@ -299,6 +302,9 @@ groupcast_result groupcast_config_on_channel_event(struct groupcast_config *conf
                                                    groupcast_event_callback callback_fn,
                                                    void *userdata,
                                                    groupcast_userdata_free free_userdata);
+groupcast_result groupcast_config_set_channel_protocol(struct groupcast_config *config,
+                                                       const char *protocol,
+                                                       size_t protocol_len);
 groupcast_result groupcast_server_poll(struct groupcast_server *server,
                                        int32_t timeout_ms,
                                        struct groupcast_event *events,

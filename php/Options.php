@@ -43,6 +43,7 @@ final class Options
         'channel_secret' => '?string',
         'metrics_listen' => '?address',
         'poll_batch' => 'count',
+        'channel_protocol' => '?string',
     ];
 
     /** groupcast_limit values. */

@@ -46,6 +46,14 @@ class Stats(TypedDict):
     """Messages from the bus dropped: the node had not taken earlier ones."""
     host_dropped_events: int
     """Events for the host dropped because its queue was full."""
+    channel_refused: int
+    """Embedded channel server: connections closed for a bad body (a PHP
+    serialized object, say) or a missing or wrong secret."""
+    channel_queue_dropped: int
+    """Embedded channel server: work-queue items dropped over the bound."""
+    channel_undeliverable: int
+    """Embedded channel server: deliveries with no form in the subscriber's
+    dialect (a non-UTF-8 PHP string for a JSON client)."""
 
 
 class _HealthKeys(TypedDict):

@@ -73,11 +73,18 @@ struct WireRequest<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     channels: Option<Channels>,
-    #[serde(borrow)]
+    /// Present even when `null` (a plain `Option` would read `null` as
+    /// absent, and refuse a publish of `null`).
+    #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
     secret: Option<String>,
     #[serde(default)]
     exclude_self: bool,
+}
+
+/// Reads a field that is there, `null` included.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Parses a client's frame body.
@@ -252,6 +259,16 @@ mod tests {
     #[test]
     fn parses_requests() {
         assert_eq!(parse_request(b""), Ok(Request::Ping));
+        let null = RawValue::from_string("null".into()).unwrap();
+        assert_eq!(
+            parse_request(br#"{"type":"publish","channels":["c"],"data":null}"#),
+            Ok(Request::Publish {
+                channels: vec!["c".into()],
+                data: Data::Json(&null),
+                exclude_self: false,
+            }),
+            "null is data too"
+        );
         assert_eq!(
             parse_request(br#"{"type":"subscribe","channels":["a","b"]}"#),
             Ok(Request::Subscribe(vec!["a".into(), "b".into()]))

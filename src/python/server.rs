@@ -218,6 +218,7 @@ impl Server {
         allowed_origins = None,
         send_buffer_size = None,
         demo_page = false,
+        channel_protocol = "groupcast",
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -246,6 +247,7 @@ impl Server {
         allowed_origins: Option<Vec<String>>,
         send_buffer_size: Option<usize>,
         demo_page: bool,
+        channel_protocol: &str,
     ) -> PyResult<Self> {
         // Start from the defaults so fields added to the core keep their
         // default meaning here; `validate` below judges every value.
@@ -257,6 +259,9 @@ impl Server {
         config.channel_secret = channel_secret.map(str::to_owned);
         config.metrics_listen = metrics_listen.map(str::to_owned);
         config.demo_page = demo_page;
+        config.channel_protocol = channel_protocol
+            .parse()
+            .map_err(|why: String| PyValueError::new_err(format!("channel_protocol: {why}")))?;
         let limits = &mut config.limits;
         for (value, field) in [
             (max_message_size, &mut limits.max_message_size),
@@ -567,7 +572,8 @@ impl Server {
     /// bytes_in, messages_out, bytes_out, dropped_messages,
     /// slow_consumer_closes, heartbeat_timeouts, bus_reconnects,
     /// bus_dropped_publishes, bus_connected, bus_connect_attempts,
-    /// bus_auth_failures, bus_dropped_events, host_dropped_events.
+    /// bus_auth_failures, bus_dropped_events, host_dropped_events,
+    /// channel_refused, channel_queue_dropped, channel_undeliverable.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stats = self.handle()?.stats();
         json_loads(py, &stats.to_json())
