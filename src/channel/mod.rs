@@ -8,6 +8,7 @@ pub mod codec;
 pub(crate) mod dialect;
 pub(crate) mod message;
 pub mod php;
+mod php_json;
 mod queues;
 pub mod server;
 

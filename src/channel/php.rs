@@ -465,6 +465,52 @@ impl<'a> Parser<'a> {
     }
 }
 
+impl Parser<'_> {
+    /// Checks one value, nested arrays included, as [`Parser::value`] does,
+    /// without building it: published data is passed on as its bytes.
+    pub(crate) fn skip_value(&mut self) -> Result<(), PhpError> {
+        let tag = self.tag()?;
+        match tag {
+            b'N' => Ok(()),
+            b'b' => {
+                if !matches!(self.input.get(self.pos), Some(b'0' | b'1')) {
+                    return self.error("expected 0 or 1");
+                }
+                self.pos += 1;
+                self.expect(b';')
+            }
+            b'i' => self.int_until(b';').map(drop),
+            b'd' => {
+                let start = self.pos;
+                let text = self.until(b';', 64)?;
+                if parse_float(text).is_none() {
+                    self.pos = start;
+                    return self.error("expected a float");
+                }
+                Ok(())
+            }
+            b's' => {
+                self.string_body()?;
+                self.expect(b';')
+            }
+            _ => {
+                if self.depth >= MAX_DEPTH {
+                    return self.error(format!("arrays nested deeper than {MAX_DEPTH}"));
+                }
+                self.depth += 1;
+                let n = self.array_head()?;
+                for _ in 0..n {
+                    self.key()?;
+                    self.skip_value()?;
+                }
+                self.array_close()?;
+                self.depth -= 1;
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A float as PHP writes it: decimal, with an optional exponent, or `INF`,
 /// `-INF`, `NAN`.
 fn parse_float(text: &[u8]) -> Option<f64> {
@@ -592,6 +638,27 @@ mod tests {
             assert!(
                 error.contains(says),
                 "{}: {error:?} should say {says:?}",
+                body.escape_ascii()
+            );
+        }
+    }
+
+    #[test]
+    fn checking_without_building_agrees_with_decoding() {
+        for body in [
+            &br#"a:2:{i:0;d:1.5;s:1:"k";a:1:{i:0;b:1;}}"#[..],
+            br#"a:1:{i:0;O:8:"stdClass":0:{}}"#,
+            b"a:1:{i:0;R:1;}",
+            b"d:x;",
+            b"b:3;",
+            b"N;",
+        ] {
+            let mut parser = Parser::new(body);
+            let skipped = parser.skip_value().and_then(|()| parser.end());
+            assert_eq!(
+                skipped.map_err(|e| e.message),
+                decode(body).map(drop).map_err(|e| e.message),
+                "{}",
                 body.escape_ascii()
             );
         }
