@@ -384,3 +384,26 @@ fn workerman_mode_needs_a_channel_server() {
     let error = config.validate().unwrap_err().to_string();
     assert!(error.contains("channel_protocol workerman"), "{error}");
 }
+
+#[tokio::test]
+async fn a_node_s_embedded_channel_server_counts_refusals_on_its_metrics() {
+    let node = Node::start(Config {
+        listen: "127.0.0.1:0".into(),
+        channel_listen: Some("127.0.0.1:0".into()),
+        metrics_listen: Some("127.0.0.1:0".into()),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let addresses = node.addresses();
+    let mut evil = connect(addresses.channel.unwrap()).await;
+    evil.write_all(&frame(br#"a:1:{s:4:"type";r:1;}"#))
+        .await
+        .unwrap();
+    assert_closed(&mut evil).await;
+    common::eventually("counted", || node.handle().stats().channel_refused == 1).await;
+    let (status, text) = common::http_get(addresses.metrics.unwrap(), "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(common::metric(&text, "channel_refused_total"), 1);
+    node.stop().await;
+}

@@ -455,6 +455,8 @@ $intruder = Server::start([
 ]);
 check(eventually($intruder, fn ($s, $h) => !$h['ok'] && $s['bus_auth_failures'] > 0), 'wrong secret refused');
 check($intruder->health()['status'] === 'unavailable' && isset($intruder->health()['reason']), 'health says why');
+check($hub->stats()['channel_refused'] > 0, 'the hub\'s channel server counts the refusal: '
+    . json_encode($hub->stats()));
 $intruder->free();
 $node->free();
 
