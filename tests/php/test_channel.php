@@ -33,8 +33,15 @@ function check(bool $cond, string $what): void
 function start(array $args): array
 {
     $bin = getenv('GROUPCAST_BIN') ?: dirname(__DIR__, 2) . '/target/debug/groupcast';
+    return start_command(array_merge([$bin], $args));
+}
+
+/** Starts `command`; as start(). */
+function start_command(array $command): array
+{
+    $bin = $command[0];
     $spec = [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['file', '/dev/null', 'w']];
-    $proc = proc_open(array_merge([$bin], $args), $spec, $pipes);
+    $proc = proc_open($command, $spec, $pipes);
     check(is_resource($proc), "start $bin");
     $read = [$pipes[1]];
     $none = null;
@@ -295,6 +302,32 @@ check(ws_recv($ws, QUIET) === null, 'nothing twice on the node');
 $worker->expectNothing();
 stop($node);
 stop($channel);
+
+// The same against a stand-in for the PHP Channel\Server (which echoes a
+// node's publish back to it, ignores exclude_self, and ends events with
+// "\n"): each member still gets each message once.
+$php_server = start_command([PHP_BINARY, __DIR__ . '/fake_channel_server.php']);
+$addr = $php_server[2]['channel'];
+$node = start(['serve', '--listen', '127.0.0.1:0', '--channel', $addr, '--channel-protocol', 'workerman', '--no-demo']);
+$ws = websocket($node[2]['websocket']);
+$worker = new Conn($addr);
+$worker->send(['type' => 'subscribe', 'channels' => ['send_to_group', 'probe']]);
+$worker->send(['type' => 'publish', 'channels' => ['probe'], 'data' => 'subscribed']);
+check($worker->recv()['data'] === 'subscribed', 'the worker is subscribed (PHP server)');
+$members = [];
+ws_send($ws, '{"cmd":"add_group","group_id":"123"}');
+ws_send($ws, '{"cmd":"send_to_group","group_id":"123","message":"from a node"}');
+check(ws_recv($ws) === 'from a node', 'the node delivers to its member (PHP server)');
+$event = $worker->frame();
+check(is_string($event) && str_ends_with($event, "}\n"), 'the PHP server ends events with a newline');
+$deliver(unserialize($event, ['allowed_classes' => false]));
+$worker->send(['type' => 'publish', 'channels' => ['send_to_group'], 'data' => ['group_id' => '123', 'message' => 'from PHP']]);
+$deliver($worker->recv());
+check(ws_recv($ws) === 'from PHP', 'the node delivers the worker\'s message (PHP server)');
+check($members === ['from a node', 'from PHP'], 'each PHP member once (PHP server): ' . json_encode($members));
+check(ws_recv($ws, QUIET) === null, 'the node ignored its own echo');
+stop($node);
+stop($php_server);
 echo "test_channel.php: $checks checks passed\n";
 
 /** A websocket client: the handshake, then masked text frames. */
