@@ -407,3 +407,54 @@ async fn a_node_s_embedded_channel_server_counts_refusals_on_its_metrics() {
     assert_eq!(common::metric(&text, "channel_refused_total"), 1);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn with_a_secret_a_php_client_must_send_a_php_auth_first_and_gets_no_reply() {
+    let config = ChannelServerConfig {
+        secret: Some("s3cret".into()),
+        ..ChannelServerConfig::default()
+    };
+    let server = ChannelServer::bind("127.0.0.1:0", config).await.unwrap();
+    // The stock PHP client sends no secret: closed, with no JSON refusal it
+    // could not read, and counted.
+    let mut stock = connect(server.local_addr()).await;
+    stock
+        .write_all(&frame(&php_request("subscribe", &["c"], None)))
+        .await
+        .unwrap();
+    assert_closed(&mut stock).await;
+    assert_eq!(server.stats().channel_refused, 1);
+    // A wrong PHP secret: closed too.
+    let mut wrong = connect(server.local_addr()).await;
+    wrong
+        .write_all(&frame(
+            br#"a:2:{s:4:"type";s:4:"auth";s:6:"secret";s:5:"guess";}"#,
+        ))
+        .await
+        .unwrap();
+    assert_closed(&mut wrong).await;
+    assert_eq!(server.stats().channel_refused, 2);
+    // The right one: no reply (the PHP protocol has none), then served.
+    let mut client = connect(server.local_addr()).await;
+    client
+        .write_all(&frame(
+            br#"a:2:{s:4:"type";s:4:"auth";s:6:"secret";s:6:"s3cret";}"#,
+        ))
+        .await
+        .unwrap();
+    client
+        .write_all(&frame(&php_request("subscribe", &["c"], None)))
+        .await
+        .unwrap();
+    wait_subscribers(&server, "c", 1).await;
+    client
+        .write_all(&frame(&php_request("publish", &["c"], Some("i:1;"))))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame(&mut client).await,
+        br#"a:3:{s:4:"type";s:5:"event";s:7:"channel";s:1:"c";s:4:"data";i:1;}"#,
+        "the first frame it gets is its event, not an auth reply"
+    );
+    server.stop().await;
+}
