@@ -219,22 +219,21 @@ pub(crate) fn parse_php_request(body: &[u8]) -> Result<Request<'_>, String> {
     let mut secret = None;
     let mut exclude_self = false;
     for _ in 0..n {
-        let key = parser.key().map_err(bad)?;
-        if matches!(&key, PhpKey::Str(k) if k == b"data") {
+        let key = parser.key_bytes().map_err(bad)?;
+        let start = parser.pos();
+        match key {
+            Some(b"type") => kind = Some(parser.value().map_err(bad)?),
+            Some(b"channels") => channels = Some(parser.value().map_err(bad)?),
+            Some(b"secret") => secret = Some(parser.value().map_err(bad)?),
+            Some(b"exclude_self") => {
+                exclude_self = matches!(parser.value().map_err(bad)?, PhpValue::Bool(true));
+            }
             // Checked, not built: it is passed on as its bytes.
-            let start = parser.pos();
-            parser.skip_value().map_err(bad)?;
-            data = Some(parser.slice(start, parser.pos()));
-            continue;
-        }
-        let value = parser.value().map_err(bad)?;
-        let PhpKey::Str(key) = key else { continue };
-        match &key[..] {
-            b"type" => kind = Some(value),
-            b"channels" => channels = Some(value),
-            b"secret" => secret = Some(value),
-            b"exclude_self" => exclude_self = matches!(value, PhpValue::Bool(true)),
-            _ => {}
+            Some(b"data") => {
+                parser.skip_value().map_err(bad)?;
+                data = Some(parser.slice(start, parser.pos()));
+            }
+            _ => parser.skip_value().map_err(bad)?,
         }
     }
     parser.array_close().map_err(bad)?;
@@ -516,14 +515,16 @@ pub(crate) fn parse_php_event(body: &[u8]) -> Option<(String, Box<RawValue>)> {
     let n = parser.array_open().ok()?;
     let (mut kind, mut channel, mut data) = (None, None, None);
     for _ in 0..n {
-        let key = parser.key().ok()?;
+        let key = parser.key_bytes().ok()?;
         let start = parser.pos();
-        let value = parser.value().ok()?;
         match key {
-            PhpKey::Str(key) if key == b"type" => kind = Some(value),
-            PhpKey::Str(key) if key == b"channel" => channel = channel_name(&value),
-            PhpKey::Str(key) if key == b"data" => data = Some(parser.slice(start, parser.pos())),
-            _ => {}
+            Some(b"type") => kind = Some(parser.value().ok()?),
+            Some(b"channel") => channel = channel_name(&parser.value().ok()?),
+            Some(b"data") => {
+                parser.skip_value().ok()?;
+                data = Some(parser.slice(start, parser.pos()));
+            }
+            _ => parser.skip_value().ok()?,
         }
     }
     parser.array_close().ok()?;

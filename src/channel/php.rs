@@ -367,6 +367,21 @@ impl<'a> Parser<'a> {
         Ok(tag)
     }
 
+    /// An array key as it is written, string keys borrowed (no PHP
+    /// coercion: for matching the known names of a request).
+    pub(crate) fn key_bytes(&mut self) -> Result<Option<&'a [u8]>, PhpError> {
+        match self.input.get(self.pos) {
+            Some(b's') => {
+                self.pos += 1;
+                self.expect(b':')?;
+                let bytes = self.string_body()?;
+                self.expect(b';')?;
+                Ok(Some(bytes))
+            }
+            _ => self.key().map(|_| None),
+        }
+    }
+
     /// An array key: `i:<n>;` or `s:<len>:"…";`.
     pub(crate) fn key(&mut self) -> Result<PhpKey, PhpError> {
         match self.input.get(self.pos) {
