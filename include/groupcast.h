@@ -945,6 +945,20 @@ groupcast_result groupcast_channel_server_subscriber_count(const struct groupcas
                                                            size_t *out_count);
 
 /**
+ * Writes the channel server's counters into `out_stats`: in
+ * `slow_consumer_closes`, `channel_refused` (connections closed for a bad
+ * body, a PHP serialized object say, or a missing or wrong secret),
+ * `channel_queue_dropped` and `channel_undeliverable`; the other fields
+ * are 0. Readable after stop.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_channel_server_start`; `out_stats` writable.
+ */
+groupcast_result groupcast_channel_server_stats(const struct groupcast_channel_server *server,
+                                                struct groupcast_stats *out_stats);
+
+/**
  * Closes every connection and joins the channel server's threads.
  * `GROUPCAST_ERR_STOPPED` (harmless) when already stopped.
  *

@@ -218,6 +218,8 @@ groupcast_result groupcast_channel_server_subscriber_count(const struct groupcas
                                                            const char *channel,
                                                            size_t channel_len,
                                                            size_t *out_count);
+groupcast_result groupcast_channel_server_stats(const struct groupcast_channel_server *server,
+                                                struct groupcast_stats *out_stats);
 groupcast_result groupcast_channel_server_stop(struct groupcast_channel_server *server);
 void groupcast_channel_server_free(struct groupcast_channel_server *server);
 groupcast_result groupcast_channel_client_connect(const char *addr,

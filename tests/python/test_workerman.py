@@ -70,3 +70,17 @@ def test_a_workerman_node_and_a_seed_worker_deliver_each_other_s_messages(make_s
         ws.close()
         worker.close()
         server.stop()
+
+
+def test_a_channel_server_counts_a_refused_php_object():
+    with groupcast.ChannelServer(LOCAL) as channel:
+        assert channel.stats()["channel_refused"] == 0
+        evil = socket.create_connection(channel.address, timeout=TIMEOUT)
+        evil.sendall(frame(
+            b'a:3:{s:4:"type";s:7:"publish";s:8:"channels";a:1:{i:0;s:1:"c";}'
+            b's:4:"data";O:8:"stdClass":0:{}}'
+        ))
+        assert evil.recv(16) == b"", "closed"
+        evil.close()
+        wait_for(lambda: channel.stats()["channel_refused"] == 1, what="counted")
+    assert channel.stats()["channel_refused"] == 1, "readable after stop"
