@@ -776,6 +776,11 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
     redis = BENCHES / "REDIS.md"
     if redis.exists():
         lines += [redis.read_text().rstrip(), ""]
+    # The channel server's two dialects (JSON, PHP serialize()) are measured
+    # by benches/channel_dialects.php; figures and command kept by hand.
+    workerman = BENCHES / "WORKERMAN.md"
+    if workerman.exists():
+        lines += [workerman.read_text().rstrip(), ""]
     lines += [
         "## Running it",
         "",

@@ -411,6 +411,21 @@ typedef struct groupcast_stats {
    * certificate, plain HTTP or ws:// to a TLS port, a timeout).
    */
   uint64_t tls_handshake_failures;
+  /**
+   * Channel server (embedded or alone): connections closed for a bad
+   * body (not JSON nor PHP plain data: a serialized object, say) or a
+   * missing or wrong secret.
+   */
+  uint64_t channel_refused;
+  /**
+   * Channel server: work-queue items dropped (over `queue_bytes`).
+   */
+  uint64_t channel_queue_dropped;
+  /**
+   * Channel server: deliveries skipped because the data has no form in
+   * the subscriber's dialect (non-UTF-8 PHP string for a JSON client).
+   */
+  uint64_t channel_undeliverable;
 } groupcast_stats;
 
 /**
@@ -935,6 +950,20 @@ groupcast_result groupcast_channel_server_subscriber_count(const struct groupcas
                                                            size_t *out_count);
 
 /**
+ * Writes the channel server's counters into `out_stats`: in
+ * `slow_consumer_closes`, `channel_refused` (connections closed for a bad
+ * body, a PHP serialized object say, or a missing or wrong secret),
+ * `channel_queue_dropped` and `channel_undeliverable`; the other fields
+ * are 0. Readable after stop.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_channel_server_start`; `out_stats` writable.
+ */
+groupcast_result groupcast_channel_server_stats(const struct groupcast_channel_server *server,
+                                                struct groupcast_stats *out_stats);
+
+/**
  * Closes every connection and joins the channel server's threads.
  * `GROUPCAST_ERR_STOPPED` (harmless) when already stopped.
  *
@@ -1340,6 +1369,23 @@ groupcast_result groupcast_config_on_channel_event(struct groupcast_config *conf
                                                    groupcast_event_callback callback_fn,
                                                    void *userdata,
                                                    groupcast_userdata_free free_userdata);
+
+/**
+ * Sets the protocol this node speaks to its channel server: `groupcast`
+ * (the default: JSON, a channel per group) or `workerman` (the seed's
+ * walkor/channel protocol, PHP `serialize()` bodies and `send_to_group`
+ * events, so the node joins a cluster of Workerman PHP workers; see
+ * docs/workerman.md). Length 0 restores the default. Any other name is
+ * `GROUPCAST_ERR_INVALID_ARGUMENT` (details in
+ * `groupcast_last_error_message`).
+ *
+ * # Safety
+ *
+ * As `groupcast_config_set_listen`.
+ */
+groupcast_result groupcast_config_set_channel_protocol(struct groupcast_config *config,
+                                                       const char *protocol,
+                                                       size_t protocol_len);
 
 /**
  * Takes up to `capacity` events into the caller's array `events`, waiting

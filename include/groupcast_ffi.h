@@ -81,6 +81,9 @@ typedef struct groupcast_stats {
   uint64_t bus_dropped_events;
   uint64_t host_dropped_events;
   uint64_t tls_handshake_failures;
+  uint64_t channel_refused;
+  uint64_t channel_queue_dropped;
+  uint64_t channel_undeliverable;
 } groupcast_stats;
 typedef struct groupcast_header {
   const char *name;
@@ -216,6 +219,8 @@ groupcast_result groupcast_channel_server_subscriber_count(const struct groupcas
                                                            const char *channel,
                                                            size_t channel_len,
                                                            size_t *out_count);
+groupcast_result groupcast_channel_server_stats(const struct groupcast_channel_server *server,
+                                                struct groupcast_stats *out_stats);
 groupcast_result groupcast_channel_server_stop(struct groupcast_channel_server *server);
 void groupcast_channel_server_free(struct groupcast_channel_server *server);
 groupcast_result groupcast_channel_client_connect(const char *addr,
@@ -300,6 +305,9 @@ groupcast_result groupcast_config_on_channel_event(struct groupcast_config *conf
                                                    groupcast_event_callback callback_fn,
                                                    void *userdata,
                                                    groupcast_userdata_free free_userdata);
+groupcast_result groupcast_config_set_channel_protocol(struct groupcast_config *config,
+                                                       const char *protocol,
+                                                       size_t protocol_len);
 groupcast_result groupcast_server_poll(struct groupcast_server *server,
                                        int32_t timeout_ms,
                                        struct groupcast_event *events,

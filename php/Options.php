@@ -49,6 +49,7 @@ final class Options
         'channel_tls_key' => 'path',
         'channel_ca' => 'path',
         'channel_server_name' => 'path',
+        'channel_protocol' => '?string',
     ];
 
     /** groupcast_limit values. */

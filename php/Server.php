@@ -34,6 +34,8 @@ final class Server
      *   channel            join the channel server there instead (set channel_listen to null)
      *   bus                Redis URL ("redis://h:p", "redis+cluster://h1:p1,h2:p2") instead of a channel server
      *   channel_secret     the channel server's shared secret, or null
+     *   channel_protocol   "groupcast" or "workerman" (the seed's PHP serialize() protocol, to join
+     *                      Workerman PHP workers; see docs/workerman.md) ["groupcast"]
      *   metrics_listen     serve GET /metrics and /health there, or null
      *   workers            network threads [one per CPU]
      *   builtin_commands   handle add_group / leave_group / send_to_group in the library [true]

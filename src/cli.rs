@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::channel::{BackgroundChannelServer, ChannelServerConfig};
+use crate::config::ChannelProtocol;
 use crate::config::{Config, DEFAULT_CHANNEL_LISTEN, DEFAULT_LISTEN, Limits, SlowConsumerPolicy};
 use crate::logging::LogFormat;
 use crate::server::Server;
@@ -120,6 +121,16 @@ struct ServeArgs {
     channel_server_name: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
+    /// The protocol spoken to the channel server: groupcast (JSON, a
+    /// channel per group) or workerman (the seed's PHP serialize() bodies
+    /// and send_to_group events, to join a cluster of Workerman PHP workers;
+    /// see docs/workerman.md).
+    #[arg(long, value_name = "PROTOCOL", default_value = "groupcast", value_parser = parse_channel_protocol, conflicts_with_all = ["bus", "no_channel"])]
+    channel_protocol: ChannelProtocol,
+}
+
+fn parse_channel_protocol(value: &str) -> Result<ChannelProtocol, String> {
+    value.parse()
 }
 
 /// Client limits and policies (`Limits`), defaults in brackets.
@@ -270,6 +281,7 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         channel_tls_key: args.channel_tls_key,
         channel_ca: args.channel_ca,
         channel_server_name: args.channel_server_name,
+        channel_protocol: args.channel_protocol,
         ..Config::default()
     };
     // --channel-tls is checked by clap (it needs --channel-ca, and the CA

@@ -36,7 +36,9 @@
 //! 3. [`host`]: events to the host, its queue, the dispatcher thread and
 //!    the hooks that route events to its callbacks.
 //! 4. [`channel`]: the seed's pub/sub protocol: codec, messages, server,
-//!    client, and both on a background runtime.
+//!    client, and both on a background runtime; its two body encodings
+//!    (groupcast's JSON and the seed's PHP `serialize()`, with a safe
+//!    decoder), the server's work queues.
 //! 5. [`bus`]: how nodes meet (channel server or Redis): the envelope and
 //!    channel naming, remote delivery, each bus.
 //! 6. [`node`]: a node's tasks on a tokio runtime ([`Node`]), its state,

@@ -23,6 +23,15 @@ pub(crate) struct NodeCounters {
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) host_dropped_events: AtomicU64,
     pub(crate) tls_handshake_failures: AtomicU64,
+    /// Channel server: connections closed for a bad body or a missing or
+    /// wrong secret.
+    pub(crate) channel_refused: AtomicU64,
+    /// Channel server: work-queue items dropped over the bound in bytes.
+    pub(crate) channel_queue_dropped: AtomicU64,
+    /// Channel server: deliveries skipped because the data has no form in
+    /// the subscriber's dialect (a PHP byte string that is not UTF-8, or a
+    /// NaN float, for a JSON subscriber).
+    pub(crate) channel_undeliverable: AtomicU64,
 }
 
 impl NodeCounters {
@@ -114,6 +123,15 @@ pub struct Stats {
     /// TLS handshakes that failed (a client that does not trust the
     /// certificate, plain HTTP or ws:// to a TLS port, a timeout).
     pub tls_handshake_failures: u64,
+    /// Channel server (embedded or alone): connections closed for a bad
+    /// body (not JSON nor PHP plain data: a serialized object, say) or a
+    /// missing or wrong secret.
+    pub channel_refused: u64,
+    /// Channel server: work-queue items dropped (over `queue_bytes`).
+    pub channel_queue_dropped: u64,
+    /// Channel server: deliveries skipped because the data has no form in
+    /// the subscriber's dialect (non-UTF-8 PHP string for a JSON client).
+    pub channel_undeliverable: u64,
 }
 
 impl Stats {
@@ -131,6 +149,9 @@ impl Stats {
             heartbeat_timeouts: get(&counters.heartbeat_timeouts),
             host_dropped_events: get(&counters.host_dropped_events),
             tls_handshake_failures: get(&counters.tls_handshake_failures),
+            channel_refused: get(&counters.channel_refused),
+            channel_queue_dropped: get(&counters.channel_queue_dropped),
+            channel_undeliverable: get(&counters.channel_undeliverable),
             ..Stats::default()
         }
     }
@@ -228,6 +249,21 @@ impl Stats {
                 "TLS handshakes that failed (including plain requests to a TLS port).",
                 self.tls_handshake_failures,
             ),
+            (
+                "channel_refused",
+                "Channel server connections closed for a bad body or secret.",
+                self.channel_refused,
+            ),
+            (
+                "channel_queue_dropped",
+                "Channel server queue items dropped (over the bound).",
+                self.channel_queue_dropped,
+            ),
+            (
+                "channel_undeliverable",
+                "Channel server deliveries with no form in the subscriber's dialect.",
+                self.channel_undeliverable,
+            ),
         ];
         let mut out = format!(
             "# HELP groupcast_build_info The running version.\n# TYPE groupcast_build_info gauge\ngroupcast_build_info{{version=\"{}\"}} 1\n",
@@ -263,7 +299,7 @@ mod tests {
         let text = stats.to_prometheus();
         assert!(text.contains("\ngroupcast_connections 3\n"));
         assert!(text.contains("\ngroupcast_messages_out_total 42\n"));
-        assert_eq!(text.matches("# TYPE").count(), 20);
+        assert_eq!(text.matches("# TYPE").count(), 23);
         assert!(text.contains(&format!(
             "groupcast_build_info{{version=\"{}\"}} 1\n",
             env!("CARGO_PKG_VERSION")

@@ -48,6 +48,14 @@ class Stats(TypedDict):
     """Events for the host dropped because its queue was full."""
     tls_handshake_failures: int
     """TLS handshakes that failed (plain ws:// to a TLS port included)."""
+    channel_refused: int
+    """Embedded channel server: connections closed for a bad body (a PHP
+    serialized object, say) or a missing or wrong secret."""
+    channel_queue_dropped: int
+    """Embedded channel server: work-queue items dropped over the bound."""
+    channel_undeliverable: int
+    """Embedded channel server: deliveries with no form in the subscriber's
+    dialect (a non-UTF-8 PHP string for a JSON client)."""
 
 
 class _HealthKeys(TypedDict):

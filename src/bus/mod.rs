@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::channel::{ChannelClient, ChannelClientConfig};
-use crate::config::{Config, RedisTarget};
+use crate::config::{ChannelProtocol, Config, RedisTarget};
 use crate::error::{Error, Result};
 use crate::host::HostEvents;
 use crate::registry::{Interest, Registry};
@@ -30,6 +30,7 @@ mod channel;
 mod envelope;
 mod redis;
 mod remote;
+mod workerman;
 
 pub(crate) use envelope::Envelope;
 pub use envelope::GROUP_CHANNEL_PREFIX;
@@ -38,6 +39,8 @@ use channel::run_channel_bus;
 use envelope::group_channel;
 use redis::RedisBus;
 use remote::Remote;
+pub use workerman::SEND_TO_GROUP;
+use workerman::{SeedEvent, run_workerman_bus};
 
 /// How long a node's start waits for its bus to reach the channel server it
 /// embeds (a loopback connection: this only guards against a stuck runtime).
@@ -51,6 +54,9 @@ pub(crate) enum Bus {
     Channel { client: ChannelClient, node_id: u64 },
     /// Nodes meet on a Redis deployment (standalone or cluster).
     Redis(RedisBus),
+    /// Nodes and the seed's PHP workers meet on a channel server, in the
+    /// seed's layout (`channel_protocol` = `workerman`: `workerman.rs`).
+    Workerman { client: ChannelClient, node_id: u64 },
 }
 
 /// What a bus needs from the node that starts it.
@@ -119,6 +125,7 @@ impl Bus {
             secret: config.channel_secret.clone(),
             tls_ca: config.channel_ca.clone(),
             tls_server_name: config.channel_server_name.clone(),
+            protocol: config.channel_protocol,
             ..ChannelClientConfig::default()
         };
         // A CA or server name that cannot be used is a start error, not a
@@ -130,20 +137,33 @@ impl Bus {
             context.shutdown.child_token(),
             context.tasks,
         );
-        context.tasks.spawn(run_channel_bus(
-            client.clone(),
-            remote,
-            context.host,
-            interest,
-            events,
-            context.shutdown.clone(),
-        ));
+        let workerman = config.channel_protocol == ChannelProtocol::Workerman;
+        if workerman {
+            context.tasks.spawn(run_workerman_bus(
+                client.clone(),
+                remote,
+                context.host,
+                interest,
+                events,
+                context.shutdown.clone(),
+            ));
+        } else {
+            context.tasks.spawn(run_channel_bus(
+                client.clone(),
+                remote,
+                context.host,
+                interest,
+                events,
+                context.shutdown.clone(),
+            ));
+        }
         if embedded {
             let _ = tokio::time::timeout(EMBEDDED_BUS_TIMEOUT, client.wait_connected()).await;
         }
-        Ok(Bus::Channel {
-            client,
-            node_id: context.node_id,
+        let node_id = context.node_id;
+        Ok(match workerman {
+            true => Bus::Workerman { client, node_id },
+            false => Bus::Channel { client, node_id },
         })
     }
 
@@ -162,6 +182,15 @@ impl Bus {
                 let _ = client.publish_to_others(&group_channel(group), &envelope);
             }
             Bus::Redis(redis) => redis.publish(group, message),
+            Bus::Workerman { client, node_id } => {
+                let event = SeedEvent {
+                    group_id: group,
+                    message,
+                    groupcast_node: workerman::node_tag(*node_id),
+                };
+                // Only fails once the node is stopping.
+                let _ = client.publish_to_others(SEND_TO_GROUP, &event);
+            }
         }
     }
 
@@ -170,7 +199,7 @@ impl Bus {
         stats.bus_connected = u64::from(self.is_connected());
         match self {
             Bus::Local => {}
-            Bus::Channel { client, .. } => {
+            Bus::Channel { client, .. } | Bus::Workerman { client, .. } => {
                 stats.bus_reconnects = client.reconnects();
                 stats.bus_dropped_publishes = client.dropped_publishes();
                 stats.bus_connect_attempts = client.connect_attempts();
@@ -185,12 +214,14 @@ impl Bus {
         }
     }
 
-    /// Which bus this is, for health reports: `none`, `channel` or `redis`.
+    /// Which bus this is, for health reports: `none`, `channel`, `redis` or
+    /// `workerman`.
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Bus::Local => "none",
             Bus::Channel { .. } => "channel",
             Bus::Redis(_) => "redis",
+            Bus::Workerman { .. } => "workerman",
         }
     }
 
@@ -198,7 +229,7 @@ impl Bus {
     pub(crate) fn last_error(&self) -> Option<String> {
         match self {
             Bus::Local => None,
-            Bus::Channel { client, .. } => client.last_error(),
+            Bus::Channel { client, .. } | Bus::Workerman { client, .. } => client.last_error(),
             Bus::Redis(redis) => redis.last_error(),
         }
     }
@@ -208,7 +239,7 @@ impl Bus {
     pub(crate) fn is_connected(&self) -> bool {
         match self {
             Bus::Local => true,
-            Bus::Channel { client, .. } => client.is_connected(),
+            Bus::Channel { client, .. } | Bus::Workerman { client, .. } => client.is_connected(),
             Bus::Redis(redis) => redis.is_connected(),
         }
     }
@@ -217,7 +248,7 @@ impl Bus {
     pub(crate) async fn wait_connected(&self) {
         match self {
             Bus::Local => {}
-            Bus::Channel { client, .. } => {
+            Bus::Channel { client, .. } | Bus::Workerman { client, .. } => {
                 client.wait_connected().await;
             }
             Bus::Redis(redis) => redis.wait_connected().await,
@@ -231,7 +262,7 @@ impl Bus {
     /// [`Error::Channel`] when the node has no channel server.
     pub(crate) fn channel_client(&self) -> Result<&ChannelClient> {
         match self {
-            Bus::Channel { client, .. } => Ok(client),
+            Bus::Channel { client, .. } | Bus::Workerman { client, .. } => Ok(client),
             Bus::Local => Err(Error::Channel(
                 "this node has no channel server: set channel or channel_listen".into(),
             )),

@@ -32,11 +32,14 @@ impl Remote {
         let Some(envelope) = Envelope::from_other_node(data, self.node_id) else {
             return;
         };
-        let frame = crate::frame::text(&envelope.message);
-        let finished = run
-            .0
-            .push(&*envelope.group_id, frame, envelope.message.len());
-        if let Some(finished) = finished {
+        self.add_message(run, &envelope.group_id, &envelope.message);
+    }
+
+    /// Adds another node's (or a Workerman worker's) message for `group` to
+    /// `run`; delivers the run this one ended.
+    pub(super) fn add_message(&self, run: &mut RemoteRun, group: &str, message: &str) {
+        let frame = crate::frame::text(message);
+        if let Some(finished) = run.0.push(group, frame, message.len()) {
             self.deliver(finished);
         }
     }

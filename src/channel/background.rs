@@ -55,6 +55,8 @@ pub struct BackgroundChannelServer {
     running: Mutex<Option<(Runtime, ChannelServer)>>,
     /// Kept after stop.
     local_addr: SocketAddr,
+    /// The server's counters, readable after stop.
+    counters: Arc<crate::stats::NodeCounters>,
 }
 
 impl BackgroundChannelServer {
@@ -73,6 +75,7 @@ impl BackgroundChannelServer {
         })?;
         Ok(BackgroundChannelServer {
             local_addr: server.local_addr(),
+            counters: server.counters(),
             running: Mutex::new(Some((runtime, server))),
         })
     }
@@ -80,6 +83,12 @@ impl BackgroundChannelServer {
     /// Where it listens (kept after stop).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The server's counters (see [`ChannelServer::stats`]); readable
+    /// after stop.
+    pub fn stats(&self) -> crate::stats::Stats {
+        crate::stats::Stats::read(&self.counters)
     }
 
     /// Whether it is running.

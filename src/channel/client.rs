@@ -38,10 +38,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::codec::FrameDecoder;
-use super::message::{
-    AuthReply, ChannelEvent, auth_frame, parse_auth_reply, parse_event, ping_frame, publish_frame,
-    subscription_frame,
-};
+use super::dialect::{hello_frame, parse_event_any, publish_frame_in, subscription_frame_in};
+use super::message::{AuthReply, ChannelEvent, parse_auth_reply};
+use crate::config::ChannelProtocol;
 use crate::queue::ByteBudget;
 use crate::tls::{ClientTls, host_of};
 
@@ -72,6 +71,10 @@ pub struct ChannelClientConfig {
     /// The name the server's certificate is checked against; by default
     /// the host part of the address (a DNS name or an IP address).
     pub tls_server_name: Option<String>,
+    /// The body encoding this client sends: groupcast's JSON, or the PHP
+    /// `serialize()` of Workerman's walkor/channel (to join a PHP
+    /// `Channel\Server`). Events are read in either.
+    pub protocol: ChannelProtocol,
 }
 
 impl ChannelClientConfig {
@@ -106,6 +109,7 @@ impl Default for ChannelClientConfig {
             secret: None,
             tls_ca: None,
             tls_server_name: None,
+            protocol: ChannelProtocol::default(),
         }
     }
 }
@@ -172,6 +176,8 @@ pub struct ChannelClient {
     counters: Arc<ClientCounters>,
     /// Ends the connection task.
     shutdown: CancellationToken,
+    /// The encoding of publishes.
+    protocol: ChannelProtocol,
 }
 
 impl ChannelClient {
@@ -197,6 +203,7 @@ impl ChannelClient {
         let event_budget = ByteBudget::new(config.max_event_bytes);
         let addr = addr.into();
         let tls = config.client_tls(&addr).map_err(|e| e.to_string());
+        let protocol = config.protocol;
         let link = ClientLink {
             addr,
             tls,
@@ -219,6 +226,7 @@ impl ChannelClient {
             connected,
             counters,
             shutdown,
+            protocol,
         };
         let events = ChannelEvents {
             received: events_rx,
@@ -269,7 +277,7 @@ impl ChannelClient {
         data: &D,
         exclude_self: bool,
     ) -> crate::Result<()> {
-        let frame = publish_frame(channel, data, exclude_self)
+        let frame = publish_frame_in(self.protocol, channel, data, exclude_self)
             .map_err(|e| crate::Error::Channel(e.to_string()))?;
         if self.shutdown.is_cancelled() {
             return Err(crate::Error::Stopped);
@@ -532,7 +540,8 @@ impl ClientLink {
         if let Err(error) = self.introduce(&mut writer).await {
             return lost(format!("cannot write: {error}"));
         }
-        if self.config.secret.is_some() {
+        // The PHP protocol has no replies: a wrong secret is a close.
+        if self.config.secret.is_some() && self.config.protocol == ChannelProtocol::Groupcast {
             let answer = tokio::select! {
                 _ = self.shutdown.cancelled() => return ClientLinkEnd::Shutdown,
                 answer = tokio::time::timeout(AUTH_TIMEOUT, frames.next()) => answer,
@@ -574,7 +583,7 @@ impl ClientLink {
                         Some(Err(error)) => return lost(format!("cannot read: {error}")),
                         None => return lost("the server closed the connection".into()),
                     };
-                    if let Some(event) = parse_event(&body) {
+                    if let Some(event) = parse_event_any(&body) {
                         self.received(event);
                     } else if let Some(AuthReply::Refused(reason)) = parse_auth_reply(&body) {
                         // A server that wants a secret this client lacks.
@@ -605,10 +614,8 @@ impl ClientLink {
         &self,
         writer: &mut BufWriter<impl AsyncWrite + Unpin>,
     ) -> std::io::Result<()> {
-        match &self.config.secret {
-            Some(secret) => writer.write_all(&auth_frame(secret)?).await?,
-            None => writer.write_all(&ping_frame()).await?,
-        }
+        let hello = hello_frame(self.config.protocol, self.config.secret.as_deref())?;
+        writer.write_all(&hello).await?;
         writer.flush().await
     }
 
@@ -620,7 +627,11 @@ impl ClientLink {
         if !self.subscriptions.is_empty() {
             let channels: Vec<&str> = self.subscriptions.iter().map(String::as_str).collect();
             writer
-                .write_all(&subscription_frame(true, &channels)?)
+                .write_all(&subscription_frame_in(
+                    self.config.protocol,
+                    true,
+                    &channels,
+                )?)
                 .await?;
         }
         while let Some(frame) = self.offline.pop_front() {
@@ -644,14 +655,22 @@ impl ClientLink {
                 ClientRequest::Subscribe(channel) => {
                     if self.subscriptions.insert(channel.clone()) {
                         writer
-                            .write_all(&subscription_frame(true, &[&channel])?)
+                            .write_all(&subscription_frame_in(
+                                self.config.protocol,
+                                true,
+                                &[&channel],
+                            )?)
                             .await?;
                     }
                 }
                 ClientRequest::Unsubscribe(channel) => {
                     if self.subscriptions.remove(&channel) {
                         writer
-                            .write_all(&subscription_frame(false, &[&channel])?)
+                            .write_all(&subscription_frame_in(
+                                self.config.protocol,
+                                false,
+                                &[&channel],
+                            )?)
                             .await?;
                     }
                 }

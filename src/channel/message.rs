@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::codec::encode_frame;
+use super::dialect::Data;
 
-/// A request a channel client sent.
-#[derive(Debug)]
+/// A request a channel client sent (in either dialect: see `dialect.rs`).
+#[derive(Debug, PartialEq)]
 pub(crate) enum Request<'a> {
     /// Empty body: keeps the connection alive, needs no answer.
     Ping,
@@ -27,37 +28,26 @@ pub(crate) enum Request<'a> {
     /// they deliver to their own members directly).
     Publish {
         channels: Vec<String>,
-        data: &'a RawValue,
+        data: Data<'a>,
         exclude_self: bool,
     },
-}
-
-impl PartialEq for Request<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Request::Ping, Request::Ping) => true,
-            (Request::Auth(a), Request::Auth(b)) => a == b,
-            (Request::Subscribe(a), Request::Subscribe(b)) => a == b,
-            (Request::Unsubscribe(a), Request::Unsubscribe(b)) => a == b,
-            (
-                Request::Publish {
-                    channels,
-                    data,
-                    exclude_self,
-                },
-                Request::Publish {
-                    channels: other_channels,
-                    data: other_data,
-                    exclude_self: other_exclude_self,
-                },
-            ) => {
-                channels == other_channels
-                    && data.get() == other_data.get()
-                    && exclude_self == other_exclude_self
-            }
-            _ => false,
-        }
-    }
+    /// Deliver `data` to one subscriber of each channel, in rotation
+    /// (walkor/channel's `publishLoop`).
+    PublishLoop {
+        channels: Vec<String>,
+        data: Data<'a>,
+    },
+    /// Become a consumer of these queues.
+    Watch(Vec<String>),
+    /// Stop consuming these queues.
+    Unwatch(Vec<String>),
+    /// Append `data` to each queue.
+    Enqueue {
+        channels: Vec<String>,
+        data: Data<'a>,
+    },
+    /// Ready for one more item of each watched queue.
+    Reserve,
 }
 
 /// One or several channel names: Workerman's client sends a list, and a
@@ -83,11 +73,18 @@ struct WireRequest<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     channels: Option<Channels>,
-    #[serde(borrow)]
+    /// Present even when `null` (a plain `Option` would read `null` as
+    /// absent, and refuse a publish of `null`).
+    #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
     secret: Option<String>,
     #[serde(default)]
     exclude_self: bool,
+}
+
+/// Reads a field that is there, `null` included.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Parses a client's frame body.
@@ -107,20 +104,17 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<Request<'_>, String> {
             .map(Vec::from)
             .ok_or_else(|| format!("{} needs \"channels\"", wire.kind))
     };
-    match &*wire.kind {
-        "auth" => Ok(Request::Auth(wire.secret.ok_or("auth needs \"secret\"")?)),
-        "subscribe" => Ok(Request::Subscribe(channels()?)),
-        "unsubscribe" => Ok(Request::Unsubscribe(channels()?)),
-        "publish" => {
-            let data = wire.data.ok_or("publish needs \"data\"")?;
-            Ok(Request::Publish {
-                channels: channels()?,
-                data,
-                exclude_self: wire.exclude_self,
-            })
-        }
-        other => Err(format!("unknown channel request type {other:?}")),
-    }
+    Request::from_parts(
+        &wire.kind,
+        channels,
+        || {
+            wire.data
+                .map(Data::Json)
+                .ok_or_else(|| format!("{} needs \"data\"", wire.kind))
+        },
+        wire.secret,
+        wire.exclude_self,
+    )
 }
 
 /// A delivery from the channel server: `data` published on `channel`.
@@ -147,24 +141,6 @@ pub(crate) fn parse_event(body: &[u8]) -> Option<ChannelEvent> {
         channel: wire.channel,
         data: wire.data,
     })
-}
-
-/// Encodes the frame delivering `data` on `channel`, once for all
-/// subscribers.
-pub(crate) fn event_frame(channel: &str, data: &RawValue) -> std::io::Result<Bytes> {
-    #[derive(Serialize)]
-    struct Event<'a> {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        channel: &'a str,
-        data: &'a RawValue,
-    }
-    let body = serde_json::to_vec(&Event {
-        kind: "event",
-        channel,
-        data,
-    })?;
-    encode_frame(&body)
 }
 
 /// The server's answer to a client's `auth` frame (a groupcast extension:
@@ -283,6 +259,16 @@ mod tests {
     #[test]
     fn parses_requests() {
         assert_eq!(parse_request(b""), Ok(Request::Ping));
+        let null = RawValue::from_string("null".into()).unwrap();
+        assert_eq!(
+            parse_request(br#"{"type":"publish","channels":["c"],"data":null}"#),
+            Ok(Request::Publish {
+                channels: vec!["c".into()],
+                data: Data::Json(&null),
+                exclude_self: false,
+            }),
+            "null is data too"
+        );
         assert_eq!(
             parse_request(br#"{"type":"subscribe","channels":["a","b"]}"#),
             Ok(Request::Subscribe(vec!["a".into(), "b".into()]))
@@ -292,7 +278,11 @@ mod tests {
             Ok(Request::Unsubscribe(vec!["a".into()]))
         );
         match parse_request(br#"{"type":"publish","channels":["c"],"data":{"x":[1,2]}}"#) {
-            Ok(Request::Publish { channels, data, .. }) => {
+            Ok(Request::Publish {
+                channels,
+                data: Data::Json(data),
+                ..
+            }) => {
                 assert_eq!(channels, vec!["c".to_owned()]);
                 assert_eq!(data.get(), r#"{"x":[1,2]}"#);
             }
@@ -321,7 +311,13 @@ mod tests {
     #[test]
     fn event_frames_carry_the_data_as_published() {
         let data = RawValue::from_string(r#"{"group_id":"1","message":"hé"}"#.into()).unwrap();
-        let frame = event_frame("send_to_group", &data).unwrap();
+        let frame = crate::channel::dialect::delivery_frame(
+            crate::channel::dialect::Dialect::Json,
+            crate::channel::dialect::Delivery::Event,
+            "send_to_group",
+            Data::Json(&data),
+        )
+        .unwrap();
         let body = &frame[4..];
         assert_eq!(
             std::str::from_utf8(body).unwrap(),
@@ -336,7 +332,11 @@ mod tests {
     fn client_frames_parse_back_on_the_server() {
         let frame = publish_frame("ch", &serde_json::json!({"k": 1}), false).unwrap();
         match parse_request(&frame[4..]).unwrap() {
-            Request::Publish { channels, data, .. } => {
+            Request::Publish {
+                channels,
+                data: Data::Json(data),
+                ..
+            } => {
                 assert_eq!(channels, vec!["ch".to_owned()]);
                 assert_eq!(data.get(), r#"{"k":1}"#);
             }

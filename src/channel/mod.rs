@@ -5,7 +5,11 @@
 pub mod background;
 pub mod client;
 pub mod codec;
+pub(crate) mod dialect;
 pub(crate) mod message;
+pub mod php;
+mod php_json;
+mod queues;
 pub mod server;
 
 pub use background::{BackgroundChannelClient, BackgroundChannelServer};

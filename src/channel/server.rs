@@ -1,11 +1,24 @@
 //! The channel server: the seed's pub/sub hub. Clients subscribe to named
 //! channels and publish data to them; every publish reaches every subscriber
 //! of the channel, the publisher included (Workerman processes rely on that).
+//!
+//! It speaks both body encodings, per connection (`dialect.rs`): groupcast's
+//! JSON and the PHP `serialize()` of walkor/channel, so the seed's PHP
+//! `Channel\Client` works against it unchanged, including `publishLoop` and
+//! the work queues (`queues.rs`). A body that breaks the protocol closes that
+//! connection alone, and is counted (`channel_refused`).
+//!
+//! With a secret, a client's first frame must be `auth` with it: in JSON the
+//! server answers `auth_ok`; in PHP (an array with `type` `auth` and
+//! `secret`) it answers nothing, since the PHP protocol has no replies. The
+//! stock PHP client sends no `auth`, so it is refused (closed, counted) by a
+//! server with a secret: serve it from a server without one, on loopback or
+//! a trusted network (see docs/workerman.md).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -16,11 +29,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::codec::FrameDecoder;
-use super::message::{AuthReply, Request, auth_reply_frame, event_frame, parse_request};
+use super::dialect::{ConnectionDialect, Data, Delivery, Dialect, EventFrames};
+use super::message::{AuthReply, Request, auth_reply_frame};
+use super::queues::{Consumer, QueueLosses, Queues};
 use crate::accept::next_connection;
 use crate::config::SlowConsumerPolicy;
 use crate::queue::{Outbound, Outbox};
-use crate::stats::NodeCounters;
+use crate::stats::{NodeCounters, Stats};
 use crate::tls::ServerTls;
 
 /// How long a refused client is given to take its refusal.
@@ -45,6 +60,10 @@ pub struct ChannelServerConfig {
     pub tls_cert: Option<std::path::PathBuf>,
     /// The private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1 PEM).
     pub tls_key: Option<std::path::PathBuf>,
+    /// Most bytes of work-queue items (`enqueue`) kept for watchers that have
+    /// not reserved them yet, across every queue; past it an item is dropped
+    /// and counted (`channel_queue_dropped`).
+    pub queue_bytes: usize,
 }
 
 impl Default for ChannelServerConfig {
@@ -58,6 +77,7 @@ impl Default for ChannelServerConfig {
             secret: None,
             tls_cert: None,
             tls_key: None,
+            queue_bytes: 64 << 20,
         }
     }
 }
@@ -77,18 +97,63 @@ pub struct ChannelServer {
 }
 
 /// channel name → subscribers; behind a plain mutex that is never held
-/// across `.await` (publishing only queues frames).
-#[derive(Default)]
+/// across `.await` (publishing only queues frames). Lock order: `channels`,
+/// then `rotation`; `queues` alone.
 struct Hub {
     channels: Mutex<HashMap<String, HashMap<u64, Arc<Subscriber>>>>,
     next_id: AtomicU64,
     /// Subscribers closed for being too slow, among others.
     counters: Arc<NodeCounters>,
+    /// `publishLoop`: the subscriber each channel served last.
+    rotation: Mutex<HashMap<String, u64>>,
+    /// The work queues (`watch`, `enqueue`, `reserve`).
+    queues: Mutex<Queues<Subscriber>>,
+}
+
+impl Hub {
+    fn new(config: &ChannelServerConfig) -> Hub {
+        Hub {
+            channels: Mutex::default(),
+            next_id: AtomicU64::default(),
+            counters: Arc::default(),
+            rotation: Mutex::default(),
+            queues: Mutex::new(Queues::new(config.queue_bytes)),
+        }
+    }
 }
 
 struct Subscriber {
     /// Encoded event frames for this connection's writer.
     outbox: Outbox,
+    /// Its dialect (`Dialect::to_u8`), known from its first request.
+    dialect: AtomicU8,
+}
+
+impl Subscriber {
+    fn dialect(&self) -> Dialect {
+        Dialect::from_u8(self.dialect.load(Ordering::Relaxed)).unwrap_or(Dialect::Json)
+    }
+}
+
+impl Consumer for Subscriber {
+    fn dialect(&self) -> Dialect {
+        Subscriber::dialect(self)
+    }
+
+    fn deliver(&self, frame: bytes::Bytes) -> bool {
+        self.outbox.push(frame).is_ok()
+    }
+}
+
+/// What one connection has asked for, released when it ends.
+#[derive(Default)]
+struct Session {
+    /// Channels it subscribed to.
+    subscribed: HashSet<String>,
+    /// Queues it watches.
+    watching: HashSet<String>,
+    /// The encoding of its bodies.
+    dialect: ConnectionDialect,
 }
 
 impl ChannelServer {
@@ -121,7 +186,7 @@ impl ChannelServer {
         }
         let server = ChannelServer {
             local_addr,
-            hub: Arc::default(),
+            hub: Arc::new(Hub::new(&config)),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             tls,
@@ -170,6 +235,18 @@ impl ChannelServer {
     /// Its TLS, for a node that reloads it with its own.
     pub(crate) fn tls(&self) -> Option<Arc<ServerTls>> {
         self.tls.clone()
+    }
+
+    /// The server's counters: `slow_consumer_closes` (subscribers closed
+    /// for being too slow), `channel_refused`, `channel_queue_dropped`,
+    /// `channel_undeliverable`; the rest are 0.
+    pub fn stats(&self) -> Stats {
+        Stats::read(&self.hub.counters)
+    }
+
+    /// The live counters, for a node that embeds this server.
+    pub(crate) fn counters(&self) -> Arc<NodeCounters> {
+        self.hub.counters.clone()
     }
 
     /// Closes every connection and returns once every task has ended.
@@ -254,8 +331,11 @@ async fn serve_client<R, W>(
         hub.counters.clone(),
         terminate.clone(),
     );
-    let me = Arc::new(Subscriber { outbox });
-    let mut subscribed = HashSet::new();
+    let me = Arc::new(Subscriber {
+        outbox,
+        dialect: AtomicU8::new(0),
+    });
+    let mut session = Session::default();
     let mut authenticated = config.secret.is_none();
     let mut batch = Vec::new();
     loop {
@@ -283,34 +363,54 @@ async fn serve_client<R, W>(
             }
             frame = frames.next() => {
                 let Some(Ok(body)) = frame else { break };
+                let request = match session.dialect.parse(&body) {
+                    Ok(request) => request,
+                    Err(reason) => {
+                        NodeCounters::add(&hub.counters.channel_refused, 1);
+                        tracing::warn!(%peer, %reason, "closed a channel client that broke the protocol");
+                        break;
+                    }
+                };
+                let dialect = session.dialect.get();
+                if let Some(dialect) = dialect {
+                    me.dialect.store(dialect.to_u8(), Ordering::Relaxed);
+                }
                 if !authenticated {
                     // The first frame must prove the secret; anything else
                     // is refused, with the reason, before it can do anything.
-                    let refusal = match (parse_request(&body), &config.secret) {
-                        (Ok(Request::Auth(given)), Some(secret)) if same_secret(&given, secret) => {
+                    let refusal = match (request, &config.secret) {
+                        (Request::Auth(given), Some(secret)) if same_secret(&given, secret) => {
                             authenticated = true;
-                            let _ = me.outbox.push(auth_reply_frame(&AuthReply::Accepted));
+                            // The PHP protocol has no replies.
+                            if dialect != Some(Dialect::Php) {
+                                let _ = me.outbox.push(auth_reply_frame(&AuthReply::Accepted));
+                            }
                             continue;
                         }
-                        (Ok(Request::Auth(_)), _) => "wrong secret",
+                        (Request::Auth(_), _) => "wrong secret",
                         _ => "this channel server requires a secret",
                     };
+                    NodeCounters::add(&hub.counters.channel_refused, 1);
                     tracing::warn!(%peer, reason = refusal, "refused a channel client");
-                    let frame = auth_reply_frame(&AuthReply::Refused(refusal.into()));
-                    let _ = tokio::time::timeout(REFUSAL_WRITE, async {
-                        writer.write_all(&frame).await?;
-                        writer.flush().await
-                    })
-                    .await;
+                    if dialect != Some(Dialect::Php) {
+                        let frame = auth_reply_frame(&AuthReply::Refused(refusal.into()));
+                        let _ = tokio::time::timeout(REFUSAL_WRITE, async {
+                            writer.write_all(&frame).await?;
+                            writer.flush().await
+                        })
+                        .await;
+                    }
                     break;
                 }
-                if handle_request(&hub, id, &me, &mut subscribed, &body).is_err() {
+                if let Err(reason) = handle_request(&hub, id, &me, &mut session, request) {
+                    NodeCounters::add(&hub.counters.channel_refused, 1);
+                    tracing::warn!(%peer, %reason, "closed a channel client");
                     break;
                 }
             }
         }
     }
-    hub.remove(id, &subscribed);
+    hub.remove(id, &session);
 }
 
 /// Applies one request. An error means the client does not speak the
@@ -319,15 +419,18 @@ fn handle_request(
     hub: &Hub,
     id: u64,
     me: &Arc<Subscriber>,
-    subscribed: &mut HashSet<String>,
-    body: &[u8],
+    session: &mut Session,
+    request: Request<'_>,
 ) -> Result<(), String> {
-    match parse_request(body)? {
+    match request {
         Request::Ping => {}
         // Already authenticated (or no secret needed): say so, so that a
-        // client that sent a secret knows its link is up.
+        // client that sent a secret knows its link is up (the PHP protocol
+        // has no replies).
         Request::Auth(_) => {
-            let _ = me.outbox.push(auth_reply_frame(&AuthReply::Accepted));
+            if me.dialect() == Dialect::Json {
+                let _ = me.outbox.push(auth_reply_frame(&AuthReply::Accepted));
+            }
         }
         Request::Subscribe(channels) => {
             let mut map = hub.channels.lock();
@@ -335,14 +438,14 @@ fn handle_request(
                 map.entry(channel.clone())
                     .or_default()
                     .insert(id, me.clone());
-                subscribed.insert(channel);
+                session.subscribed.insert(channel);
             }
         }
         Request::Unsubscribe(channels) => {
             let mut map = hub.channels.lock();
             for channel in channels {
-                if subscribed.remove(&channel) {
-                    remove_subscriber(&mut map, &channel, id);
+                if session.subscribed.remove(&channel) {
+                    hub.remove_subscriber(&mut map, &channel, id);
                 }
             }
         }
@@ -353,8 +456,44 @@ fn handle_request(
         } => {
             let skip = exclude_self.then_some(id);
             for channel in channels {
-                hub.publish(&channel, data, skip)?;
+                hub.publish(&channel, data, skip);
             }
+        }
+        Request::PublishLoop { channels, data } => {
+            for channel in channels {
+                hub.publish_loop(&channel, data);
+            }
+        }
+        Request::Watch(channels) => {
+            let mut queues = hub.queues.lock();
+            for channel in channels {
+                queues.watch(&channel, id, me);
+                session.watching.insert(channel);
+            }
+        }
+        Request::Unwatch(channels) => {
+            let mut queues = hub.queues.lock();
+            for channel in channels {
+                if session.watching.remove(&channel) {
+                    queues.unwatch(&channel, id);
+                }
+            }
+        }
+        Request::Enqueue { channels, data } => {
+            let mut losses = QueueLosses::default();
+            let mut queues = hub.queues.lock();
+            for channel in channels {
+                queues.enqueue(&channel, data, &mut losses);
+            }
+            drop(queues);
+            hub.count_losses(&losses);
+        }
+        Request::Reserve => {
+            let mut losses = QueueLosses::default();
+            hub.queues
+                .lock()
+                .reserve(&session.watching, id, &mut losses);
+            hub.count_losses(&losses);
         }
     }
     Ok(())
@@ -372,53 +511,91 @@ fn same_secret(given: &str, expected: &str) -> bool {
 }
 
 impl Hub {
-    /// Queues one event frame, encoded once, for every subscriber of
-    /// `channel` but `skip` (a node publishing to the others).
-    fn publish(
-        &self,
-        channel: &str,
-        data: &serde_json::value::RawValue,
-        skip: Option<u64>,
-    ) -> Result<(), String> {
-        let anyone_else = |map: &HashMap<String, HashMap<u64, Arc<Subscriber>>>| {
-            map.get(channel)
-                .is_some_and(|subs| subs.keys().any(|id| Some(*id) != skip))
-        };
-        if !anyone_else(&self.channels.lock()) {
-            return Ok(());
-        }
-        let frame = event_frame(channel, data).map_err(|e| e.to_string())?;
+    /// Queues one event frame, encoded once per dialect, for every
+    /// subscriber of `channel` but `skip` (a node publishing to the others).
+    fn publish(&self, channel: &str, data: Data<'_>, skip: Option<u64>) {
+        let mut frames = EventFrames::new(Delivery::Event, channel, data);
+        let mut undeliverable = 0;
         let map = self.channels.lock();
         if let Some(subscribers) = map.get(channel) {
             for (id, subscriber) in subscribers {
+                if Some(*id) == skip {
+                    continue;
+                }
                 // A subscriber that is too slow is disconnected by its own
                 // queue; the others still get the event.
-                if Some(*id) != skip {
-                    let _ = subscriber.outbox.push(frame.clone());
+                match frames.get(subscriber.dialect()) {
+                    Some(frame) => {
+                        let _ = subscriber.outbox.push(frame);
+                    }
+                    None => undeliverable += 1,
                 }
             }
         }
-        Ok(())
+        drop(map);
+        NodeCounters::add(&self.counters.channel_undeliverable, undeliverable);
     }
 
-    fn remove(&self, id: u64, subscribed: &HashSet<String>) {
-        let mut map = self.channels.lock();
-        for channel in subscribed {
-            remove_subscriber(&mut map, channel, id);
+    /// Queues one event frame for the next subscriber of `channel` in
+    /// rotation (by connection id, so a newcomer takes its turn in order).
+    fn publish_loop(&self, channel: &str, data: Data<'_>) {
+        let map = self.channels.lock();
+        let Some(subscribers) = map.get(channel) else {
+            return;
+        };
+        let mut rotation = self.rotation.lock();
+        let last = rotation.get(channel).copied();
+        let after = subscribers
+            .keys()
+            .filter(|id| last.is_none_or(|last| **id > last))
+            .min();
+        let Some(id) = after.or_else(|| subscribers.keys().min()).copied() else {
+            return;
+        };
+        rotation.insert(channel.to_owned(), id);
+        drop(rotation);
+        let subscriber = subscribers[&id].clone();
+        drop(map);
+        match EventFrames::new(Delivery::Event, channel, data).get(subscriber.dialect()) {
+            Some(frame) => {
+                let _ = subscriber.outbox.push(frame);
+            }
+            None => NodeCounters::add(&self.counters.channel_undeliverable, 1),
         }
     }
-}
 
-/// Removes one subscriber and frees a channel left with none.
-fn remove_subscriber(
-    map: &mut HashMap<String, HashMap<u64, Arc<Subscriber>>>,
-    channel: &str,
-    id: u64,
-) {
-    if let Some(subscribers) = map.get_mut(channel) {
-        subscribers.remove(&id);
-        if subscribers.is_empty() {
-            map.remove(channel);
+    fn count_losses(&self, losses: &QueueLosses) {
+        NodeCounters::add(&self.counters.channel_queue_dropped, losses.dropped);
+        NodeCounters::add(&self.counters.channel_undeliverable, losses.undeliverable);
+    }
+
+    /// Releases everything a connection held.
+    fn remove(&self, id: u64, session: &Session) {
+        let mut map = self.channels.lock();
+        for channel in &session.subscribed {
+            self.remove_subscriber(&mut map, channel, id);
+        }
+        drop(map);
+        let mut queues = self.queues.lock();
+        for channel in &session.watching {
+            queues.unwatch(channel, id);
+        }
+    }
+
+    /// Removes one subscriber and frees a channel left with none (and its
+    /// place in the `publishLoop` rotation).
+    fn remove_subscriber(
+        &self,
+        map: &mut HashMap<String, HashMap<u64, Arc<Subscriber>>>,
+        channel: &str,
+        id: u64,
+    ) {
+        if let Some(subscribers) = map.get_mut(channel) {
+            subscribers.remove(&id);
+            if subscribers.is_empty() {
+                map.remove(channel);
+                self.rotation.lock().remove(channel);
+            }
         }
     }
 }

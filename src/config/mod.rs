@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod bus_url;
+mod channel_protocol;
 
 pub use bus_url::DEFAULT_PREFIX as DEFAULT_REDIS_PREFIX;
 pub(crate) use bus_url::{Deployment, RedisTarget};
+pub use channel_protocol::ChannelProtocol;
 
 /// A node's configuration. `Config::default()` is the seed's setup: websocket
 /// on `0.0.0.0:1234` and an embedded channel server on `127.0.0.1:2206`.
@@ -66,6 +68,12 @@ pub struct Config {
     /// it is not the host of `channel` (e.g. `channel` is an IP address and
     /// the certificate names a host). Needs `channel_ca`.
     pub channel_server_name: Option<String>,
+    /// The protocol this node speaks to its channel server: `Groupcast`
+    /// (default) or `Workerman`, to join a cluster of the seed's PHP
+    /// workers (PHP `serialize()` bodies, every group message on
+    /// `send_to_group`; see docs/workerman.md). Needs a channel server
+    /// (`channel` or `channel_listen`).
+    pub channel_protocol: ChannelProtocol,
 }
 
 /// What one client may ask of a node.
@@ -223,6 +231,7 @@ impl Default for Config {
             channel_tls_key: None,
             channel_ca: None,
             channel_server_name: None,
+            channel_protocol: ChannelProtocol::default(),
         }
     }
 }
@@ -346,6 +355,14 @@ impl Config {
         }
         if self.channel_server_name.is_some() && self.channel_ca.is_none() {
             return bad("channel_server_name needs channel_ca (it names the server TLS checks)");
+        }
+        if self.channel_protocol == ChannelProtocol::Workerman
+            && self.channel.is_none()
+            && self.channel_listen.is_none()
+        {
+            return bad(
+                "channel_protocol workerman needs a channel server (channel or channel_listen)",
+            );
         }
         Ok(())
     }

@@ -144,6 +144,28 @@ pub unsafe extern "C" fn groupcast_channel_server_subscriber_count(
     })
 }
 
+/// Writes the channel server's counters into `out_stats`: in
+/// `slow_consumer_closes`, `channel_refused` (connections closed for a bad
+/// body, a PHP serialized object say, or a missing or wrong secret),
+/// `channel_queue_dropped` and `channel_undeliverable`; the other fields
+/// are 0. Readable after stop.
+///
+/// # Safety
+///
+/// `server` from `groupcast_channel_server_start`; `out_stats` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_channel_server_stats(
+    server: *const groupcast_channel_server,
+    out_stats: *mut crate::stats::Stats,
+) -> groupcast_result {
+    guard(|| {
+        let server = arg_ref!(server);
+        arg_out!(out_stats);
+        out(out_stats, server.inner.stats());
+        GROUPCAST_OK
+    })
+}
+
 /// Closes every connection and joins the channel server's threads.
 /// `GROUPCAST_ERR_STOPPED` (harmless) when already stopped.
 ///

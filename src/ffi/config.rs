@@ -719,3 +719,34 @@ impl groupcast_config {
         Ok(config)
     }
 }
+
+/// Sets the protocol this node speaks to its channel server: `groupcast`
+/// (the default: JSON, a channel per group) or `workerman` (the seed's
+/// walkor/channel protocol, PHP `serialize()` bodies and `send_to_group`
+/// events, so the node joins a cluster of Workerman PHP workers; see
+/// docs/workerman.md). Length 0 restores the default. Any other name is
+/// `GROUPCAST_ERR_INVALID_ARGUMENT` (details in
+/// `groupcast_last_error_message`).
+///
+/// # Safety
+///
+/// As `groupcast_config_set_listen`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn groupcast_config_set_channel_protocol(
+    config: *mut groupcast_config,
+    protocol: *const c_char,
+    protocol_len: usize,
+) -> groupcast_result {
+    guard(|| {
+        let config = arg_mut!(config);
+        let protocol = arg_str!(protocol, protocol_len);
+        config.config.channel_protocol = match protocol {
+            "" => crate::config::ChannelProtocol::default(),
+            name => match name.parse() {
+                Ok(protocol) => protocol,
+                Err(why) => return fail(GROUPCAST_ERR_INVALID_ARGUMENT, why),
+            },
+        };
+        GROUPCAST_OK
+    })
+}

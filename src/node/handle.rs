@@ -180,6 +180,12 @@ impl NodeHandle {
         stats.connections = state.registry.connection_count() as u64;
         stats.groups = state.registry.group_count() as u64;
         state.bus.add_stats(&mut stats);
+        if let Some(channel) = &state.channel_counters {
+            let channel = Stats::read(channel);
+            stats.channel_refused = channel.channel_refused;
+            stats.channel_queue_dropped = channel.channel_queue_dropped;
+            stats.channel_undeliverable = channel.channel_undeliverable;
+        }
         stats
     }
 

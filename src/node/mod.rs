@@ -154,6 +154,7 @@ impl Node {
             pending: parking_lot::Mutex::default(),
             tls,
             channel_tls: channel_server.as_ref().and_then(ChannelServer::tls),
+            channel_counters: channel_server.as_ref().map(ChannelServer::counters),
         });
         tasks.spawn(accept_loop(listener, state.clone(), tasks.clone()));
         tasks.spawn(report_slow_consumers(state.clone()));

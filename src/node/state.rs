@@ -56,6 +56,9 @@ pub(crate) struct NodeState {
     pub(crate) tls: Option<Arc<ServerTls>>,
     /// The embedded channel server's TLS, reloaded with `tls`.
     pub(crate) channel_tls: Option<Arc<ServerTls>>,
+    /// The embedded channel server's counters (refusals, queue drops), for
+    /// `NodeHandle::stats`.
+    pub(crate) channel_counters: Option<Arc<NodeCounters>>,
 }
 
 /// A connection waiting for the host's verdict before its upgrade.

@@ -197,6 +197,21 @@ impl ChannelServer {
             .ok_or_else(|| StoppedError::new_err("the channel server has not been started"))
     }
 
+    /// The server's counters, as a dict of ints (the keys of
+    /// `Server.stats()`): `slow_consumer_closes`, `channel_refused`
+    /// (connections closed for a bad body, a PHP serialized object say, or
+    /// a missing or wrong secret), `channel_queue_dropped`,
+    /// `channel_undeliverable`; the others are 0. Empty before start.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stats = self
+            .core
+            .server
+            .lock()
+            .as_ref()
+            .map(|s| s.stats().to_json());
+        super::json_loads(py, stats.as_deref().unwrap_or("{}"))
+    }
+
     /// Connections subscribed to `channel` now.
     fn subscriber_count(&self, channel: &str) -> usize {
         self.core

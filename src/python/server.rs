@@ -225,6 +225,7 @@ impl Server {
         channel_tls_key = None,
         channel_ca = None,
         channel_server_name = None,
+        channel_protocol = "groupcast",
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -259,6 +260,7 @@ impl Server {
         channel_tls_key: Option<PathBuf>,
         channel_ca: Option<PathBuf>,
         channel_server_name: Option<String>,
+        channel_protocol: &str,
     ) -> PyResult<Self> {
         // Start from the defaults so fields added to the core keep their
         // default meaning here; `validate` below judges every value.
@@ -276,6 +278,9 @@ impl Server {
         config.channel_tls_key = channel_tls_key;
         config.channel_ca = channel_ca;
         config.channel_server_name = channel_server_name;
+        config.channel_protocol = channel_protocol
+            .parse()
+            .map_err(|why: String| PyValueError::new_err(format!("channel_protocol: {why}")))?;
         let limits = &mut config.limits;
         for (value, field) in [
             (max_message_size, &mut limits.max_message_size),
@@ -602,6 +607,7 @@ impl Server {
     /// bus_dropped_publishes, bus_connected, bus_connect_attempts,
     /// bus_auth_failures, bus_dropped_events, host_dropped_events,
     /// tls_handshake_failures.
+    /// channel_refused, channel_queue_dropped, channel_undeliverable.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stats = self.handle()?.stats();
         json_loads(py, &stats.to_json())

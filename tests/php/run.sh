@@ -35,6 +35,8 @@ tests/c/gen-header.sh --check
 target=${CARGO_TARGET_DIR:-target}
 [[ "$target" = /* ]] || target="$root/$target"
 cargo build --quiet --lib
+# test_channel.php runs `groupcast channel` and a workerman-mode node.
+cargo build --quiet --bin groupcast
 # Name the library just built, so that an older release build in the same
 # target dir is not picked up instead.
 export GROUPCAST_LIB="$target/debug/libgroupcast.so"
@@ -60,5 +62,8 @@ else
     echo "composer is not installable here: checking composer.json with check_package.php only"
 fi
 run php tests/php/check_package.php
+# The seed's Channel protocol (PHP serialize() bodies) against `groupcast
+# channel`, and a workerman-mode node beside a PHP worker.
+run env GROUPCAST_BIN="$target/debug/groupcast" php tests/php/test_channel.php
 echo "php: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

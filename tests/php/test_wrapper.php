@@ -458,8 +458,22 @@ $intruder = Server::start([
 ]);
 check(eventually($intruder, fn ($s, $h) => !$h['ok'] && $s['bus_auth_failures'] > 0), 'wrong secret refused');
 check($intruder->health()['status'] === 'unavailable' && isset($intruder->health()['reason']), 'health says why');
+check($hub->stats()['channel_refused'] > 0, 'the hub\'s channel server counts the refusal: '
+    . json_encode($hub->stats()));
 $intruder->free();
 $node->free();
+
+// channel_protocol: a workerman-mode node joins the hub's channel server in
+// PHP serialize() (sending its secret as a PHP auth body); an unknown name
+// is refused by the setter.
+$workerman = Server::start([
+    'listen' => '127.0.0.1:0', 'channel_listen' => null, 'channel' => $hub->channelAddress(),
+    'channel_secret' => 's3cret', 'channel_protocol' => 'workerman',
+]);
+check(eventually($workerman, fn ($s, $h) => $h['ok'] && $s['bus_connected'] === 1), 'workerman mode: connected');
+$workerman->free();
+check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['listen' => '127.0.0.1:0', 'channel_protocol' => 'php']),
+    'channel_protocol php', 'groupcast or workerman');
 
 // bus: a Redis URL (nothing listens there: the server starts, health says
 // the bus is down).
