@@ -32,6 +32,8 @@ SERVERS = ["groupcast", "node-ws", "python-websockets"]
 # In the cluster scenario: groupcast as one node, run next to the cluster
 # runs so the ratio compares runs made under the same machine load.
 SINGLE_NODE = "groupcast, 1 node"
+# Scenario 5's second run, the one issue 18's target is read from.
+IDLE_ONE_GROUP = "10,000 connections in one group, one message to all"
 
 
 # ---------------------------------------------------------------------------
@@ -252,12 +254,17 @@ def scenarios(smoke):
         ),
         dict(
             id="idle",
-            title="5. Idle memory: 10,000 connections joined to 1,000 groups of 10, then grown to 19,000",
-            target="≤ 4 KiB per idle connection; 19,000 connections held within the fd limit.",
+            title="5. Idle memory: 10,000 connections joined, never received, then received one message each and idle again; grown to 19,000",
+            target="≤ 4 KiB per idle connection joined, never received; 19,000 connections held within the fd limit "
+                   "(issue 5). ≤ 2.5 KiB per connection received, then idle (issue 18).",
             servers=SERVERS,
             runs=[
                 ("10,000 idle connections, hold 19,000",
                  ["--mode", "idle", "--groups", "1000", "--members", "10", "--probes", "0", "--hold", "19000"]),
+                # The issue's own measure: one group, one message reaches
+                # all 10,000 at once, then every connection sits idle.
+                (IDLE_ONE_GROUP,
+                 ["--mode", "idle", "--groups", "1", "--members", "10000", "--probes", "0"]),
             ],
         ),
         dict(
@@ -427,20 +434,33 @@ def table_runs(scenario, results):
         rows = [r for r in results if r["scenario"] == scenario["id"] and r["run"] == label]
         out.append(f"**{label}**\n")
         if idle:
-            out.append("| server | KiB per idle connection | vs groupcast | RSS before → at 10,000 (MiB) | joins verified | held at 19,000 | RSS at 19,000 (MiB) | load |")
-            out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+            # Two rows per server: the connections joined and never sent
+            # anything, then the same connections after each received one
+            # message (the join check's sync message) and went idle again.
+            out.append("| server | state | KiB per idle connection | vs groupcast | RSS before → at 10,000 (MiB) | joins verified | held at 19,000 | RSS at 19,000 (MiB) | load |")
+            out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
             base = next((r["result"].get("idle", {}) or {} for r in rows if r["server"] == "groupcast"), {})
             for row in rows:
                 res = row["result"]
                 i = res.get("idle")
                 if not i:
-                    out.append(f"| {row['server']} | failed: {res.get('failed', '?')} | | | | | | |")
+                    out.append(f"| {row['server']} | | failed: {res.get('failed', '?')} | | | | | | |")
                     continue
+                held = f"{i['held']:,} / {i['hold_target']:,}" if i["hold_target"] else "–"
+                at_hold = f"{i['rss_at_hold_kib'] / 1024:.1f}" if i["hold_target"] else "–"
                 out.append(
-                    f"| {row['server']} | {i['kib_per_connection']:.1f} | {ratio(base.get('kib_per_connection'), i['kib_per_connection'])} "
+                    f"| {row['server']} | joined, never received | {i['kib_per_connection']:.1f} "
+                    f"| {ratio(base.get('kib_per_connection'), i['kib_per_connection'])} "
                     f"| {i['rss_before_kib'] / 1024:.1f} → {i['rss_after_kib'] / 1024:.1f} | {i['joined_verified']:,} / {i['connections']:,} "
-                    f"| {i['held']:,} / {i['hold_target']:,} | {i['rss_at_hold_kib'] / 1024:.1f} | {row['load1']:.1f} |"
+                    f"| {held} | {at_hold} | {row['load1']:.1f} |"
                 )
+                if "kib_per_connection_after_traffic" in i:
+                    after = i["kib_per_connection_after_traffic"]
+                    out.append(
+                        f"| {row['server']} | received, then idle | {after:.1f} "
+                        f"| {ratio(base.get('kib_per_connection_after_traffic'), after)} "
+                        f"| {i['rss_before_kib'] / 1024:.1f} → {i['rss_after_traffic_kib'] / 1024:.1f} | | | | |"
+                    )
         else:
             out.append("| server | deliveries/s | server µs CPU / delivery | vs groupcast | server cores (kernel share) | server RSS (MiB) | probe p50 / p99 / p99.9 (ms) | generator cores | lost | load |")
             out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -568,7 +588,7 @@ def summary(results):
         for server in ("node-ws", "python-websockets"):
             r = find(results, scenario, server, run)
             if r is not None:
-                value = r["idle"][key] if key == "kib_per_connection" else r[key]
+                value = r["idle"][key] if key.startswith("kib_per_connection") else r[key]
                 out.append(f"{server} {value:.1f} {unit}")
         return ", ".join(out)
 
@@ -604,6 +624,11 @@ def summary(results):
         add("idle: RSS per joined connection at 10,000", "≤ 4 KiB", f"{i['kib_per_connection']:.1f} KiB",
             i["kib_per_connection"] <= 4, base("idle", "", "kib_per_connection", "KiB"))
         add("connections held", "19,000", f"{i['held']:,}", i["held"] >= 19000)
+    r = find(results, "idle", "groupcast", IDLE_ONE_GROUP)
+    if r and r.get("idle") and "kib_per_connection_after_traffic" in r["idle"]:
+        after = r["idle"]["kib_per_connection_after_traffic"]
+        add("idle: RSS per connection at 10,000 in one group, received one message, then idle", "≤ 2.5 KiB",
+            f"{after:.1f} KiB", after <= 2.5, base("idle", IDLE_ONE_GROUP, "kib_per_connection_after_traffic", "KiB"))
     for run in ("1000 members, flood", "1000 members, 5 senders"):
         single, cluster = find(results, "cluster", SINGLE_NODE, run), find(results, "cluster", "groupcast", run)
         if single and cluster:

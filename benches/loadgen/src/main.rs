@@ -704,6 +704,11 @@ struct IdleReport {
     rss_before_kib: u64,
     rss_after_kib: u64,
     kib_per_connection: f64,
+    /// RSS once every member has received one message (the barrier's sync
+    /// message) and the server had time to go idle again: what a
+    /// connection keeps after its first delivery.
+    rss_after_traffic_kib: u64,
+    kib_per_connection_after_traffic: f64,
     joined_verified: usize,
     hold_target: usize,
     held: usize,
@@ -861,6 +866,13 @@ async fn run(args: RunArgs) -> Result<u8> {
             hold_target: args.hold,
             ..IdleReport::default()
         };
+        // Every member has now received one message: let the writers drain
+        // and the server go idle, then measure again.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        idle.rss_after_traffic_kib = server_rss_kib(&args.server_pid);
+        idle.kib_per_connection_after_traffic =
+            idle.rss_after_traffic_kib.saturating_sub(rss_before) as f64
+                / total_conns.max(1) as f64;
         if !joined_ok {
             eprintln!(
                 "loadgen: only {} of {} joins verified",
