@@ -32,6 +32,9 @@ SERVERS = ["groupcast", "node-ws", "python-websockets"]
 # In the cluster scenario: groupcast as one node, run next to the cluster
 # runs so the ratio compares runs made under the same machine load.
 SINGLE_NODE = "groupcast, 1 node"
+# In the cluster scenario: the same two groupcast nodes meeting on a
+# standalone Redis (`--bus redis://...`) instead of `groupcast channel`.
+REDIS_CLUSTER = "groupcast, Redis bus"
 # Scenario 5's second run, the one issue 18's target is read from.
 IDLE_ONE_GROUP = "10,000 connections in one group, one message to all"
 
@@ -93,7 +96,19 @@ class Deployment:
         if kind == SINGLE_NODE:
             kind, cluster = "groupcast", False
         try:
-            if cluster:
+            if kind == REDIS_CLUSTER:
+                # A throwaway redis-server on a free port, no persistence;
+                # its CPU and RSS count with the nodes', as the channel
+                # server's do.
+                port = free_port()
+                self._start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", "/tmp"], r"(Ready to accept connections)")
+                for _ in range(2):
+                    self._start_node([GROUPCAST, "serve", "--listen", "127.0.0.1:0",
+                                      "--bus", f"redis://127.0.0.1:{port}", "--workers", "1"])
+                # The nodes connect to Redis in the background.
+                time.sleep(0.5)
+            elif cluster:
                 # The seed's layout: a channel server and two websocket
                 # processes joined through it (the baselines use groupcast's
                 # channel server, which speaks the seed's framing).
@@ -142,6 +157,13 @@ class Deployment:
     def stop(self):
         for proc in reversed(self.procs):
             proc.stop()
+
+
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def loadgen(deployment, args, label, timeout=180):
@@ -243,7 +265,7 @@ def scenarios(smoke):
             id="cluster",
             title="4. Cluster: 2 nodes (one runtime thread each) + `groupcast channel`, members split across the nodes, sender on node A",
             target="≥ 80% of single-node deliveries/s.",
-            servers=[SINGLE_NODE, *SERVERS],
+            servers=[SINGLE_NODE, SERVERS[0], REDIS_CLUSTER, *SERVERS[1:]],
             cluster=True,
             runs=[
                 ("1000 members, flood, 64 B",
@@ -634,6 +656,10 @@ def summary(results):
         if single and cluster:
             pct = 100 * cluster["deliveries_per_s"] / single["deliveries_per_s"]
             add(f"cluster, {run}: deliveries/s vs one node", "≥ 80%", f"{pct:.0f}%", pct >= 80)
+        redis = find(results, "cluster", REDIS_CLUSTER, run)
+        if single and redis:
+            pct = 100 * redis["deliveries_per_s"] / single["deliveries_per_s"]
+            add(f"cluster on Redis, {run}: deliveries/s vs one node", "≥ 80%", f"{pct:.0f}%", pct >= 80)
     # Section 6's goal for the Python host; the baseline column has the
     # built-in handling of the same run for scale.
     noop = find(results, "hosts", "python no-op", PYTHON_RUN)
@@ -807,19 +833,23 @@ def cluster_notes(results):
            "right before the cluster runs. In a flood the deliveries/s are bounded by the CPU share",
            "the generator and the servers get on this shared machine, so three server processes can",
            "come out above 100% of one; the paced run (fixed offered load) is the cleaner comparison,",
-           "and the CPU per delivery shows what the channel hop costs.", ""]
+           "and the CPU per delivery shows what the channel hop costs. The row *groupcast, Redis bus* is the",
+           "same two nodes meeting on a standalone redis-server (`--bus redis://...`) instead; its CPU and",
+           "RSS include redis-server's.", ""]
     runs = {}
     for r in results:
         if r["scenario"] == "cluster" and "failed" not in r["result"]:
             runs.setdefault(r["run"], {})[r["server"]] = r["result"]
     for run, by_server in runs.items():
-        single, cluster = by_server.get(SINGLE_NODE), by_server.get("groupcast")
-        if single and cluster:
-            out.append(
-                f"- {run}: cluster {cluster['deliveries_per_s']:,.0f} deliveries/s vs one node "
-                f"{single['deliveries_per_s']:,.0f} = **{100 * cluster['deliveries_per_s'] / single['deliveries_per_s']:.0f}%**; "
-                f"server CPU per delivery {cluster['server_cpu_us_per_delivery']:.3f} µs vs {single['server_cpu_us_per_delivery']:.3f} µs."
-            )
+        single = by_server.get(SINGLE_NODE)
+        for name, bus in (("groupcast", "channel server"), (REDIS_CLUSTER, "Redis server")):
+            cluster = by_server.get(name)
+            if single and cluster:
+                out.append(
+                    f"- {run}, through the {bus}: cluster {cluster['deliveries_per_s']:,.0f} deliveries/s vs one node "
+                    f"{single['deliveries_per_s']:,.0f} = **{100 * cluster['deliveries_per_s'] / single['deliveries_per_s']:.0f}%**; "
+                    f"server CPU per delivery {cluster['server_cpu_us_per_delivery']:.3f} µs vs {single['server_cpu_us_per_delivery']:.3f} µs."
+                )
     out.append("")
     return out
 
@@ -877,7 +907,7 @@ def main():
             continue
         for label, run_args in scenario["runs"]:
             for server in scenario["servers"]:
-                if servers_wanted and server not in servers_wanted:
+                if servers_wanted and server.split(",")[0] not in servers_wanted:
                     continue
                 name = f"{scenario['id']}/{server}/{label}"
                 load1 = loadavg()

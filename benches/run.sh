@@ -61,6 +61,10 @@ if [[ $smoke == 0 ]]; then
     # needs it is then recorded as failed in the report.
     need=()
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+    # The cluster scenario's Redis row.
+    if [[ -z $only || ,$only, == *,cluster,* ]]; then
+        command -v redis-server >/dev/null || need+=(redis-server)
+    fi
     if [[ $hosts == 1 ]]; then
         command -v cc >/dev/null || need+=(gcc libc6-dev)
         command -v php >/dev/null || need+=(php-cli)
