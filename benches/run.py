@@ -275,6 +275,16 @@ def scenarios(smoke):
             ],
         ),
         dict(
+            id="channel",
+            title="7. Channel server: publishes and events forwarded by `groupcast channel` to 2, 4 and 8 subscriber nodes",
+            target_label="Goal (issue 18)",
+            target="the next bottleneck of a cluster as a number: how many publishes/s and events/s one "
+                   "channel server forwards, and its CPU per event.",
+            servers=["groupcast"],
+            runs=[],
+            measure=measure_channel,
+        ),
+        dict(
             id="idle",
             title="5. Idle memory: 10,000 connections joined, never received, then received one message each and idle again; grown to 19,000",
             target="≤ 4 KiB per idle connection joined, never received; 19,000 connections held within the fd limit "
@@ -391,6 +401,78 @@ def measure_hosts():
         rows.append(dict(scenario="hosts", server=kind, run=PYTHON_RUN, load1=run["load1"],
                          command=shlex.join(argv), result=run))
     return rows
+
+
+# ---------------------------------------------------------------------------
+# Scenario 7: the channel server's own forwarding rate. `loadgen channel`
+# speaks the channel protocol directly: subscriber connections stand in for
+# the nodes of a cluster, one publisher publishes 64 B messages as fast as
+# a window of 4096 publishes in flight allows.
+
+CHANNEL_SUBSCRIBERS = (2, 4, 8)
+# Body encodings measured. Another engineer is teaching the channel server
+# PHP `serialize()` bodies (what Workerman's Channel\Client sends): add
+# "php" here once it does (and the matching `--dialect php` to
+# benches/loadgen/src/channel.rs); its rows then appear beside the JSON ones.
+CHANNEL_DIALECTS = ("json",)
+CHANNEL_RUN = "forwarding"
+
+
+def measure_channel():
+    rows = []
+    for dialect in CHANNEL_DIALECTS:
+        for subscribers in CHANNEL_SUBSCRIBERS:
+            args = ["--dialect", dialect, "--subscribers", subscribers, "--publishers", "1",
+                    "--size", "64", "--duration", "3"]
+            label = f"channel/{dialect}/{subscribers} subscribers"
+            load1 = loadavg()
+            print(f"== {label}", file=sys.stderr, flush=True)
+            try:
+                server = Proc([GROUPCAST, "channel", "--listen", "127.0.0.1:0"], r"channel=(\S+)")
+            except Exception as error:
+                result = {"label": label, "failed": f"server did not start: {error}"}
+            else:
+                argv = [LOADGEN, "channel", "--label", label, "--addr", server.address,
+                        "--server-pid", str(server.pid), *[str(a) for a in args]]
+                try:
+                    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+                    sys.stderr.write(done.stderr)
+                    lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
+                    result = json.loads(lines[-1]) if lines else {
+                        "label": label, "failed": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+                except subprocess.TimeoutExpired:
+                    result = {"label": label, "failed": "loadgen timed out"}
+                finally:
+                    server.stop()
+            result.setdefault("dialect", dialect)
+            result.setdefault("subscribers", subscribers)
+            rows.append(dict(scenario="channel", server="groupcast", run=CHANNEL_RUN, load1=load1,
+                             command=" ".join(str(a) for a in args), result=result))
+    return rows
+
+
+def table_channel(results):
+    out = ["| body encoding | subscribers | publishes/s | events/s | server µs CPU / event | server cores (kernel share) "
+           "| server RSS (MiB) | generator cores | lost | load |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in results:
+        if row["scenario"] != "channel":
+            continue
+        r = row["result"]
+        if "failed" in r:
+            out.append(f"| {r['dialect']} | {r['subscribers']} | failed: {r['failed']} | | | | | | | |")
+            continue
+        lost = f"**{r['lost']:,}**" if r["lost"] else "0"
+        out.append(
+            f"| {r['dialect']} | {r['subscribers']} | {r['publishes_per_s']:,.0f} | {r['events_per_s']:,.0f} "
+            f"| {r['server_cpu_us_per_event']:.3f} | {r['server_cpu_util']:.2f} ({100 * r['server_sys_fraction']:.0f}%) "
+            f"| {r['server_rss_kib'] / 1024:.1f} | {r['generator_cpu_util']:.2f} | {lost} of {r['expected_events']:,} "
+            f"| {row['load1']:.1f} |")
+    out += ["", "PHP `serialize()` bodies (Workerman's `Channel\\Client`): not measured yet, the channel server does not "
+            "speak them in this build; `CHANNEL_DIALECTS` in benches/run.py adds their rows.", "",
+            "loadgen arguments: `benches/target/release/loadgen channel --addr ADDR --server-pid PID "
+            "--dialect json --subscribers N --publishers 1 --size 64 --duration 3` (window 4096 publishes).", ""]
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -693,7 +775,7 @@ def svg_plot(results, path):
     runs = []
     for r in results:
         key = (r["scenario"], r["run"])
-        if r["scenario"] in ("idle", "smoke", "hosts") or key in runs:
+        if r["scenario"] in ("idle", "smoke", "hosts", "channel") or key in runs:
             continue
         runs.append(key)
     rows = []
@@ -790,6 +872,8 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
             lines += cluster_notes(results)
         if scenario["id"] == "hosts":
             lines += table_hosts(results)
+        elif scenario["id"] == "channel":
+            lines += table_channel(results)
         else:
             lines += table_runs(scenario, results)
         lines.append("")
@@ -807,7 +891,7 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
         "",
         "```",
         "bash benches/run.sh            # sections 1-6, about 12 minutes; rewrites BENCHMARKS.md",
-        "bash benches/run.sh --only flood,paced   # a subset (ids: flood, paced, groups, cluster, idle, hosts)",
+        "bash benches/run.sh --only flood,paced   # a subset (ids: flood, paced, groups, cluster, channel, idle, hosts)",
         "bash benches/run.sh --smoke    # ~10 s, groupcast only; exit status 1 if anything was lost",
         "python3 benches/run.py --render   # rewrite this file from benches/results/latest.json",
         "```",
@@ -866,7 +950,7 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="one tiny scenario against groupcast only")
     parser.add_argument("--render", action="store_true",
                         help="rewrite BENCHMARKS.md from benches/results/latest.json without running anything")
-    parser.add_argument("--only", help="comma-separated scenario ids: flood,paced,groups,cluster,idle,hosts")
+    parser.add_argument("--only", help="comma-separated scenario ids: flood,paced,groups,cluster,channel,idle,hosts")
     parser.add_argument("--servers", help="comma-separated subset of " + ",".join(SERVERS))
     parser.add_argument("--output", help="markdown report [default: BENCHMARKS.md, or benches/results/partial.md with --only/--servers]")
     args = parser.parse_args()

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod channel;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -54,6 +56,8 @@ enum Command {
     Run(RunArgs),
     /// Hold latency probe connections (started by `run`, talks on stdio).
     Probe(ProbeArgs),
+    /// Measure a channel server's own forwarding rate, in its protocol.
+    Channel(channel::ChannelArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -153,6 +157,11 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(BoxError::from)
             .and_then(|rt| rt.block_on(probe(args))),
+        Command::Channel(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(BoxError::from)
+            .and_then(|rt| rt.block_on(channel::run(args))),
     };
     match outcome {
         Ok(code) => std::process::ExitCode::from(code),
