@@ -877,6 +877,7 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
         else:
             lines += table_runs(scenario, results)
         lines.append("")
+    lines += scale_on_paper(results, info)
     findings = BENCHES / "FINDINGS.md"
     if findings.exists():
         lines += [findings.read_text().rstrip(), ""]
@@ -907,6 +908,68 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
         "",
     ]
     Path(path).write_text("\n".join(lines))
+
+
+# The node of the paper plan, and the share of its memory given to
+# connections (the rest: the OS, page cache, bursts' queues).
+PAPER_CORES, PAPER_GIB, PAPER_MEMORY_SHARE = 16, 64, 0.75
+
+
+def scale_on_paper(results, info):
+    """Issue 18's plan: what one 16-core / 64 GiB node holds and delivers,
+    from this run's per-connection memory and per-delivery CPU, and what
+    this machine's fd limit hides."""
+    idle = find(results, "idle", "groupcast", IDLE_ONE_GROUP)
+    hold = find(results, "idle", "groupcast", "10,000 idle connections")
+    flood = find(results, "flood", "groupcast", "1000 members, 64 B")
+    flood_1k = find(results, "flood", "groupcast", "1000 members, 1 KiB")
+    paced = find(results, "paced", "groupcast", "1000 members, 5 senders")
+    if not (idle and idle.get("idle") and hold and hold.get("idle")):
+        return []
+    i, h = idle["idle"], hold["idle"]
+    kib = i["kib_per_connection_after_traffic"]
+    # Both ends of every loopback connection are sockets of this machine.
+    slab_conns = 2 * i["connections"]
+    kernel = max(0.0, (i.get("slab_after_kib", 0) - i.get("slab_before_kib", 0)) / slab_conns) if slab_conns else 0.0
+    budget_kib = PAPER_GIB * PAPER_MEMORY_SHARE * 1024 * 1024
+    by_groupcast = budget_kib / kib
+    by_both = budget_kib / (kib + kernel) if kernel else by_groupcast
+    fd_limit = sh("ulimit -Hn") or "?"
+    machine_gib = float((info.get("memory") or "0").split()[0] or 0)
+    out = [
+        "## Scale on paper: one node of 16 cores / 64 GiB",
+        "",
+        "Computed by the suite from this run's figures (groupcast's rows above); a plan, not a measurement:",
+        "this machine has 2 cores, and nothing here shows that 16 cores scale linearly.",
+        "",
+        "| what | from | one node of 16 cores / 64 GiB |",
+        "|---|---|---:|",
+        f"| idle connections, groupcast's memory only | {kib:.1f} KiB each (received, then idle; scenario 5), "
+        f"{PAPER_MEMORY_SHARE:.0%} of 64 GiB | {by_groupcast / 1e6:,.1f} M |",
+    ]
+    if kernel:
+        out.append(f"| idle connections, with the kernel's socket state | + {kernel:.1f} KiB per socket "
+                   f"(slab growth over {slab_conns:,} loopback sockets, machine-wide, noisy) | {by_both / 1e6:,.1f} M |")
+    for name, r in (("flood, 64 B", flood), ("flood, 1 KiB", flood_1k), ("paced 250k (one write per delivery)", paced)):
+        if r:
+            cpu = r["server_cpu_us_per_delivery"]
+            out.append(f"| deliveries/s, {name} | {cpu:.2f} µs of server CPU per delivery (scenarios 1-2), "
+                       f"{PAPER_CORES} cores | {PAPER_CORES / cpu:,.0f} |")
+    rss_hold = h["rss_at_hold_kib"] / 1024
+    out += [
+        "",
+        f"**What this machine's fd limit hides.** The hard limit on open files here is {fd_limit}; scenario 5",
+        f"held {h['held']:,} of {h['hold_target']:,} connections (one fd each) in {rss_hold:.0f} MiB of server RSS. At",
+        f"{kib:.1f} KiB per connection, this machine's {machine_gib:.0f} GiB would hold "
+        f"{machine_gib * PAPER_MEMORY_SHARE * 1024 * 1024 / (kib + kernel) / 1e6:,.1f} M connections "
+        f"(with the kernel's share), and idle connections cost no CPU between heartbeats (one ping per 25 s each).",
+        "So a node here is capped by the fd limit, at well under 1% of what its memory allows; groupcast itself",
+        "sets no cap (`max_connections` is off by default). On a real node, raise `LimitNOFILE` / `ulimit -n`",
+        "and `fs.nr_open` past the connections planned, and the ephemeral ports or source addresses of whatever",
+        "connects (the load generator spreads over 127.0.0.2-9 for that reason).",
+        "",
+    ]
+    return out
 
 
 def cluster_notes(results):

@@ -267,6 +267,21 @@ fn server_cpu_split(roots: &[u32]) -> (f64, f64) {
         .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
 }
 
+/// The kernel's slab memory in KiB (`Slab:` of /proc/meminfo): where a
+/// socket's kernel state lives, outside any process's RSS. Machine-wide, so
+/// other work moves it too.
+fn slab_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("Slab:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Server resident memory in KiB (VmRSS), summed over the process trees.
 fn server_rss_kib(roots: &[u32]) -> u64 {
     process_tree(roots)
@@ -718,6 +733,10 @@ struct IdleReport {
     /// connection keeps after its first delivery.
     rss_after_traffic_kib: u64,
     kib_per_connection_after_traffic: f64,
+    /// Kernel slab memory before connecting and once connected (both
+    /// ends of each loopback connection are sockets of this machine).
+    slab_before_kib: u64,
+    slab_after_kib: u64,
     joined_verified: usize,
     hold_target: usize,
     held: usize,
@@ -822,6 +841,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     let total_conns = specs.len();
 
     let rss_before = server_rss_kib(&args.server_pid);
+    let slab_before = slab_kib();
     let connect_start = Instant::now();
     // Members ordered so each group's sender/first member precedes the
     // rest: `open_all` keeps no order, so sort afterwards.
@@ -856,6 +876,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     if args.mode == Mode::Idle {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let rss_after = server_rss_kib(&args.server_pid);
+        let slab_after = slab_kib();
         let joined_ok = barrier(
             &mut conns,
             groups,
@@ -873,6 +894,8 @@ async fn run(args: RunArgs) -> Result<u8> {
                 / total_conns.max(1) as f64,
             joined_verified: counters.synced.load(Ordering::SeqCst),
             hold_target: args.hold,
+            slab_before_kib: slab_before,
+            slab_after_kib: slab_after,
             ..IdleReport::default()
         };
         // Every member has now received one message: let the writers drain
