@@ -38,6 +38,11 @@ os.environ.setdefault("LOADGEN_TLS_CA", str(TLS_FIXTURES / "ec.crt"))
 # In the cluster scenario: groupcast as one node, run next to the cluster
 # runs so the ratio compares runs made under the same machine load.
 SINGLE_NODE = "groupcast, 1 node"
+# In the cluster scenario: the same two groupcast nodes meeting on a
+# standalone Redis (`--bus redis://...`) instead of `groupcast channel`.
+REDIS_CLUSTER = "groupcast, Redis bus"
+# Scenario 5's second run, the one issue 18's target is read from.
+IDLE_ONE_GROUP = "10,000 connections in one group, one message to all"
 
 
 # ---------------------------------------------------------------------------
@@ -97,7 +102,19 @@ class Deployment:
         if kind == SINGLE_NODE:
             kind, cluster = "groupcast", False
         try:
-            if cluster:
+            if kind == REDIS_CLUSTER:
+                # A throwaway redis-server on a free port, no persistence;
+                # its CPU and RSS count with the nodes', as the channel
+                # server's do.
+                port = free_port()
+                self._start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", "/tmp"], r"(Ready to accept connections)")
+                for _ in range(2):
+                    self._start_node([GROUPCAST, "serve", "--listen", "127.0.0.1:0",
+                                      "--bus", f"redis://127.0.0.1:{port}", "--workers", "1"])
+                # The nodes connect to Redis in the background.
+                time.sleep(0.5)
+            elif cluster:
                 # The seed's layout: a channel server and two websocket
                 # processes joined through it (the baselines use groupcast's
                 # channel server, which speaks the seed's framing).
@@ -150,6 +167,13 @@ class Deployment:
     def stop(self):
         for proc in reversed(self.procs):
             proc.stop()
+
+
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def loadgen(deployment, args, label, timeout=180):
@@ -251,7 +275,7 @@ def scenarios(smoke):
             id="cluster",
             title="4. Cluster: 2 nodes (one runtime thread each) + `groupcast channel`, members split across the nodes, sender on node A",
             target="≥ 80% of single-node deliveries/s.",
-            servers=[SINGLE_NODE, *SERVERS],
+            servers=[SINGLE_NODE, SERVERS[0], REDIS_CLUSTER, *SERVERS[1:]],
             cluster=True,
             runs=[
                 ("1000 members, flood, 64 B",
@@ -262,12 +286,17 @@ def scenarios(smoke):
         ),
         dict(
             id="idle",
-            title="5. Idle memory: 10,000 connections joined to 1,000 groups of 10, then grown to 19,000",
-            target="≤ 4 KiB per idle connection; 19,000 connections held within the fd limit.",
+            title="5. Idle memory: 10,000 connections joined, never received, then received one message each and idle again; grown to 19,000",
+            target="≤ 4 KiB per idle connection joined, never received; 19,000 connections held within the fd limit "
+                   "(issue 5). ≤ 2.5 KiB per connection received, then idle (issue 18).",
             servers=SERVERS,
             runs=[
                 ("10,000 idle connections, hold 19,000",
                  ["--mode", "idle", "--groups", "1000", "--members", "10", "--probes", "0", "--hold", "19000"]),
+                # The issue's own measure: one group, one message reaches
+                # all 10,000 at once, then every connection sits idle.
+                (IDLE_ONE_GROUP,
+                 ["--mode", "idle", "--groups", "1", "--members", "10000", "--probes", "0"]),
             ],
         ),
         dict(
@@ -295,6 +324,16 @@ def scenarios(smoke):
                   "--window", "256", *COMMON])
                 for n in (1, 2) for name, size in (("64 B", "64"), ("1 KiB", "1024"))
             ],
+        ),
+        dict(
+            id="channel",
+            title="8. Channel server: publishes and events forwarded by `groupcast channel` to 2, 4 and 8 subscriber nodes",
+            target_label="Goal (issue 18)",
+            target="the next bottleneck of a cluster as a number: how many publishes/s and events/s one "
+                   "channel server forwards, and its CPU per event.",
+            servers=["groupcast"],
+            runs=[],
+            measure=measure_channel,
         ),
     ]
 
@@ -390,6 +429,78 @@ def measure_hosts():
 
 
 # ---------------------------------------------------------------------------
+# Scenario 7: the channel server's own forwarding rate. `loadgen channel`
+# speaks the channel protocol directly: subscriber connections stand in for
+# the nodes of a cluster, one publisher publishes 64 B messages as fast as
+# a window of 4096 publishes in flight allows.
+
+CHANNEL_SUBSCRIBERS = (2, 4, 8)
+# Body encodings measured. Another engineer is teaching the channel server
+# PHP `serialize()` bodies (what Workerman's Channel\Client sends): add
+# "php" here once it does (and the matching `--dialect php` to
+# benches/loadgen/src/channel.rs); its rows then appear beside the JSON ones.
+CHANNEL_DIALECTS = ("json",)
+CHANNEL_RUN = "forwarding"
+
+
+def measure_channel():
+    rows = []
+    for dialect in CHANNEL_DIALECTS:
+        for subscribers in CHANNEL_SUBSCRIBERS:
+            args = ["--dialect", dialect, "--subscribers", subscribers, "--publishers", "1",
+                    "--size", "64", "--duration", "3"]
+            label = f"channel/{dialect}/{subscribers} subscribers"
+            load1 = loadavg()
+            print(f"== {label}", file=sys.stderr, flush=True)
+            try:
+                server = Proc([GROUPCAST, "channel", "--listen", "127.0.0.1:0"], r"channel=(\S+)")
+            except Exception as error:
+                result = {"label": label, "failed": f"server did not start: {error}"}
+            else:
+                argv = [LOADGEN, "channel", "--label", label, "--addr", server.address,
+                        "--server-pid", str(server.pid), *[str(a) for a in args]]
+                try:
+                    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+                    sys.stderr.write(done.stderr)
+                    lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
+                    result = json.loads(lines[-1]) if lines else {
+                        "label": label, "failed": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+                except subprocess.TimeoutExpired:
+                    result = {"label": label, "failed": "loadgen timed out"}
+                finally:
+                    server.stop()
+            result.setdefault("dialect", dialect)
+            result.setdefault("subscribers", subscribers)
+            rows.append(dict(scenario="channel", server="groupcast", run=CHANNEL_RUN, load1=load1,
+                             command=" ".join(str(a) for a in args), result=result))
+    return rows
+
+
+def table_channel(results):
+    out = ["| body encoding | subscribers | publishes/s | events/s | server µs CPU / event | server cores (kernel share) "
+           "| server RSS (MiB) | generator cores | lost | load |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in results:
+        if row["scenario"] != "channel":
+            continue
+        r = row["result"]
+        if "failed" in r:
+            out.append(f"| {r['dialect']} | {r['subscribers']} | failed: {r['failed']} | | | | | | | |")
+            continue
+        lost = f"**{r['lost']:,}**" if r["lost"] else "0"
+        out.append(
+            f"| {r['dialect']} | {r['subscribers']} | {r['publishes_per_s']:,.0f} | {r['events_per_s']:,.0f} "
+            f"| {r['server_cpu_us_per_event']:.3f} | {r['server_cpu_util']:.2f} ({100 * r['server_sys_fraction']:.0f}%) "
+            f"| {r['server_rss_kib'] / 1024:.1f} | {r['generator_cpu_util']:.2f} | {lost} of {r['expected_events']:,} "
+            f"| {row['load1']:.1f} |")
+    out += ["", "PHP `serialize()` bodies (Workerman's `Channel\\Client`): not measured yet, the channel server does not "
+            "speak them in this build; `CHANNEL_DIALECTS` in benches/run.py adds their rows.", "",
+            "loadgen arguments: `benches/target/release/loadgen channel --addr ADDR --server-pid PID "
+            "--dialect json --subscribers N --publishers 1 --size 64 --duration 3` (window 4096 publishes).", ""]
+    return out
+
+
+# ---------------------------------------------------------------------------
 # Report
 
 
@@ -452,20 +563,33 @@ def table_runs(scenario, results):
         rows = [r for r in results if r["scenario"] == scenario["id"] and r["run"] == label]
         out.append(f"**{label}**\n")
         if idle:
-            out.append("| server | KiB per idle connection | vs groupcast | RSS before → at 10,000 (MiB) | joins verified | held at 19,000 | RSS at 19,000 (MiB) | load |")
-            out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+            # Two rows per server: the connections joined and never sent
+            # anything, then the same connections after each received one
+            # message (the join check's sync message) and went idle again.
+            out.append("| server | state | KiB per idle connection | vs groupcast | RSS before → at 10,000 (MiB) | joins verified | held at 19,000 | RSS at 19,000 (MiB) | load |")
+            out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
             base = next((r["result"].get("idle", {}) or {} for r in rows if r["server"] == "groupcast"), {})
             for row in rows:
                 res = row["result"]
                 i = res.get("idle")
                 if not i:
-                    out.append(f"| {row['server']} | failed: {res.get('failed', '?')} | | | | | | |")
+                    out.append(f"| {row['server']} | | failed: {res.get('failed', '?')} | | | | | | |")
                     continue
+                held = f"{i['held']:,} / {i['hold_target']:,}" if i["hold_target"] else "–"
+                at_hold = f"{i['rss_at_hold_kib'] / 1024:.1f}" if i["hold_target"] else "–"
                 out.append(
-                    f"| {row['server']} | {i['kib_per_connection']:.1f} | {ratio(base.get('kib_per_connection'), i['kib_per_connection'])} "
+                    f"| {row['server']} | joined, never received | {i['kib_per_connection']:.1f} "
+                    f"| {ratio(base.get('kib_per_connection'), i['kib_per_connection'])} "
                     f"| {i['rss_before_kib'] / 1024:.1f} → {i['rss_after_kib'] / 1024:.1f} | {i['joined_verified']:,} / {i['connections']:,} "
-                    f"| {i['held']:,} / {i['hold_target']:,} | {i['rss_at_hold_kib'] / 1024:.1f} | {row['load1']:.1f} |"
+                    f"| {held} | {at_hold} | {row['load1']:.1f} |"
                 )
+                if "kib_per_connection_after_traffic" in i:
+                    after = i["kib_per_connection_after_traffic"]
+                    out.append(
+                        f"| {row['server']} | received, then idle | {after:.1f} "
+                        f"| {ratio(base.get('kib_per_connection_after_traffic'), after)} "
+                        f"| {i['rss_before_kib'] / 1024:.1f} → {i['rss_after_traffic_kib'] / 1024:.1f} | | | | |"
+                    )
         else:
             out.append("| server | deliveries/s | server µs CPU / delivery | vs groupcast | server cores (kernel share) | server RSS (MiB) | probe p50 / p99 / p99.9 (ms) | generator cores | lost | load |")
             out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -593,7 +717,7 @@ def summary(results):
         for server in ("node-ws", "python-websockets"):
             r = find(results, scenario, server, run)
             if r is not None:
-                value = r["idle"][key] if key == "kib_per_connection" else r[key]
+                value = r["idle"][key] if key.startswith("kib_per_connection") else r[key]
                 out.append(f"{server} {value:.1f} {unit}")
         return ", ".join(out)
 
@@ -629,11 +753,20 @@ def summary(results):
         add("idle: RSS per joined connection at 10,000", "≤ 4 KiB", f"{i['kib_per_connection']:.1f} KiB",
             i["kib_per_connection"] <= 4, base("idle", "", "kib_per_connection", "KiB"))
         add("connections held", "19,000", f"{i['held']:,}", i["held"] >= 19000)
+    r = find(results, "idle", "groupcast", IDLE_ONE_GROUP)
+    if r and r.get("idle") and "kib_per_connection_after_traffic" in r["idle"]:
+        after = r["idle"]["kib_per_connection_after_traffic"]
+        add("idle: RSS per connection at 10,000 in one group, received one message, then idle", "≤ 2.5 KiB",
+            f"{after:.1f} KiB", after <= 2.5, base("idle", IDLE_ONE_GROUP, "kib_per_connection_after_traffic", "KiB"))
     for run in ("1000 members, flood", "1000 members, 5 senders"):
         single, cluster = find(results, "cluster", SINGLE_NODE, run), find(results, "cluster", "groupcast", run)
         if single and cluster:
             pct = 100 * cluster["deliveries_per_s"] / single["deliveries_per_s"]
             add(f"cluster, {run}: deliveries/s vs one node", "≥ 80%", f"{pct:.0f}%", pct >= 80)
+        redis = find(results, "cluster", REDIS_CLUSTER, run)
+        if single and redis:
+            pct = 100 * redis["deliveries_per_s"] / single["deliveries_per_s"]
+            add(f"cluster on Redis, {run}: deliveries/s vs one node", "≥ 80%", f"{pct:.0f}%", pct >= 80)
     # Section 6's goal for the Python host; the baseline column has the
     # built-in handling of the same run for scale.
     noop = find(results, "hosts", "python no-op", PYTHON_RUN)
@@ -667,7 +800,7 @@ def svg_plot(results, path):
     runs = []
     for r in results:
         key = (r["scenario"], r["run"])
-        if r["scenario"] in ("idle", "smoke", "hosts") or key in runs:
+        if r["scenario"] in ("idle", "smoke", "hosts", "channel") or key in runs:
             continue
         runs.append(key)
     rows = []
@@ -764,9 +897,12 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
             lines += cluster_notes(results)
         if scenario["id"] == "hosts":
             lines += table_hosts(results)
+        elif scenario["id"] == "channel":
+            lines += table_channel(results)
         else:
             lines += table_runs(scenario, results)
         lines.append("")
+    lines += scale_on_paper(results, info)
     findings = BENCHES / "FINDINGS.md"
     if findings.exists():
         lines += [findings.read_text().rstrip(), ""]
@@ -785,8 +921,8 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
         "## Running it",
         "",
         "```",
-        "bash benches/run.sh            # sections 1-6, about 12 minutes; rewrites BENCHMARKS.md",
-        "bash benches/run.sh --only flood,paced   # a subset (ids: flood, paced, groups, cluster, idle, hosts, tls)",
+        "bash benches/run.sh            # sections 1-8 and the scale plan, about 14 minutes; rewrites BENCHMARKS.md",
+        "bash benches/run.sh --only flood,paced   # a subset (ids: flood, paced, groups, cluster, channel, idle, hosts, tls)",
         "bash benches/run.sh --smoke    # ~10 s, groupcast only; exit status 1 if anything was lost",
         "python3 benches/run.py --render   # rewrite this file from benches/results/latest.json",
         "```",
@@ -804,6 +940,68 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
     Path(path).write_text("\n".join(lines))
 
 
+# The node of the paper plan, and the share of its memory given to
+# connections (the rest: the OS, page cache, bursts' queues).
+PAPER_CORES, PAPER_GIB, PAPER_MEMORY_SHARE = 16, 64, 0.75
+
+
+def scale_on_paper(results, info):
+    """Issue 18's plan: what one 16-core / 64 GiB node holds and delivers,
+    from this run's per-connection memory and per-delivery CPU, and what
+    this machine's fd limit hides."""
+    idle = find(results, "idle", "groupcast", IDLE_ONE_GROUP)
+    hold = find(results, "idle", "groupcast", "10,000 idle connections")
+    flood = find(results, "flood", "groupcast", "1000 members, 64 B")
+    flood_1k = find(results, "flood", "groupcast", "1000 members, 1 KiB")
+    paced = find(results, "paced", "groupcast", "1000 members, 5 senders")
+    if not (idle and idle.get("idle") and hold and hold.get("idle")):
+        return []
+    i, h = idle["idle"], hold["idle"]
+    kib = i["kib_per_connection_after_traffic"]
+    # Both ends of every loopback connection are sockets of this machine.
+    slab_conns = 2 * i["connections"]
+    kernel = max(0.0, (i.get("slab_after_kib", 0) - i.get("slab_before_kib", 0)) / slab_conns) if slab_conns else 0.0
+    budget_kib = PAPER_GIB * PAPER_MEMORY_SHARE * 1024 * 1024
+    by_groupcast = budget_kib / kib
+    by_both = budget_kib / (kib + kernel) if kernel else by_groupcast
+    fd_limit = sh("ulimit -Hn") or "?"
+    machine_gib = float((info.get("memory") or "0").split()[0] or 0)
+    out = [
+        "## Scale on paper: one node of 16 cores / 64 GiB",
+        "",
+        "Computed by the suite from this run's figures (groupcast's rows above); a plan, not a measurement:",
+        "this machine has 2 cores, and nothing here shows that 16 cores scale linearly.",
+        "",
+        "| what | from | one node of 16 cores / 64 GiB |",
+        "|---|---|---:|",
+        f"| idle connections, groupcast's memory only | {kib:.1f} KiB each (received, then idle; scenario 5), "
+        f"{PAPER_MEMORY_SHARE:.0%} of 64 GiB | {by_groupcast / 1e6:,.1f} M |",
+    ]
+    if kernel:
+        out.append(f"| idle connections, with the kernel's socket state | + {kernel:.1f} KiB per socket "
+                   f"(slab growth over {slab_conns:,} loopback sockets, machine-wide, noisy) | {by_both / 1e6:,.1f} M |")
+    for name, r in (("flood, 64 B", flood), ("flood, 1 KiB", flood_1k), ("paced 250k (one write per delivery)", paced)):
+        if r:
+            cpu = r["server_cpu_us_per_delivery"]
+            out.append(f"| deliveries/s, {name} | {cpu:.2f} µs of server CPU per delivery (scenarios 1-2), "
+                       f"{PAPER_CORES} cores | {PAPER_CORES / cpu:,.1f} M |")
+    rss_hold = h["rss_at_hold_kib"] / 1024
+    out += [
+        "",
+        f"**What this machine's fd limit hides.** The hard limit on open files here is {fd_limit}; scenario 5",
+        f"held {h['held']:,} of {h['hold_target']:,} connections (one fd each) in {rss_hold:.0f} MiB of server RSS. At",
+        f"{kib:.1f} KiB per connection, this machine's {machine_gib:.0f} GiB would hold "
+        f"{machine_gib * PAPER_MEMORY_SHARE * 1024 * 1024 / (kib + kernel) / 1e6:,.1f} M connections "
+        f"(with the kernel's share), and idle connections cost no CPU between heartbeats (one ping per 25 s each).",
+        "So a node here is capped by the fd limit, at well under 1% of what its memory allows; groupcast itself",
+        "sets no cap (`max_connections` is off by default). On a real node, raise `LimitNOFILE` / `ulimit -n`",
+        "and `fs.nr_open` past the connections planned, and the ephemeral ports or source addresses of whatever",
+        "connects (the load generator spreads over 127.0.0.2-9 for that reason).",
+        "",
+    ]
+    return out
+
+
 def cluster_notes(results):
     out = ["The baselines run as the seed's cluster does: two processes, each subscribed to the",
            "`send_to_group` channel of the same `groupcast channel` server, publishing every",
@@ -812,19 +1010,23 @@ def cluster_notes(results):
            "right before the cluster runs. In a flood the deliveries/s are bounded by the CPU share",
            "the generator and the servers get on this shared machine, so three server processes can",
            "come out above 100% of one; the paced run (fixed offered load) is the cleaner comparison,",
-           "and the CPU per delivery shows what the channel hop costs.", ""]
+           "and the CPU per delivery shows what the channel hop costs. The row *groupcast, Redis bus* is the",
+           "same two nodes meeting on a standalone redis-server (`--bus redis://...`) instead; its CPU and",
+           "RSS include redis-server's.", ""]
     runs = {}
     for r in results:
         if r["scenario"] == "cluster" and "failed" not in r["result"]:
             runs.setdefault(r["run"], {})[r["server"]] = r["result"]
     for run, by_server in runs.items():
-        single, cluster = by_server.get(SINGLE_NODE), by_server.get("groupcast")
-        if single and cluster:
-            out.append(
-                f"- {run}: cluster {cluster['deliveries_per_s']:,.0f} deliveries/s vs one node "
-                f"{single['deliveries_per_s']:,.0f} = **{100 * cluster['deliveries_per_s'] / single['deliveries_per_s']:.0f}%**; "
-                f"server CPU per delivery {cluster['server_cpu_us_per_delivery']:.3f} µs vs {single['server_cpu_us_per_delivery']:.3f} µs."
-            )
+        single = by_server.get(SINGLE_NODE)
+        for name, bus in (("groupcast", "channel server"), (REDIS_CLUSTER, "Redis server")):
+            cluster = by_server.get(name)
+            if single and cluster:
+                out.append(
+                    f"- {run}, through the {bus}: cluster {cluster['deliveries_per_s']:,.0f} deliveries/s vs one node "
+                    f"{single['deliveries_per_s']:,.0f} = **{100 * cluster['deliveries_per_s'] / single['deliveries_per_s']:.0f}%**; "
+                    f"server CPU per delivery {cluster['server_cpu_us_per_delivery']:.3f} µs vs {single['server_cpu_us_per_delivery']:.3f} µs."
+                )
     out.append("")
     return out
 
@@ -841,7 +1043,7 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="one tiny scenario against groupcast only")
     parser.add_argument("--render", action="store_true",
                         help="rewrite BENCHMARKS.md from benches/results/latest.json without running anything")
-    parser.add_argument("--only", help="comma-separated scenario ids: flood,paced,groups,cluster,idle,hosts,tls")
+    parser.add_argument("--only", help="comma-separated scenario ids: flood,paced,groups,cluster,channel,idle,hosts,tls")
     parser.add_argument("--servers", help="comma-separated subset of " + ",".join(SERVERS))
     parser.add_argument("--output", help="markdown report [default: BENCHMARKS.md, or benches/results/partial.md with --only/--servers]")
     args = parser.parse_args()
@@ -882,7 +1084,7 @@ def main():
             continue
         for label, run_args in scenario["runs"]:
             for server in scenario["servers"]:
-                if servers_wanted and server not in servers_wanted:
+                if servers_wanted and server.split(",")[0] not in servers_wanted:
                     continue
                 name = f"{scenario['id']}/{server}/{label}"
                 load1 = loadavg()

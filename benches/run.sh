@@ -3,10 +3,11 @@
 # the baselines (Node `ws`, Python `websockets`), runs every scenario against
 # each server and writes BENCHMARKS.md at the repo root.
 #
-#   bash benches/run.sh           full suite (about 12 minutes), writes BENCHMARKS.md
+#   bash benches/run.sh           full suite (about 13 minutes), writes BENCHMARKS.md
 #   bash benches/run.sh --smoke   one tiny scenario against groupcast only;
 #                                 exits non-zero if a delivery was lost
-#   bash benches/run.sh --only flood,idle   a subset (see benches/run.py --help)
+#   bash benches/run.sh --only flood,idle   a subset (see benches/run.py --help);
+#                                 --servers groupcast keeps the groupcast rows only
 #
 # Scenario 6 (`hosts`) measures the C, PHP and Python hosts, so a run that
 # includes it also installs a C compiler and php-cli (with apt, if missing)
@@ -61,6 +62,10 @@ if [[ $smoke == 0 ]]; then
     # needs it is then recorded as failed in the report.
     need=()
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+    # The cluster scenario's Redis row.
+    if [[ -z $only || ,$only, == *,cluster,* ]]; then
+        command -v redis-server >/dev/null || need+=(redis-server)
+    fi
     if [[ $hosts == 1 ]]; then
         command -v cc >/dev/null || need+=(gcc libc6-dev)
         command -v php >/dev/null || need+=(php-cli)

@@ -176,3 +176,120 @@ async fn churn_of_ten_thousand_connections_leaves_nothing_behind() {
     eprintln!("churn: RSS +{grown} KiB after 10,000 cycles");
     node.stop().await;
 }
+
+/// Raises this process's soft limit on open files to its hard limit (the
+/// server it starts inherits it): the drill below needs a few thousand.
+fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit for getrlimit to fill,
+    // and setrlimit only reads it.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    limit.rlim_cur
+}
+
+/// What a connection allocates to write (its queue's buffer, the writer's
+/// batch) is given back once it has written: the server's memory per idle
+/// connection is the same after one message as before any. Measured on the
+/// `groupcast` binary in its own process, so that the clients' memory does
+/// not count. Before, each connection kept 1.6 KiB after its first
+/// delivery (benches/FINDINGS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_gives_back_its_write_memory_once_idle() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    const CONNECTIONS: usize = 2_000;
+    if raise_fd_limit() < 2 * CONNECTIONS as u64 + 100 {
+        eprintln!("skipped: the fd limit is too low for {CONNECTIONS} connections");
+        return;
+    }
+    let server = common::Process::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--channel-listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ]);
+    let addr = server.addr("websocket");
+    // Warm up the allocator and the runtime with a first batch, gone
+    // before measuring.
+    for _ in 0..100 {
+        let mut c = Client::connect(addr).await;
+        c.join("warm").await;
+        c.sync().await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss_kib();
+    let started = Instant::now();
+    let mut clients = Vec::with_capacity(CONNECTIONS);
+    for chunk in 0..CONNECTIONS / 100 {
+        let opened: Vec<_> = (0..100)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut c = Client::connect(addr).await;
+                    c.join("all").await;
+                    c
+                })
+            })
+            .collect();
+        for c in opened {
+            clients.push(c.await.expect("connects"));
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "chunk {chunk}");
+    }
+    // Every join took effect once the last client's own join did: each
+    // client's sync is a round trip behind its join.
+    for c in clients.iter_mut().step_by(97) {
+        c.sync().await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let joined = server.rss_kib();
+    // One message to all of them; each receives it, then all sit idle.
+    clients[0]
+        .send_to_group("all", "one message for everyone")
+        .await;
+    let receivers: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                assert_eq!(c.recv_text().await, "one message for everyone");
+                c
+            })
+        })
+        .collect();
+    let mut clients = Vec::with_capacity(CONNECTIONS);
+    for r in receivers {
+        clients.push(r.await.expect("every client receives the message"));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = server.rss_kib();
+    let per_conn = |kib: u64| kib.saturating_sub(before) as f64 / CONNECTIONS as f64;
+    let (joined_each, after_each) = (per_conn(joined), per_conn(after));
+    eprintln!(
+        "server RSS per connection: joined {joined_each:.2} KiB, after one message {after_each:.2} KiB"
+    );
+    // Generous: the debug build's tasks are larger than the release
+    // build's 3 KiB; what was kept after traffic (1.6 KiB) must not return.
+    assert!(
+        after_each <= joined_each + 0.5,
+        "each connection kept {:.2} KiB after one message",
+        after_each - joined_each
+    );
+    assert!(
+        joined_each <= 12.0,
+        "{joined_each:.2} KiB per idle connection"
+    );
+    drop(clients);
+    server.signal(libc::SIGTERM);
+    tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap();
+}

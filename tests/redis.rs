@@ -239,6 +239,59 @@ async fn seed_scenario_across_two_nodes_exactly_once() {
     node_b.stop().await;
 }
 
+/// Other nodes' messages are delivered in runs (consecutive messages for a
+/// group together): a burst that switches groups every few messages still
+/// reaches each group's members complete, in order, and counted once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_across_groups_arrives_whole_and_in_order_on_the_other_node() {
+    const MESSAGES: usize = 600;
+    let redis = RedisServer::start().await;
+    let node_a = redis_node(&redis.url()).await;
+    let node_b = redis_node(&redis.url()).await;
+    let mut sender = Client::connect(node_a.addresses().websocket).await;
+    let mut members = Vec::new();
+    for group in ["g1", "g2"] {
+        let mut member = Client::connect(node_b.addresses().websocket).await;
+        member.join(group).await;
+        member.sync().await;
+        members.push(member);
+        until("node b subscribed", ARRIVES, || async {
+            redis.subscribers("NUMSUB", &channel(group)).await == 1
+        })
+        .await;
+    }
+    let before = node_b.handle().stats();
+    // Runs of 1 to 7 messages per group, alternating, sent in one go.
+    let mut expected = [Vec::new(), Vec::new()];
+    let mut group = 0;
+    let mut left_in_run = 1;
+    for i in 0..MESSAGES {
+        let text = format!("m{i}");
+        sender
+            .send_to_group(if group == 0 { "g1" } else { "g2" }, &text)
+            .await;
+        expected[group].push(text);
+        left_in_run -= 1;
+        if left_in_run == 0 {
+            group = 1 - group;
+            left_in_run = 1 + i % 7;
+        }
+    }
+    for (member, expected) in members.iter_mut().zip(&expected) {
+        let mut got = Vec::new();
+        while got.len() < expected.len() {
+            got.push(member.recv_text().await);
+        }
+        assert_eq!(&got, expected);
+        member.expect_nothing().await;
+    }
+    let after = node_b.handle().stats();
+    assert_eq!(after.messages_out - before.messages_out, MESSAGES as u64);
+    assert_eq!(after.bus_dropped_events, 0);
+    node_a.stop().await;
+    node_b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_subscribes_only_while_it_has_members() {
     let redis = RedisServer::start().await;

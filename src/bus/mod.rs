@@ -210,6 +210,7 @@ impl Bus {
                 stats.bus_reconnects = redis.reconnects();
                 stats.bus_dropped_publishes = redis.dropped_publishes();
                 stats.bus_connect_attempts = redis.connect_attempts();
+                stats.bus_dropped_events = redis.dropped_events();
             }
         }
     }

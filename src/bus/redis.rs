@@ -15,9 +15,12 @@
 //! 7 or later): a group's traffic stays on the shard that owns the channel's
 //! slot instead of being broadcast over the whole cluster bus.
 //!
-//! Messages from other nodes are delivered to local members right in the
-//! connection's push callback (a registry fan-out queues frames and never
-//! blocks), so no extra hop or task sits on the receive path.
+//! Messages from other nodes leave the connection's push callback (which
+//! Redis calls once per message) for a delivery task, which takes what has
+//! arrived in one go: consecutive messages for a group reach its members as
+//! one run, one queue push and one wake-up per member per run, as on the
+//! channel bus. What waits for that task is bounded in bytes; past the
+//! bound messages are dropped and counted (`bus_dropped_events`).
 //!
 //! # Outages
 //!
@@ -82,6 +85,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How soon a cluster retries subscriptions that failed (a master down).
 const RESYNC_RETRY: Duration = Duration::from_millis(200);
+/// Most bytes of other nodes' messages waiting for the delivery task (a
+/// node too busy to deliver them drops the rest, counted).
+const INBOX_BYTES: usize = 8 << 20;
+/// Most messages the delivery task takes at once; consecutive ones for a
+/// group are delivered together.
+const INBOX_BATCH: usize = 256;
 
 /// One group message on its way to Redis: the channel and the encoded
 /// envelope.
@@ -127,6 +136,60 @@ struct RedisCounters {
     connect_attempts: AtomicU64,
     /// Why Redis is unreachable, while it is.
     last_error: Mutex<Option<String>>,
+    /// Other nodes' messages dropped: the delivery task was [`INBOX_BYTES`]
+    /// behind.
+    dropped_events: AtomicU64,
+}
+
+/// Where the push callback leaves other nodes' messages for the delivery
+/// task: a queue bounded in bytes.
+#[derive(Clone)]
+struct Inbox {
+    queue: mpsc::UnboundedSender<Vec<u8>>,
+    budget: Arc<ByteBudget>,
+    counters: Arc<RedisCounters>,
+}
+
+impl Inbox {
+    /// Hands a message (its envelope) to the delivery task, or drops and
+    /// counts it when the task is too far behind. Never waits.
+    fn put(&self, payload: Vec<u8>) {
+        let bytes = payload.len();
+        if !self.budget.try_take(bytes) {
+            self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.queue.send(payload).is_err() {
+            // The node is stopping.
+            self.budget.give_back(bytes);
+        }
+    }
+}
+
+/// The delivery task: takes what arrived in one go and delivers it in runs
+/// (consecutive messages for a group as one), until the bus is gone.
+async fn deliver_runs(
+    remote: Arc<Remote>,
+    mut inbox: mpsc::UnboundedReceiver<Vec<u8>>,
+    budget: Arc<ByteBudget>,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = inbox.recv_many(&mut batch, INBOX_BATCH) => received,
+        };
+        if received == 0 {
+            return;
+        }
+        let mut run = RemoteRun::default();
+        for payload in batch.drain(..) {
+            budget.give_back(payload.len());
+            remote.add(&mut run, &payload);
+        }
+        remote.finish(&mut run);
+    }
 }
 
 impl RedisBus {
@@ -146,9 +209,22 @@ impl RedisBus {
         let pending = ByteBudget::new(PUBLISH_QUEUE_BYTES);
         let gate_on_connected = matches!(target.deployment, Deployment::Standalone(_));
         let node_id = remote.node_id;
+        let remote = Arc::new(remote);
+        let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+        let inbox_budget = ByteBudget::new(INBOX_BYTES);
+        tasks.spawn(deliver_runs(
+            remote,
+            inbox_rx,
+            inbox_budget.clone(),
+            shutdown.clone(),
+        ));
         let task = BusTask {
             prefix: target.prefix.clone(),
-            remote: Arc::new(remote),
+            inbox: Inbox {
+                queue: inbox_tx,
+                budget: inbox_budget,
+                counters: counters.clone(),
+            },
             pending: pending.clone(),
             interest,
             publications,
@@ -234,6 +310,12 @@ impl RedisBus {
         self.counters.dropped.load(Ordering::Relaxed)
     }
 
+    /// Other nodes' messages dropped because this node had not delivered
+    /// the earlier ones (its bound in bytes was reached).
+    pub(crate) fn dropped_events(&self) -> u64 {
+        self.counters.dropped_events.load(Ordering::Relaxed)
+    }
+
     /// Times the connection was re-established after a loss (on a
     /// cluster: node connections lost, each followed by a resubscription).
     pub(crate) fn reconnects(&self) -> u64 {
@@ -270,8 +352,8 @@ enum RedisSessionEnd {
 /// The bus task: owns the connection, follows interest, sends publications.
 struct BusTask {
     prefix: String,
-    /// Where other nodes' messages are delivered and counted.
-    remote: Arc<Remote>,
+    /// Where other nodes' messages go, to be delivered in runs.
+    inbox: Inbox,
     /// Given back as publications leave the queue.
     pending: Arc<ByteBudget>,
     interest: mpsc::UnboundedReceiver<Interest>,
@@ -358,10 +440,15 @@ impl BusTask {
         signals: mpsc::UnboundedSender<Signal>,
         generation: u64,
     ) -> impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static {
-        let remote = self.remote.clone();
+        let inbox = self.inbox.clone();
         move |push: PushInfo| {
             match push.kind {
-                PushKind::Message | PushKind::SMessage => deliver_push(&remote, &push.data),
+                PushKind::Message | PushKind::SMessage => {
+                    // `[channel, payload]`: the payload is the envelope.
+                    if let Some(Value::BulkString(payload)) = push.data.into_iter().next_back() {
+                        inbox.put(payload);
+                    }
+                }
                 PushKind::Disconnection => {
                     let _ = signals.send(Signal::Lost { generation });
                 }
@@ -643,16 +730,4 @@ impl RedisLink {
             RedisLink::Cluster(conn) => redis::cmd("PING").exec_async(conn).await,
         }
     }
-}
-
-/// Delivers another node's group message (`[channel, payload]`) to the
-/// local members. Redis hands pushes over one at a time, so each is a run
-/// of one.
-fn deliver_push(remote: &Remote, data: &[Value]) {
-    let Some(Value::BulkString(payload)) = data.last() else {
-        return;
-    };
-    let mut run = RemoteRun::default();
-    remote.add(&mut run, payload);
-    remote.finish(&mut run);
 }

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod channel;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -54,6 +56,8 @@ enum Command {
     Run(RunArgs),
     /// Hold latency probe connections (started by `run`, talks on stdio).
     Probe(ProbeArgs),
+    /// Measure a channel server's own forwarding rate, in its protocol.
+    Channel(channel::ChannelArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -153,6 +157,11 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(BoxError::from)
             .and_then(|rt| rt.block_on(probe(args))),
+        Command::Channel(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(BoxError::from)
+            .and_then(|rt| rt.block_on(channel::run(args))),
     };
     match outcome {
         Ok(code) => std::process::ExitCode::from(code),
@@ -256,6 +265,21 @@ fn server_cpu_split(roots: &[u32]) -> (f64, f64) {
             (utime / hz, stime / hz)
         })
         .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+/// The kernel's slab memory in KiB (`Slab:` of /proc/meminfo): where a
+/// socket's kernel state lives, outside any process's RSS. Machine-wide, so
+/// other work moves it too.
+fn slab_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("Slab:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Server resident memory in KiB (VmRSS), summed over the process trees.
@@ -793,6 +817,15 @@ struct IdleReport {
     rss_before_kib: u64,
     rss_after_kib: u64,
     kib_per_connection: f64,
+    /// RSS once every member has received one message (the barrier's sync
+    /// message) and the server had time to go idle again: what a
+    /// connection keeps after its first delivery.
+    rss_after_traffic_kib: u64,
+    kib_per_connection_after_traffic: f64,
+    /// Kernel slab memory before connecting and once connected (both
+    /// ends of each loopback connection are sockets of this machine).
+    slab_before_kib: u64,
+    slab_after_kib: u64,
     joined_verified: usize,
     hold_target: usize,
     held: usize,
@@ -897,6 +930,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     let total_conns = specs.len();
 
     let rss_before = server_rss_kib(&args.server_pid);
+    let slab_before = slab_kib();
     let connect_start = Instant::now();
     // Members ordered so each group's sender/first member precedes the
     // rest: `open_all` keeps no order, so sort afterwards.
@@ -931,6 +965,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     if args.mode == Mode::Idle {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let rss_after = server_rss_kib(&args.server_pid);
+        let slab_after = slab_kib();
         let joined_ok = barrier(
             &mut conns,
             groups,
@@ -948,8 +983,17 @@ async fn run(args: RunArgs) -> Result<u8> {
                 / total_conns.max(1) as f64,
             joined_verified: counters.synced.load(Ordering::SeqCst),
             hold_target: args.hold,
+            slab_before_kib: slab_before,
+            slab_after_kib: slab_after,
             ..IdleReport::default()
         };
+        // Every member has now received one message: let the writers drain
+        // and the server go idle, then measure again.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        idle.rss_after_traffic_kib = server_rss_kib(&args.server_pid);
+        idle.kib_per_connection_after_traffic =
+            idle.rss_after_traffic_kib.saturating_sub(rss_before) as f64
+                / total_conns.max(1) as f64;
         if !joined_ok {
             eprintln!(
                 "loadgen: only {} of {} joins verified",
