@@ -22,6 +22,11 @@ pub(crate) struct NodeCounters {
     pub(crate) slow_consumer_closes: AtomicU64,
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) host_dropped_events: AtomicU64,
+    pub(crate) presence_resyncs: AtomicU64,
+    pub(crate) presence_dropped_entries: AtomicU64,
+    pub(crate) presence_expired_nodes: AtomicU64,
+    pub(crate) presence_coalesced_events: AtomicU64,
+    pub(crate) remote_actions_failed: AtomicU64,
 }
 
 impl NodeCounters {
@@ -110,6 +115,20 @@ pub struct Stats {
     /// Events for the host dropped because its queue was full (channel
     /// data: group delivery never waits for the host).
     pub host_dropped_events: u64,
+    /// Snapshots of another node's presence asked for after a gap in its
+    /// messages (a lost publication, a late start).
+    pub presence_resyncs: u64,
+    /// Presence entries of other nodes dropped: over the bound on what a
+    /// node keeps of the others.
+    pub presence_dropped_entries: u64,
+    /// Other nodes whose presence share was removed when its lease ended
+    /// (died without saying goodbye).
+    pub presence_expired_nodes: u64,
+    /// Presence events replaced by one `presence_changed` event (a burst
+    /// for one group).
+    pub presence_coalesced_events: u64,
+    /// Actions from another node for a connection that is not open here.
+    pub remote_actions_failed: u64,
 }
 
 impl Stats {
@@ -126,6 +145,11 @@ impl Stats {
             slow_consumer_closes: get(&counters.slow_consumer_closes),
             heartbeat_timeouts: get(&counters.heartbeat_timeouts),
             host_dropped_events: get(&counters.host_dropped_events),
+            presence_resyncs: get(&counters.presence_resyncs),
+            presence_dropped_entries: get(&counters.presence_dropped_entries),
+            presence_expired_nodes: get(&counters.presence_expired_nodes),
+            presence_coalesced_events: get(&counters.presence_coalesced_events),
+            remote_actions_failed: get(&counters.remote_actions_failed),
             ..Stats::default()
         }
     }
@@ -218,6 +242,31 @@ impl Stats {
                 "Events for the host dropped (its queue was full).",
                 self.host_dropped_events,
             ),
+            (
+                "presence_resyncs",
+                "Presence snapshots asked of other nodes after a gap.",
+                self.presence_resyncs,
+            ),
+            (
+                "presence_dropped_entries",
+                "Other nodes' presence entries dropped (over the bound).",
+                self.presence_dropped_entries,
+            ),
+            (
+                "presence_expired_nodes",
+                "Other nodes' presence removed at the end of their lease.",
+                self.presence_expired_nodes,
+            ),
+            (
+                "presence_coalesced_events",
+                "Presence events replaced by one presence_changed event.",
+                self.presence_coalesced_events,
+            ),
+            (
+                "remote_actions_failed",
+                "Actions from other nodes for a connection not open here.",
+                self.remote_actions_failed,
+            ),
         ];
         let mut out = format!(
             "# HELP groupcast_build_info The running version.\n# TYPE groupcast_build_info gauge\ngroupcast_build_info{{version=\"{}\"}} 1\n",
@@ -253,7 +302,7 @@ mod tests {
         let text = stats.to_prometheus();
         assert!(text.contains("\ngroupcast_connections 3\n"));
         assert!(text.contains("\ngroupcast_messages_out_total 42\n"));
-        assert_eq!(text.matches("# TYPE").count(), 19);
+        assert_eq!(text.matches("# TYPE").count(), 24);
         assert!(text.contains(&format!(
             "groupcast_build_info{{version=\"{}\"}} 1\n",
             env!("CARGO_PKG_VERSION")

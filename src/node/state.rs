@@ -51,6 +51,9 @@ pub(crate) struct NodeState {
     /// take an entry out, the connection task removes its own when it
     /// stops waiting.
     pub(crate) pending: Mutex<HashMap<ConnId, Pending>>,
+    /// This node's tag, the high bits of its connection ids: another node
+    /// routes an action for one of them to this node's channel.
+    pub(crate) node_tag: u64,
 }
 
 /// A connection waiting for the host's verdict before its upgrade.

@@ -86,9 +86,10 @@ fn to_py(error: Error) -> PyErr {
             Some(errno) => PyOSError::new_err((errno, message)),
             None => PyOSError::new_err(message),
         },
-        Error::Config(_) | Error::InvalidGroup(_) | Error::InvalidCloseCode(_) => {
-            PyValueError::new_err(message)
-        }
+        Error::Config(_)
+        | Error::InvalidGroup(_)
+        | Error::InvalidCloseCode(_)
+        | Error::InvalidUid(_) => PyValueError::new_err(message),
         Error::UnknownConnection(_) => UnknownConnectionError::new_err(message),
         Error::Join(_) => GroupLimitError::new_err(message),
         Error::Channel(_) => ChannelError::new_err(message),
