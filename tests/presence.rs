@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{ARRIVES, Client, eventually, next_event};
+use common::{ARRIVES, Client, Process, eventually, next_event};
 use groupcast::channel::{ChannelServer, ChannelServerConfig};
 use groupcast::{Config, ConnId, HostConfig, HostEvent, HostEvents, Node};
 
@@ -433,6 +433,100 @@ async fn the_host_can_turn_presence_and_its_command_off() {
     let why = node.handle().cluster_stats().unwrap_err().to_string();
     assert!(why.contains("presence is off"), "{why}");
     node.stop().await;
+}
+
+/// A node process killed with SIGKILL (no goodbye) leaves presence within
+/// its 2 s lease: its users go offline, counts drop, and members watching
+/// the group hear it; 40 users leaving at once come as one
+/// `presence_changed` event, not 40.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_leaves_presence_within_its_lease_with_leave_events() {
+    let hub = ChannelServer::bind("127.0.0.1:0", ChannelServerConfig::default())
+        .await
+        .unwrap();
+    let near = Node::start(Config {
+        channel: Some(hub.local_addr().to_string()),
+        ..node_config(Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    let h = near.handle();
+    let mut watcher = Client::connect(near.addresses().websocket).await;
+    watcher
+        .send(r#"{"cmd":"add_group","group_id":"room","presence":true}"#)
+        .await;
+    watcher.sync().await;
+    let hub_addr = hub.local_addr().to_string();
+    let doomed = Process::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--channel",
+        &hub_addr,
+        "--presence-lease",
+        "2",
+        "--uid-query-param",
+        "uid",
+        "--no-demo",
+    ]);
+    let far = doomed.addr("websocket");
+    // One user first: one join event.
+    let mut zed = Client::connect_path(far, "/?uid=zed").await;
+    zed.join("room").await;
+    zed.sync().await;
+    let joined: serde_json::Value = serde_json::from_str(&watcher.recv_text().await).unwrap();
+    assert_eq!(joined["type"], "join");
+    assert_eq!(joined["uid"], "zed");
+    let mut crowd = Vec::new();
+    for i in 0..40 {
+        let mut c = Client::connect_path(far, &format!("/?uid=user{i}")).await;
+        c.join("room").await;
+        crowd.push(c);
+    }
+    for c in &mut crowd {
+        c.sync().await;
+    }
+    eventually("the near node sees 41 users of the far node", || {
+        h.presence("room", 100).unwrap().users == 41
+    })
+    .await;
+    // The 40 joins: each an event, or coalesced, but all told.
+    let mut told = 0;
+    while told < 40 {
+        let event: serde_json::Value = serde_json::from_str(&watcher.recv_text().await).unwrap();
+        told += match event["type"].as_str() {
+            Some("join") => 1,
+            Some("presence_changed") => event["joined"].as_u64().unwrap(),
+            other => panic!("unexpected {other:?}"),
+        };
+    }
+    assert!(h.is_uid_online("zed").unwrap());
+    assert_eq!(h.cluster_stats().unwrap().connections, 42);
+
+    doomed.signal(libc::SIGKILL);
+    let killed = std::time::Instant::now();
+    let gone: serde_json::Value = serde_json::from_str(&watcher.recv_text().await).unwrap();
+    let after = killed.elapsed();
+    assert!(!h.is_uid_online("zed").unwrap());
+    // 41 users at once: one coalesced event, not 41.
+    assert_eq!(
+        gone,
+        serde_json::json!({"type":"presence_changed","group_id":"room","joined":0,"left":41})
+    );
+    watcher.expect_nothing().await;
+    assert!(
+        after <= Duration::from_millis(3200),
+        "gone {after:?} after the kill, the lease is 2 s (checked every second)"
+    );
+    let p = h.presence("room", 100).unwrap();
+    assert_eq!((p.connections, p.users), (1, 0));
+    let stats = h.cluster_stats().unwrap();
+    assert_eq!((stats.nodes, stats.connections, stats.users), (1, 1, 0));
+    assert_eq!(h.stats().presence_expired_nodes, 1);
+    assert_eq!(h.stats().presence_coalesced_events, 41);
+    drop(doomed);
+    near.stop().await;
+    hub.stop().await;
 }
 
 /// A redis-server on a free loopback port, killed on drop.

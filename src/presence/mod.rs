@@ -145,6 +145,8 @@ struct Peer {
     seq: u64,
     /// When its share goes, unless refreshed.
     expires: Instant,
+    /// Its lease, as its heartbeats say (this node's until one arrives).
+    lease: Duration,
     /// A snapshot being received: the share so far and its last part.
     pending: Option<(Share, u64)>,
     /// When this node last asked it for a snapshot.
@@ -448,6 +450,7 @@ impl Presence {
         Wire::Heartbeat {
             n: self.node_id,
             s: self.inner.lock().seq,
+            l: self.lease.as_millis() as u64,
         }
     }
 
@@ -483,8 +486,12 @@ impl Presence {
                     self.remove_share(inner, peer.share, out);
                 }
             }
-            Wire::Heartbeat { s, .. } => {
+            Wire::Heartbeat { s, l, .. } => {
                 let peer = self.peer(inner, sender, now);
+                if l >= 1000 {
+                    peer.lease = Duration::from_millis(l);
+                    peer.expires = now + peer.lease;
+                }
                 if peer.seq != s && peer.pending.is_none() {
                     self.ask(inner, sender, now);
                 }
@@ -547,15 +554,15 @@ impl Presence {
 
     /// The known peer `id`, its lease refreshed (created when new).
     fn peer<'a>(&self, inner: &'a mut Inner, id: u64, now: Instant) -> &'a mut Peer {
-        let expires = now + self.lease;
         let peer = inner.remotes.entry(id).or_insert_with(|| Peer {
             share: Share::default(),
             seq: 0,
-            expires,
+            expires: now,
+            lease: self.lease,
             pending: None,
             last_request: None,
         });
-        peer.expires = expires;
+        peer.expires = now + peer.lease;
         peer
     }
 
@@ -702,7 +709,7 @@ impl Presence {
                 NodeCounters::add(&self.counters.presence_expired_nodes, 1);
                 tracing::warn!(
                     node = id,
-                    lease_ms = self.lease.as_millis() as u64,
+                    lease_ms = peer.lease.as_millis() as u64,
                     "a node's presence lease ended without news from it: its connections are gone"
                 );
                 self.remove_share(inner, peer.share, out);

@@ -53,8 +53,15 @@ pub(crate) enum Wire {
         u: Vec<UidEntry>,
         g: Vec<GroupEntry>,
     },
-    /// "I am alive, and my last message was `s`": refreshes the lease.
-    Heartbeat { n: u64, s: u64 },
+    /// "I am alive, and my last message was `s`": refreshes the lease,
+    /// which is the sender's own `l` milliseconds (it sends a heartbeat
+    /// every third of it), whatever the receiver's setting.
+    Heartbeat {
+        n: u64,
+        s: u64,
+        #[serde(default)]
+        l: u64,
+    },
     /// Asks node `to` (every node when 0) for a snapshot.
     Request { n: u64, to: u64 },
     /// The sender stops: its share goes now, not at the end of its lease.
