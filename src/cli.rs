@@ -226,6 +226,8 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         (true, _) => None,
         (false, given) => Some(given.unwrap_or_else(|| DEFAULT_CHANNEL_LISTEN.to_owned())),
     };
+    // Every field is set today; the update stays for fields added later.
+    #[allow(clippy::needless_update)]
     let config = Config {
         listen: args.listen,
         workers: args.workers,
