@@ -41,6 +41,7 @@ mod channel;
 mod events;
 mod hooks;
 mod log_bridge;
+mod presence;
 mod server;
 
 /// How long a wait stays detached before running Python's signal handlers.
