@@ -27,11 +27,13 @@ mod actions;
 mod channel;
 mod config;
 mod events;
+mod presence;
 mod server;
 
 pub use actions::*;
 pub use channel::*;
 pub use config::*;
 pub use events::*;
+pub use presence::*;
 pub use result::*;
 pub use server::*;

@@ -16,19 +16,21 @@ pub(super) fn send_to_uid(
     message: &Bound<'_, PyAny>,
 ) -> PyResult<usize> {
     let message = text_arg("message", message)?;
-    let uids: Vec<String> = if let Ok(uid) = uids.cast::<PyString>() {
-        vec![uid.to_cow()?.into_owned()]
-    } else {
-        let mut all = Vec::new();
-        for uid in uids.try_iter().map_err(|_| {
-            PyTypeError::new_err("uids must be a str or an iterable of str")
-        })? {
-            all.push(uid?.extract::<String>().map_err(|_| {
-                PyTypeError::new_err("uids must be a str or an iterable of str")
-            })?);
-        }
-        all
-    };
+    let uids: Vec<String> =
+        if let Ok(uid) = uids.cast::<PyString>() {
+            vec![uid.to_cow()?.into_owned()]
+        } else {
+            let mut all = Vec::new();
+            for uid in uids
+                .try_iter()
+                .map_err(|_| PyTypeError::new_err("uids must be a str or an iterable of str"))?
+            {
+                all.push(uid?.extract::<String>().map_err(|_| {
+                    PyTypeError::new_err("uids must be a str or an iterable of str")
+                })?);
+            }
+            all
+        };
     let uids: Vec<&str> = uids.iter().map(String::as_str).collect();
     handle.send_to_uids(&uids, &message).map_err(to_py)
 }
