@@ -43,6 +43,9 @@ final class Options
         'channel_secret' => '?string',
         'metrics_listen' => '?address',
         'poll_batch' => 'count',
+        'presence' => 'bool',
+        'presence_lease' => 'duration',
+        'presence_command' => 'bool',
     ];
 
     /** groupcast_limit values. */
@@ -113,6 +116,7 @@ final class Options
                 continue;
             }
             match (true) {
+                str_starts_with($name, 'presence') => null, // one setter for the three, below
                 $kind === 'address' || $kind[0] === '?' => $text("groupcast_config_set_$name", $value),
                 $name === 'workers' => Library::check($ffi->groupcast_config_set_workers($config, $value), $name),
                 $name === 'builtin_commands' => Library::check(
@@ -135,8 +139,17 @@ final class Options
                 $kind === 'list' => array_map(
                     fn (string $origin) => $text('groupcast_config_add_allowed_origin', $origin), $value
                 ),
-                default => null, // poll_batch: the wrapper's own
+                default => null, // poll_batch: the wrapper's own; presence: below
             };
+        }
+        $presence = array_intersect_key($options, ['presence' => 1, 'presence_lease' => 1, 'presence_command' => 1]);
+        if ($presence !== []) {
+            Library::check($ffi->groupcast_config_set_presence(
+                $config,
+                $presence['presence'] ?? true,
+                isset($presence['presence_lease']) ? max(1, (int) round($presence['presence_lease'] * 1000)) : 0,
+                $presence['presence_command'] ?? true
+            ), 'presence');
         }
     }
 
