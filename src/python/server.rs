@@ -613,7 +613,7 @@ impl Server {
 
     /// Who is in `group` across the cluster: a dict with `connections`,
     /// `users`, `uids` (at most `max_uids`) and `truncated`.
-    #[pyo3(signature = (group, max_uids = crate::presence::DEFAULT_MAX_UIDS))]
+    #[pyo3(signature = (group, max_uids = 1000))]
     fn presence<'py>(
         &self,
         py: Python<'py>,
