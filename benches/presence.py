@@ -9,8 +9,15 @@
    node; a client on each node then sends `{"cmd":"presence"}` and times
    the reply. Baseline in the same run: the same query on a group of 10.
 
-Started by `bash benches/run.sh --presence` (which builds the release
-binaries); prints a JSON summary and the Markdown section for BENCHMARKS.md.
+Run it with the release binaries (built as benches/run.sh builds them):
+
+    cargo build --release --bin groupcast
+    cargo build --release --manifest-path benches/loadgen/Cargo.toml
+    GROUPCAST_BIN=target/release/groupcast LOADGEN_BIN=target/release/loadgen \
+        python3 benches/presence.py
+
+It prints the raw results as JSON (PRESENCE_ROUNDS, default 3, and
+PRESENCE_MEMBERS, default 10000, change the size).
 """
 
 import asyncio

@@ -751,6 +751,10 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
     redis = BENCHES / "REDIS.md"
     if redis.exists():
         lines += [redis.read_text().rstrip(), ""]
+    # Presence's cost, measured by benches/presence.py, kept by hand too.
+    presence = BENCHES / "PRESENCE.md"
+    if presence.exists():
+        lines += [presence.read_text().rstrip(), ""]
     lines += [
         "## Running it",
         "",
