@@ -271,6 +271,17 @@ async fn actions_reach_a_connection_on_another_node(cluster: Cluster) {
         cluster.nodes[1].handle().group_size("remote-room") == 0
     })
     .await;
+    // Bound from node 0, like GatewayWorker's bindUid for any client_id.
+    near.bind_uid(conn, "dora2").unwrap();
+    eventually("the remote bind happened", || {
+        cluster.nodes[1].handle().uid_of(conn).unwrap().as_deref() == Some("dora2")
+    })
+    .await;
+    assert_eq!(near.unbind_uid(conn).unwrap(), None);
+    eventually("the remote unbind happened", || {
+        cluster.nodes[1].handle().uid_of(conn).unwrap().is_none()
+    })
+    .await;
     // An id no node of the cluster has is refused at once.
     let bogus = conn ^ (1 << 40);
     assert!(matches!(

@@ -61,16 +61,21 @@ impl NodeHandle {
             .ok_or_else(|| Error::Config("presence is off on this node (Config::presence)".into()))
     }
 
-    /// Binds a connection of this node to `uid` (one uid per connection:
-    /// binding again replaces it). A uid may have many connections on many
-    /// nodes; [`NodeHandle::send_to_uid`] reaches them all.
+    /// Binds a connection to `uid` (one uid per connection: binding again
+    /// replaces it). A uid may have many connections on many nodes;
+    /// [`NodeHandle::send_to_uid`] reaches them all. A connection of
+    /// another node is bound there (forwarded, not waited for).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidUid`] for an empty uid or one over 256 bytes,
-    /// [`Error::UnknownConnection`] when no such connection is open here.
+    /// [`Error::UnknownConnection`] when no such connection is open.
     pub fn bind_uid(&self, conn: ConnId, uid: &str) -> Result<()> {
         let uid = Self::uid(uid)?;
+        if let Some(tag) = self.remote_tag(conn)? {
+            let u = uid.to_string();
+            return self.forward(tag, Wire::Bind { c: conn, u });
+        }
         let entry = self.connection(conn)?;
         self.state()
             .registry
@@ -79,12 +84,17 @@ impl NodeHandle {
         Ok(())
     }
 
-    /// Unbinds a connection's uid. Returns the uid it had.
+    /// Unbinds a connection's uid. Returns the uid it had (`None` for a
+    /// connection of another node: unbound there, not waited for).
     ///
     /// # Errors
     ///
     /// [`Error::UnknownConnection`] when no such connection is open here.
     pub fn unbind_uid(&self, conn: ConnId) -> Result<Option<String>> {
+        if let Some(tag) = self.remote_tag(conn)? {
+            let u = String::new();
+            return self.forward(tag, Wire::Bind { c: conn, u }).map(|()| None);
+        }
         let entry = self.connection(conn)?;
         let old = self
             .state()

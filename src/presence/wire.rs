@@ -78,6 +78,9 @@ pub(crate) enum Wire {
     Join { c: u64, g: String },
     /// Take one connection of the receiving node out of a group.
     Leave { c: u64, g: String },
+    /// Bind one connection of the receiving node to uid `u` (unbind when
+    /// `u` is empty).
+    Bind { c: u64, u: String },
 }
 
 impl Wire {

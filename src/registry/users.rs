@@ -285,6 +285,10 @@ impl Registry {
                 self.leave(conn, &g);
                 true
             }),
+            Wire::Bind { c, u } => self.remote_action(c, |conn| {
+                let uid = (!u.is_empty()).then(|| Uid::from(u.as_str()));
+                self.bind_uid(conn, uid).is_ok()
+            }),
             presence => {
                 if let Some(p) = &self.presence {
                     let mut transitions = Vec::new();
