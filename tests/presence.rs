@@ -451,29 +451,48 @@ async fn the_host_can_turn_presence_and_its_command_off() {
 /// the group hear it; 40 users leaving at once come as one
 /// `presence_changed` event, not 40.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_leaves_presence_within_its_lease_with_leave_events() {
+async fn a_killed_node_leaves_presence_within_its_lease_on_a_channel_server() {
     let hub = ChannelServer::bind("127.0.0.1:0", ChannelServerConfig::default())
         .await
         .unwrap();
-    let near = Node::start(Config {
-        channel: Some(hub.local_addr().to_string()),
-        ..node_config(Duration::from_secs(60))
+    let hub_addr = hub.local_addr().to_string();
+    killed_node_leaves_presence(("--channel", hub_addr.clone()), |config| {
+        config.channel = Some(hub_addr.clone())
     })
-    .await
-    .unwrap();
+    .await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_leaves_presence_within_its_lease_on_redis() {
+    let redis = RedisServer::start();
+    killed_node_leaves_presence(("--bus", redis.url()), |config| {
+        config.bus = Some(redis.url())
+    })
+    .await;
+}
+
+/// The killed node is a `groupcast serve` process started with `bus_arg`;
+/// the watching node is configured by `join`.
+async fn killed_node_leaves_presence(bus_arg: (&str, String), join: impl FnOnce(&mut Config)) {
+    let mut config = node_config(Duration::from_secs(60));
+    join(&mut config);
+    let near = Node::start(config).await.unwrap();
+    tokio::time::timeout(ARRIVES, near.handle().wait_bus_connected())
+        .await
+        .unwrap();
     let h = near.handle();
     let mut watcher = Client::connect(near.addresses().websocket).await;
     watcher
         .send(r#"{"cmd":"add_group","group_id":"room","presence":true}"#)
         .await;
     watcher.sync().await;
-    let hub_addr = hub.local_addr().to_string();
     let doomed = Process::start(&[
         "serve",
         "--listen",
         "127.0.0.1:0",
-        "--channel",
-        &hub_addr,
+        bus_arg.0,
+        &bus_arg.1,
         "--presence-lease",
         "2",
         "--uid-query-param",
@@ -537,7 +556,6 @@ async fn a_killed_node_leaves_presence_within_its_lease_with_leave_events() {
     assert_eq!(h.stats().presence_coalesced_events, 41);
     drop(doomed);
     near.stop().await;
-    hub.stop().await;
 }
 
 /// A redis-server on a free loopback port, killed on drop.
