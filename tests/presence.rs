@@ -500,6 +500,12 @@ async fn killed_node_leaves_presence(bus_arg: (&str, String), join: impl FnOnce(
         "--no-demo",
     ]);
     let far = doomed.addr("websocket");
+    // The process prints its address before its bus is up (Redis is
+    // reached in the background): wait until the nodes know each other.
+    eventually("the watching node hears the doomed one", || {
+        h.cluster_stats().unwrap().nodes == 2
+    })
+    .await;
     // One user first: one join event.
     let mut zed = Client::connect_path(far, "/?uid=zed").await;
     zed.join("room").await;
