@@ -51,13 +51,17 @@ impl Cluster {
     }
 
     async fn on_channel(n: usize) -> Cluster {
+        Self::on_channel_with_lease(n, Duration::from_secs(60)).await
+    }
+
+    async fn on_channel_with_lease(n: usize, lease: Duration) -> Cluster {
         let hub = ChannelServer::bind("127.0.0.1:0", ChannelServerConfig::default())
             .await
             .expect("channel server");
         let configs = (0..n)
             .map(|_| Config {
                 channel: Some(hub.local_addr().to_string()),
-                ..node_config(Duration::from_secs(60))
+                ..node_config(lease)
             })
             .collect();
         let (nodes, events) = Self::start(configs).await;
@@ -72,11 +76,15 @@ impl Cluster {
     }
 
     async fn on_redis(n: usize) -> Cluster {
+        Self::on_redis_with_lease(n, Duration::from_secs(60)).await
+    }
+
+    async fn on_redis_with_lease(n: usize, lease: Duration) -> Cluster {
         let redis = RedisServer::start();
         let configs = (0..n)
             .map(|_| Config {
                 bus: Some(redis.url()),
-                ..node_config(Duration::from_secs(60))
+                ..node_config(lease)
             })
             .collect();
         let (nodes, events) = Self::start(configs).await;
@@ -624,4 +632,32 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Heartbeats keep a live node's share: with a 1 s lease, both nodes still
+/// see each other (and each other's users) after three leases.
+async fn heartbeats_keep_live_nodes(cluster: Cluster) {
+    let (_bob, _) = cluster.connect(0, Some("bob")).await;
+    eventually("node 1 sees bob", || {
+        cluster.nodes[1].handle().is_uid_online("bob").unwrap()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for node in &cluster.nodes {
+        assert_eq!(node.handle().cluster_stats().unwrap().nodes, 2);
+        assert_eq!(node.handle().stats().presence_expired_nodes, 0);
+    }
+    assert!(cluster.nodes[1].handle().is_uid_online("bob").unwrap());
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_live_nodes_on_redis() {
+    heartbeats_keep_live_nodes(Cluster::on_redis_with_lease(2, Duration::from_secs(1)).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_live_nodes_on_a_channel_server() {
+    heartbeats_keep_live_nodes(Cluster::on_channel_with_lease(2, Duration::from_secs(1)).await)
+        .await;
 }

@@ -301,6 +301,7 @@ impl Presence {
         inner.requests.push(Wire::Request {
             n: self.node_id,
             to: 0,
+            l: self.lease.as_millis() as u64,
         });
         self.wake.notify_one();
     }
@@ -473,13 +474,17 @@ impl Presence {
             return;
         }
         match message {
-            Wire::Request { to, .. } => {
+            Wire::Request { to, l, .. } => {
                 if to == 0 || to == self.node_id {
                     inner.snapshot_wanted = true;
                     self.wake.notify_one();
                 }
-                // A new node asks everyone: it exists now.
-                self.peer(inner, sender, now);
+                // A new node asks everyone: it exists now, with its lease.
+                let peer = self.peer(inner, sender, now);
+                if l >= 1000 {
+                    peer.lease = Duration::from_millis(l);
+                    peer.expires = now + peer.lease;
+                }
             }
             Wire::Bye { .. } => {
                 if let Some(peer) = inner.remotes.remove(&sender) {
@@ -582,6 +587,7 @@ impl Presence {
         inner.requests.push(Wire::Request {
             n: self.node_id,
             to: id,
+            l: self.lease.as_millis() as u64,
         });
         self.wake.notify_one();
     }

@@ -136,8 +136,8 @@ fn snapshots_of_large_shares_travel_in_bounded_parts_and_lists_are_capped() {
     assert_eq!(seen.uids.len(), 100);
     assert!(seen.truncated);
     // The same share sent again changes nothing.
-    b.apply(Wire::Request { n: 2, to: 1 }, now, &mut Vec::new());
-    a.apply(Wire::Request { n: 2, to: 1 }, now, &mut Vec::new());
+    b.apply(Wire::Request { n: 2, to: 1, l: 0 }, now, &mut Vec::new());
+    a.apply(Wire::Request { n: 2, to: 1, l: 0 }, now, &mut Vec::new());
     assert!(relay(&a, &b, now).is_empty());
     assert_eq!(b.group("big", 10).users, 2500);
 }
@@ -147,4 +147,22 @@ fn bad_uids_are_refused_with_a_reason() {
     assert!(check_uid("").unwrap_err().contains("empty"));
     assert!(check_uid(&"x".repeat(257)).unwrap_err().contains("256"));
     check_uid(&"x".repeat(256)).unwrap();
+}
+
+#[test]
+fn a_new_node_announces_its_own_lease() {
+    let (a, b) = (
+        node(1),
+        Presence::new(2, Duration::from_secs(60), Arc::default()),
+    );
+    let now = Instant::now();
+    a.announce();
+    let alice: Uid = "alice".into();
+    a.local_uid(&alice, 1);
+    relay(&a, &b, now);
+    assert!(b.is_online("alice"));
+    // a's lease is 2 s, not b's 60 s: gone 2 s after its last word.
+    let mut out = Vec::new();
+    b.expire(now + Duration::from_secs(2), &mut out);
+    assert!(!b.is_online("alice"));
 }

@@ -62,8 +62,14 @@ pub(crate) enum Wire {
         #[serde(default)]
         l: u64,
     },
-    /// Asks node `to` (every node when 0) for a snapshot.
-    Request { n: u64, to: u64 },
+    /// Asks node `to` (every node when 0) for a snapshot; `l` is the
+    /// sender's lease in milliseconds (a new node announces itself so).
+    Request {
+        n: u64,
+        to: u64,
+        #[serde(default)]
+        l: u64,
+    },
     /// The sender stops: its share goes now, not at the end of its lease.
     Bye { n: u64 },
     /// Every member leaves group `g`.
