@@ -23,17 +23,11 @@ use crate::registry::{ConnectionEntry, Registry};
 /// Bits of a connection id below the node's tag: 2^32 connections per
 /// node's life.
 const TAG_SHIFT: u32 = 32;
-/// Tags are 21 bits, so a connection id stays below 2^53 and survives
-/// JavaScript and JSON readers.
-const TAG_SPACE: u64 = (1 << 21) - 1;
 /// How long the task waits after a change before publishing, so a burst of
 /// joins becomes one message.
 const FLUSH_DELAY: Duration = Duration::from_millis(5);
 
-/// The tag of the node with this id: never 0.
-pub(super) fn node_tag(node_id: u64) -> u64 {
-    1 + node_id % TAG_SPACE
-}
+pub(super) use crate::presence::node_tag;
 
 /// The first connection id of the node tagged `tag`.
 pub(super) fn first_conn_id(tag: u64) -> ConnId {

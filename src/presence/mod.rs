@@ -22,6 +22,7 @@
 //! by joins, leaves, binds and the bus's presence messages, never by a
 //! group fan-out.
 
+mod share;
 pub(crate) mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -33,6 +34,7 @@ use serde::Serialize;
 
 use crate::ids::GroupId;
 use crate::stats::NodeCounters;
+use share::{Share, Totals, set_conns, set_group, set_uid, uid_of_wire};
 use wire::{GroupEntry, UidEntry, Wire};
 
 /// Longest uid, in bytes.
@@ -52,6 +54,16 @@ const REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 /// event rather than one event each, so a node that restarts under a
 /// group of 10,000 does not send 10,000 events to each member.
 pub(crate) const EVENT_BURST: usize = 32;
+
+/// Tags are 21 bits, so a connection id (tag above a 32-bit count) stays
+/// below 2^53 and survives JavaScript and JSON readers.
+const TAG_SPACE: u64 = (1 << 21) - 1;
+
+/// The tag of the node with this id (never 0): the high bits of the
+/// connection ids of a node of a cluster.
+pub(crate) fn node_tag(node_id: u64) -> u64 {
+    1 + node_id % TAG_SPACE
+}
 
 /// A user id: bound to connections by the host.
 pub(crate) type Uid = Arc<str>;
@@ -109,35 +121,6 @@ pub(crate) struct Transition {
     pub(crate) joined: bool,
 }
 
-/// One node's share.
-#[derive(Default)]
-struct Share {
-    conns: u64,
-    uids: HashMap<Uid, u64>,
-    /// group → uid (`None`: no uid) → connections.
-    groups: HashMap<GroupId, HashMap<Option<Uid>, u64>>,
-}
-
-impl Share {
-    fn entries(&self) -> usize {
-        self.uids.len() + self.groups.values().map(HashMap::len).sum::<usize>()
-    }
-}
-
-/// Sums over every share.
-#[derive(Default)]
-struct Totals {
-    conns: u64,
-    uids: HashMap<Uid, u64>,
-    groups: HashMap<GroupId, GroupTotal>,
-}
-
-#[derive(Default)]
-struct GroupTotal {
-    conns: u64,
-    uids: HashMap<Uid, u64>,
-}
-
 /// Another node's share and what is known of its messages.
 struct Peer {
     share: Share,
@@ -178,81 +161,6 @@ pub(crate) struct Presence {
     /// Wakes the node's presence task: something is owed to the bus.
     wake: tokio::sync::Notify,
     counters: Arc<NodeCounters>,
-}
-
-/// Applies `n` (the new value) to `map[key]`, returning the old value.
-fn set_count<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u64>, key: K, n: u64) -> u64 {
-    if n == 0 {
-        map.remove(&key).unwrap_or(0)
-    } else {
-        map.insert(key, n).unwrap_or(0)
-    }
-}
-
-/// Adds `new - old` to a sum; returns the sum before and after.
-fn shift<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, u64>,
-    key: K,
-    old: u64,
-    new: u64,
-) -> (u64, u64) {
-    let before = map.get(&key).copied().unwrap_or(0);
-    let after = (before + new).saturating_sub(old);
-    set_count(map, key, after);
-    (before, after)
-}
-
-fn set_conns(share: &mut Share, totals: &mut Totals, n: u64) {
-    totals.conns = (totals.conns + n).saturating_sub(share.conns);
-    share.conns = n;
-}
-
-/// Sets a share's uid count; returns the change in its number of entries.
-fn set_uid(share: &mut Share, totals: &mut Totals, uid: &Uid, n: u64) -> isize {
-    let old = set_count(&mut share.uids, uid.clone(), n);
-    shift(&mut totals.uids, uid.clone(), old, n);
-    (n > 0) as isize - (old > 0) as isize
-}
-
-/// Sets a share's group entry; records a transition when the uid's sum in
-/// the group crosses zero. Returns the change in the share's entries.
-fn set_group(
-    share: &mut Share,
-    totals: &mut Totals,
-    group: &GroupId,
-    uid: Option<&Uid>,
-    n: u64,
-    out: &mut Vec<Transition>,
-) -> isize {
-    let entries = share.groups.entry(group.clone()).or_default();
-    let old = set_count(entries, uid.cloned(), n);
-    if entries.is_empty() {
-        share.groups.remove(group);
-    }
-    if old == n {
-        return 0;
-    }
-    let total = totals.groups.entry(group.clone()).or_default();
-    total.conns = (total.conns + n).saturating_sub(old);
-    if let Some(uid) = uid {
-        let (before, after) = shift(&mut total.uids, uid.clone(), old, n);
-        if (before == 0) != (after == 0) {
-            out.push(Transition {
-                group: group.clone(),
-                uid: uid.clone(),
-                joined: after > 0,
-            });
-        }
-    }
-    if total.conns == 0 && total.uids.is_empty() {
-        totals.groups.remove(group);
-    }
-    (n > 0) as isize - (old > 0) as isize
-}
-
-/// A uid on the wire: empty for no uid.
-fn uid_of_wire(uid: &str) -> Option<Uid> {
-    (!uid.is_empty()).then(|| uid.into())
 }
 
 impl Presence {
@@ -559,13 +467,25 @@ impl Presence {
 
     /// The known peer `id`, its lease refreshed (created when new).
     fn peer<'a>(&self, inner: &'a mut Inner, id: u64, now: Instant) -> &'a mut Peer {
-        let peer = inner.remotes.entry(id).or_insert_with(|| Peer {
-            share: Share::default(),
-            seq: 0,
-            expires: now,
-            lease: self.lease,
-            pending: None,
-            last_request: None,
+        let peer = inner.remotes.entry(id).or_insert_with(|| {
+            if node_tag(id) == node_tag(self.node_id) {
+                // One chance in about two million per pair of nodes: their
+                // connection ids overlap, and actions on one may reach the
+                // other's. Restarting either node draws a new tag.
+                tracing::error!(
+                    node = id,
+                    tag = node_tag(id),
+                    "another node has this node's tag: restart one of them"
+                );
+            }
+            Peer {
+                share: Share::default(),
+                seq: 0,
+                expires: now,
+                lease: self.lease,
+                pending: None,
+                last_request: None,
+            }
         });
         peer.expires = now + peer.lease;
         peer
