@@ -917,6 +917,10 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
     workerman = BENCHES / "WORKERMAN.md"
     if workerman.exists():
         lines += [workerman.read_text().rstrip(), ""]
+    # Presence's cost, measured by benches/presence.py, kept by hand too.
+    presence = BENCHES / "PRESENCE.md"
+    if presence.exists():
+        lines += [presence.read_text().rstrip(), ""]
     lines += [
         "## Running it",
         "",

@@ -107,6 +107,10 @@ enum groupcast_result
    * A bug in groupcast: a panic was caught at the boundary.
    */
   GROUPCAST_ERR_PANIC = 15,
+  /**
+   * A uid is empty or longer than 256 bytes.
+   */
+  GROUPCAST_ERR_INVALID_UID = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -426,6 +430,30 @@ typedef struct groupcast_stats {
    * the subscriber's dialect (non-UTF-8 PHP string for a JSON client).
    */
   uint64_t channel_undeliverable;
+  /**
+   * Snapshots of another node's presence asked for after a gap in its
+   * messages (a lost publication, a late start).
+   */
+  uint64_t presence_resyncs;
+  /**
+   * Presence entries of other nodes dropped: over the bound on what a
+   * node keeps of the others.
+   */
+  uint64_t presence_dropped_entries;
+  /**
+   * Other nodes whose presence share was removed when its lease ended
+   * (died without saying goodbye).
+   */
+  uint64_t presence_expired_nodes;
+  /**
+   * Presence events replaced by one `presence_changed` event (a burst
+   * for one group).
+   */
+  uint64_t presence_coalesced_events;
+  /**
+   * Actions from another node for a connection that is not open here.
+   */
+  uint64_t remote_actions_failed;
 } groupcast_stats;
 
 /**
@@ -568,6 +596,28 @@ typedef void (*groupcast_userdata_free)(void *userdata);
 typedef void (*groupcast_event_callback)(void *userdata,
                                          struct groupcast_server *server,
                                          const struct groupcast_event *event);
+
+/**
+ * The cluster as one node sees it (`groupcast_server_cluster_stats`).
+ */
+typedef struct groupcast_cluster_stats {
+  /**
+   * Nodes whose presence this node holds, itself included.
+   */
+  uint64_t nodes;
+  /**
+   * Open connections.
+   */
+  uint64_t connections;
+  /**
+   * Distinct uids bound to a connection.
+   */
+  uint64_t users;
+  /**
+   * Groups with at least one member.
+   */
+  uint64_t groups;
+} groupcast_cluster_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1424,6 +1474,145 @@ groupcast_result groupcast_server_poll(struct groupcast_server *server,
  */
 groupcast_result groupcast_server_notify_fd(const struct groupcast_server *server,
                                             int *out_fd);
+
+/**
+ * Presence settings: `enabled` keeps the cluster's presence [true];
+ * `lease_ms` is how long another node's share is kept without news from
+ * it [60000; at least 1000, checked by `groupcast_server_start`; 0 keeps
+ * the current value]; `client_command` answers the client command
+ * `{"cmd":"presence"}` and `"presence":true` on `add_group` [true].
+ *
+ * # Safety
+ *
+ * `config` from `groupcast_config_new`.
+ */
+groupcast_result groupcast_config_set_presence(struct groupcast_config *config,
+                                               bool enabled,
+                                               uint64_t lease_ms,
+                                               bool client_command);
+
+/**
+ * Binds a connection of this server to `uid` (UTF-8, 1-256 bytes; one uid
+ * per connection, binding again replaces it). `GROUPCAST_ERR_INVALID_UID`
+ * for a bad uid.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `uid` points to `uid_len` bytes.
+ */
+groupcast_result groupcast_server_bind_uid(const struct groupcast_server *server,
+                                           uint64_t conn,
+                                           const char *uid,
+                                           size_t uid_len);
+
+/**
+ * Unbinds a connection's uid (no uid is fine).
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`.
+ */
+groupcast_result groupcast_server_unbind_uid(const struct groupcast_server *server,
+                                             uint64_t conn);
+
+/**
+ * Writes the uid a connection is bound to into `buf` (NUL-terminated,
+ * length in `out_len`, which may be NULL) and `true` into `out_bound`; a
+ * connection without a uid gets `false` and an empty string.
+ * `GROUPCAST_ERR_BUFFER_TOO_SMALL` unless `len` is over the uid's length
+ * (257 bytes always do).
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `buf` has room for `len` bytes;
+ * `out_bound` writable; `out_len` NULL or writable.
+ */
+groupcast_result groupcast_server_uid_of(const struct groupcast_server *server,
+                                         uint64_t conn,
+                                         bool *out_bound,
+                                         char *buf,
+                                         size_t len,
+                                         size_t *out_len);
+
+/**
+ * Sends a text message to every connection bound to `uid`, on every node
+ * (only the nodes holding one get it); `out_delivered` (may be NULL) gets
+ * the number of local connections it was queued for.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `uid` and `text` point to their
+ * lengths in bytes; `out_delivered` NULL or writable.
+ */
+groupcast_result groupcast_server_send_to_uid(const struct groupcast_server *server,
+                                              const char *uid,
+                                              size_t uid_len,
+                                              const char *text,
+                                              size_t text_len,
+                                              size_t *out_delivered);
+
+/**
+ * Writes whether `uid` has a connection on any node of the cluster into
+ * `out_online`. `GROUPCAST_ERR_CONFIG` when presence is off.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `uid` points to `uid_len`
+ * bytes; `out_online` writable.
+ */
+groupcast_result groupcast_server_is_uid_online(const struct groupcast_server *server,
+                                                const char *uid,
+                                                size_t uid_len,
+                                                bool *out_online);
+
+/**
+ * Who is in `group` across the cluster: `out_connections` and
+ * `out_users` (each may be NULL) get the counts, and `buf` the answer as
+ * JSON, NUL-terminated (length in `out_len`, which may be NULL):
+ * `{"connections":3,"users":2,"uids":["bob","eve"],"truncated":false}`,
+ * listing at most `max_uids` uids. `GROUPCAST_ERR_BUFFER_TOO_SMALL` when
+ * it does not fit (nothing written then).
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `group` points to `group_len`
+ * bytes; `buf` has room for `len` bytes; the other out-pointers NULL or
+ * writable.
+ */
+groupcast_result groupcast_server_presence(const struct groupcast_server *server,
+                                           const char *group,
+                                           size_t group_len,
+                                           size_t max_uids,
+                                           uint64_t *out_connections,
+                                           uint64_t *out_users,
+                                           char *buf,
+                                           size_t len,
+                                           size_t *out_len);
+
+/**
+ * Writes the cluster's counts as this node sees them into `out_stats`.
+ * `GROUPCAST_ERR_CONFIG` when presence is off.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `out_stats` writable.
+ */
+groupcast_result groupcast_server_cluster_stats(const struct groupcast_server *server,
+                                                struct groupcast_cluster_stats *out_stats);
+
+/**
+ * Every member of `group` leaves it, on every node; `out_left` (may be
+ * NULL) gets how many local members left.
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `group` points to `group_len`
+ * bytes; `out_left` NULL or writable.
+ */
+groupcast_result groupcast_server_ungroup(const struct groupcast_server *server,
+                                          const char *group,
+                                          size_t group_len,
+                                          size_t *out_left);
 
 /**
  * Starts a server from `config` and returns once it listens: its network

@@ -16,6 +16,7 @@ enum groupcast_result
   GROUPCAST_ERR_MODE = 13,
   GROUPCAST_ERR_BUFFER_TOO_SMALL = 14,
   GROUPCAST_ERR_PANIC = 15,
+  GROUPCAST_ERR_INVALID_UID = 16,
 };
 typedef uint32_t groupcast_result;
 enum groupcast_events
@@ -84,6 +85,11 @@ typedef struct groupcast_stats {
   uint64_t channel_refused;
   uint64_t channel_queue_dropped;
   uint64_t channel_undeliverable;
+  uint64_t presence_resyncs;
+  uint64_t presence_dropped_entries;
+  uint64_t presence_expired_nodes;
+  uint64_t presence_coalesced_events;
+  uint64_t remote_actions_failed;
 } groupcast_stats;
 typedef struct groupcast_header {
   const char *name;
@@ -118,6 +124,12 @@ typedef void (*groupcast_userdata_free)(void *userdata);
 typedef void (*groupcast_event_callback)(void *userdata,
                                          struct groupcast_server *server,
                                          const struct groupcast_event *event);
+typedef struct groupcast_cluster_stats {
+  uint64_t nodes;
+  uint64_t connections;
+  uint64_t users;
+  uint64_t groups;
+} groupcast_cluster_stats;
 const char *groupcast_version(void);
 void groupcast_result_message(uint32_t code,
                               char *buf,
@@ -315,6 +327,47 @@ groupcast_result groupcast_server_poll(struct groupcast_server *server,
                                        size_t *out_count);
 groupcast_result groupcast_server_notify_fd(const struct groupcast_server *server,
                                             int *out_fd);
+groupcast_result groupcast_config_set_presence(struct groupcast_config *config,
+                                               bool enabled,
+                                               uint64_t lease_ms,
+                                               bool client_command);
+groupcast_result groupcast_server_bind_uid(const struct groupcast_server *server,
+                                           uint64_t conn,
+                                           const char *uid,
+                                           size_t uid_len);
+groupcast_result groupcast_server_unbind_uid(const struct groupcast_server *server,
+                                             uint64_t conn);
+groupcast_result groupcast_server_uid_of(const struct groupcast_server *server,
+                                         uint64_t conn,
+                                         bool *out_bound,
+                                         char *buf,
+                                         size_t len,
+                                         size_t *out_len);
+groupcast_result groupcast_server_send_to_uid(const struct groupcast_server *server,
+                                              const char *uid,
+                                              size_t uid_len,
+                                              const char *text,
+                                              size_t text_len,
+                                              size_t *out_delivered);
+groupcast_result groupcast_server_is_uid_online(const struct groupcast_server *server,
+                                                const char *uid,
+                                                size_t uid_len,
+                                                bool *out_online);
+groupcast_result groupcast_server_presence(const struct groupcast_server *server,
+                                           const char *group,
+                                           size_t group_len,
+                                           size_t max_uids,
+                                           uint64_t *out_connections,
+                                           uint64_t *out_users,
+                                           char *buf,
+                                           size_t len,
+                                           size_t *out_len);
+groupcast_result groupcast_server_cluster_stats(const struct groupcast_server *server,
+                                                struct groupcast_cluster_stats *out_stats);
+groupcast_result groupcast_server_ungroup(const struct groupcast_server *server,
+                                          const char *group,
+                                          size_t group_len,
+                                          size_t *out_left);
 groupcast_result groupcast_server_start(const struct groupcast_config *config,
                                         struct groupcast_server **out_server);
 groupcast_result groupcast_server_stop(struct groupcast_server *server);

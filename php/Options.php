@@ -50,6 +50,9 @@ final class Options
         'channel_ca' => 'path',
         'channel_server_name' => 'path',
         'channel_protocol' => '?string',
+        'presence' => 'bool',
+        'presence_lease' => 'duration',
+        'presence_command' => 'bool',
     ];
 
     /** groupcast_limit values. */
@@ -120,6 +123,7 @@ final class Options
                 continue;
             }
             match (true) {
+                str_starts_with($name, 'presence') => null, // one setter for the three, below
                 $kind === 'address' || $kind[0] === '?' => $text("groupcast_config_set_$name", $value),
                 $name === 'workers' => Library::check($ffi->groupcast_config_set_workers($config, $value), $name),
                 $name === 'builtin_commands' => Library::check(
@@ -159,6 +163,17 @@ final class Options
         }
         if (isset($options['channel_ca']) || isset($options['channel_server_name'])) {
             $pair('groupcast_config_set_channel_ca', $options['channel_ca'] ?? null, $options['channel_server_name'] ?? null);
+                default => null, // poll_batch: the wrapper's own; presence: below
+            };
+        }
+        $presence = array_intersect_key($options, ['presence' => 1, 'presence_lease' => 1, 'presence_command' => 1]);
+        if ($presence !== []) {
+            Library::check($ffi->groupcast_config_set_presence(
+                $config,
+                $presence['presence'] ?? true,
+                isset($presence['presence_lease']) ? max(1, (int) round($presence['presence_lease'] * 1000)) : 0,
+                $presence['presence_command'] ?? true
+            ), 'presence');
         }
     }
 

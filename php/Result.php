@@ -41,6 +41,8 @@ final class Result
     const ERR_BUFFER_TOO_SMALL = 14;
     /** A bug in groupcast, caught at the boundary. */
     const ERR_PANIC = 15;
+    /** A uid is empty or longer than 256 bytes. */
+    const ERR_INVALID_UID = 16;
 
     /** The library's text for a code (groupcast_result_message). */
     public static function message(int $code): string

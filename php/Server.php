@@ -52,6 +52,9 @@ final class Server
      *   channel_tls_cert, channel_tls_key  PEM files: the embedded channel server speaks TLS
      *   channel_ca         PEM CA file: reach the channel server over TLS
      *   channel_server_name  the name its certificate must carry [the host of channel]
+     *   presence           keep the cluster's presence [true]
+     *   presence_lease     seconds another node's presence is kept without news [60]
+     *   presence_command   answer the client command {"cmd":"presence"} [true]
      *
      * An unknown name or a value of the wrong type throws a
      * GroupcastException (Result::ERR_INVALID_ARGUMENT) naming it; a
@@ -333,6 +336,120 @@ final class Server
         Library::check(
             $this->ffi->groupcast_server_leave($this->handle(), $conn, $group, strlen($group), \FFI::addr($left)),
             'leave'
+        );
+        return $left->cdata;
+    }
+
+    /** Binds a connection of this server to $uid (1-256 bytes; replaces its uid). */
+    public function bindUid(int $conn, string $uid): void
+    {
+        Library::check(
+            $this->ffi->groupcast_server_bind_uid($this->handle(), $conn, $uid, strlen($uid)),
+            'bind_uid'
+        );
+    }
+
+    /** Unbinds a connection's uid. */
+    public function unbindUid(int $conn): void
+    {
+        Library::check($this->ffi->groupcast_server_unbind_uid($this->handle(), $conn), 'unbind_uid');
+    }
+
+    /** The uid a connection of this server is bound to, or null. */
+    public function uidOf(int $conn): ?string
+    {
+        $bound = $this->ffi->new('bool');
+        $len = $this->ffi->new('size_t');
+        $buf = $this->ffi->new('char[260]');
+        Library::check(
+            $this->ffi->groupcast_server_uid_of($this->handle(), $conn, \FFI::addr($bound), $buf, 260, \FFI::addr($len)),
+            'uid_of'
+        );
+        return $bound->cdata ? \FFI::string($buf, $len->cdata) : null;
+    }
+
+    /**
+     * Sends $text to every connection bound to the uid (or to any of the
+     * uids, each once), on every node; returns the local deliveries.
+     *
+     * @param string|list<string> $uids
+     */
+    public function sendToUid(string|array $uids, string $text): int
+    {
+        $uids = array_values(array_unique(is_array($uids) ? $uids : [$uids]));
+        foreach ($uids as $uid) {
+            if (!is_string($uid) || $uid === '' || strlen($uid) > 256) {
+                throw new GroupcastException(
+                    'invalid uid: a uid is a non-empty string of at most 256 bytes',
+                    Result::ERR_INVALID_UID
+                );
+            }
+        }
+        $total = 0;
+        $delivered = $this->ffi->new('size_t');
+        foreach ($uids as $uid) {
+            Library::check(
+                $this->ffi->groupcast_server_send_to_uid(
+                    $this->handle(), $uid, strlen($uid), $text, strlen($text), \FFI::addr($delivered)
+                ),
+                'send_to_uid'
+            );
+            $total += $delivered->cdata;
+        }
+        return $total;
+    }
+
+    /** Whether the uid has a connection on any node of the cluster. */
+    public function isUidOnline(string $uid): bool
+    {
+        $online = $this->ffi->new('bool');
+        Library::check(
+            $this->ffi->groupcast_server_is_uid_online($this->handle(), $uid, strlen($uid), \FFI::addr($online)),
+            'is_uid_online'
+        );
+        return $online->cdata;
+    }
+
+    /**
+     * Who is in $group across the cluster: ['connections' => int, 'users'
+     * => int, 'uids' => list<string> (at most $maxUids), 'truncated' => bool].
+     */
+    public function presence(string $group, int $maxUids = 1000): array
+    {
+        $len = $this->ffi->new('size_t');
+        for ($size = 4096; ; $size *= 4) {
+            $buf = $this->ffi->new("char[$size]");
+            $result = $this->ffi->groupcast_server_presence(
+                $this->handle(), $group, strlen($group), $maxUids, null, null, $buf, $size, \FFI::addr($len)
+            );
+            if ($result !== Result::ERR_BUFFER_TOO_SMALL || $size > 1 << 26) {
+                break;
+            }
+        }
+        Library::check($result, 'presence');
+        return json_decode(\FFI::string($buf, $len->cdata), true, 8, JSON_THROW_ON_ERROR);
+    }
+
+    /** The cluster as this node sees it: nodes, connections, users, groups. */
+    public function clusterStats(): array
+    {
+        $stats = $this->ffi->new('groupcast_cluster_stats');
+        Library::check($this->ffi->groupcast_server_cluster_stats($this->handle(), \FFI::addr($stats)), 'cluster_stats');
+        return [
+            'nodes' => $stats->nodes,
+            'connections' => $stats->connections,
+            'users' => $stats->users,
+            'groups' => $stats->groups,
+        ];
+    }
+
+    /** Every member of $group leaves it, on every node; returns the local members that left. */
+    public function ungroup(string $group): int
+    {
+        $left = $this->ffi->new('size_t');
+        Library::check(
+            $this->ffi->groupcast_server_ungroup($this->handle(), $group, strlen($group), \FFI::addr($left)),
+            'ungroup'
         );
         return $left->cdata;
     }

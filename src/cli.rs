@@ -127,6 +127,19 @@ struct ServeArgs {
     /// see docs/workerman.md).
     #[arg(long, value_name = "PROTOCOL", default_value = "groupcast", value_parser = parse_channel_protocol, conflicts_with_all = ["bus", "no_channel"])]
     channel_protocol: ChannelProtocol,
+    /// Seconds another node's presence is kept without news from it (a
+    /// node killed without a goodbye leaves presence within this); at least 1.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    presence_lease: f64,
+    /// No presence: no replication of who is online, the client presence
+    /// command refused.
+    #[arg(long)]
+    no_presence: bool,
+    /// Bind each connection to the uid in this query-string parameter
+    /// (`ws://host:1234/?uid=bob`). For demos and tests only: any client
+    /// can claim any uid; a real host binds uids after authenticating.
+    #[arg(long, value_name = "NAME")]
+    uid_query_param: Option<String>,
 }
 
 fn parse_channel_protocol(value: &str) -> Result<ChannelProtocol, String> {
@@ -265,6 +278,8 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         (true, _) => None,
         (false, given) => Some(given.unwrap_or_else(|| DEFAULT_CHANNEL_LISTEN.to_owned())),
     };
+    // Every field is set today; the update stays for fields added later.
+    #[allow(clippy::needless_update)]
     let config = Config {
         listen: args.listen,
         workers: args.workers,
@@ -282,6 +297,17 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         channel_ca: args.channel_ca,
         channel_server_name: args.channel_server_name,
         channel_protocol: args.channel_protocol,
+        presence: !args.no_presence,
+        presence_lease: Duration::try_from_secs_f64(args.presence_lease).map_err(|_| {
+            crate::Error::Config(format!(
+                "presence_lease must be a number of seconds, not {}",
+                args.presence_lease
+            ))
+        })?,
+        host: crate::HostConfig {
+            connect_events: args.uid_query_param.is_some(),
+            ..crate::HostConfig::default()
+        },
         ..Config::default()
     };
     // --channel-tls is checked by clap (it needs --channel-ca, and the CA
@@ -306,6 +332,9 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         Some(metrics) => format!("{channel} metrics={metrics}"),
         None => channel,
     };
+    if let Some(param) = args.uid_query_param {
+        bind_uids_from_query(server.handle().clone(), param);
+    }
     let mut signals = server.block_on(async { StopSignals::register() })??;
     println!(
         "groupcast listening websocket={} {channel}",
@@ -388,4 +417,31 @@ impl StopSignals {
             _ = self.hangup.recv() => Wanted::Reload,
         }
     }
+}
+
+/// `--uid-query-param`: a host thread that binds each new connection to
+/// the uid its query string names, until the server stops.
+fn bind_uids_from_query(handle: crate::NodeHandle, param: String) {
+    let Some(events) = handle.events().cloned() else {
+        return;
+    };
+    std::thread::spawn(move || {
+        while !events.is_finished() {
+            for event in events.poll(Some(Duration::from_millis(200)), 64) {
+                let crate::HostEvent::Connect { conn, query, .. } = event else {
+                    continue;
+                };
+                let uid = query
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(name, _)| *name == param)
+                    .map(|(_, value)| value.to_owned());
+                if let Some(uid) = uid
+                    && let Err(error) = handle.bind_uid(conn, &uid)
+                {
+                    tracing::warn!(conn, %error, "cannot bind the uid from the query string");
+                }
+            }
+        }
+    });
 }

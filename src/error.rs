@@ -43,6 +43,9 @@ pub enum Error {
     /// The server or client has been stopped.
     #[error("stopped")]
     Stopped,
+    /// A uid is empty or too long.
+    #[error("invalid uid: {0}")]
+    InvalidUid(String),
 }
 
 impl Error {

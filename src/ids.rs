@@ -4,8 +4,16 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
-/// A node-local connection id, unique for the node's lifetime.
+/// A connection id, unique for the node's lifetime. A single node counts
+/// from 1; a node of a cluster puts its tag (21 bits) above the 32 bits of
+/// its count, so the id is unique in the cluster and routable: an action
+/// on it taken on another node reaches this one. Always below 2^53.
 pub type ConnId = u64;
+
+/// The first character of the names groupcast routes on itself over the
+/// bus (a uid's connections, a node's connections, the cluster's presence):
+/// refused in group ids, so a client can never join or send to them.
+pub(crate) const RESERVED_PREFIX: char = '\u{1}';
 
 /// A group's name. Integers given by clients are stored as their decimal
 /// text, so `123` and `"123"` are one group. Cheap to clone.
@@ -24,6 +32,11 @@ impl GroupId {
         if id.is_empty() {
             return Err("must not be empty".into());
         }
+        if id.starts_with(RESERVED_PREFIX) {
+            return Err(
+                "must not start with the byte 0x01 (reserved for groupcast's own routing)".into(),
+            );
+        }
         if id.len() > max_len {
             return Err(format!(
                 "is {} bytes long, the limit is {max_len}",
@@ -31,6 +44,19 @@ impl GroupId {
             ));
         }
         Ok(GroupId(id.into()))
+    }
+
+    /// A name groupcast routes on itself (a uid's or a node's channel),
+    /// which starts with [`RESERVED_PREFIX`] so that no client or host group
+    /// can take it.
+    pub(crate) fn reserved(name: &str) -> Self {
+        debug_assert!(name.starts_with(RESERVED_PREFIX));
+        GroupId(name.into())
+    }
+
+    /// A name another node sent over the bus: checked there already.
+    pub(crate) fn from_bus(name: String) -> Self {
+        GroupId(name.into())
     }
 
     /// The group's name.

@@ -31,8 +31,10 @@
 //!    encoded once), [`error`]; `accept` (the accept loop every listener
 //!    shares); `tls` (certificates from PEM, the reloadable acceptor, the
 //!    plain-or-TLS socket).
-//! 2. `queue` (a connection's outbound queue, bounded in bytes) and
-//!    `registry` (which local connections are in which groups).
+//! 2. `queue` (a connection's outbound queue, bounded in bytes),
+//!    [`presence`] (who is online and in which group across the cluster,
+//!    each node's share kept with a lease) and `registry` (which local
+//!    connections are in which groups and bound to which uid).
 //! 3. [`host`]: events to the host, its queue, the dispatcher thread and
 //!    the hooks that route events to its callbacks.
 //! 4. [`channel`]: the seed's pub/sub protocol: codec, messages, server,
@@ -63,6 +65,7 @@ pub mod host;
 pub mod ids;
 pub mod logging;
 pub mod node;
+pub mod presence;
 pub mod protocol;
 #[cfg(feature = "python")]
 mod python;
@@ -77,6 +80,7 @@ pub use error::{Error, Result};
 pub use host::{Dispatcher, HostEvent, HostEvents, Payload};
 pub use ids::{ConnId, GroupId};
 pub use node::{Addresses, Node, NodeHandle};
+pub use presence::{ClusterStats, GroupPresence};
 pub use server::Server;
 pub use stats::{Health, Stats};
 

@@ -25,6 +25,12 @@ pub enum ClientCommand {
     /// the text each member receives: a JSON string's contents, or the JSON
     /// text of any other value.
     SendToGroup { group: GroupId, message: String },
+    /// `{"cmd":"add_group","group_id":...,"presence":true}`: join the group
+    /// and receive its presence events (`join` / `leave` per user).
+    AddGroupWithPresence(GroupId),
+    /// `{"cmd":"presence","group_id":...}`: who is in the group, across
+    /// the cluster.
+    Presence(GroupId),
 }
 
 /// Why a client's frame is not a command. Each kind has a stable `code` a
@@ -95,7 +101,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::MissingCmd => f.write_str("command has no \"cmd\" field"),
             ProtocolError::UnknownCmd(cmd) => write!(
                 f,
-                "unknown cmd {cmd:?}; expected add_group, leave_group or send_to_group"
+                "unknown cmd {cmd:?}; expected add_group, leave_group, send_to_group or presence"
             ),
             ProtocolError::MissingGroupId => f.write_str("command needs a \"group_id\""),
             ProtocolError::InvalidGroupId(why) => write!(f, "invalid group_id: {why}"),
@@ -128,6 +134,9 @@ struct WireCommand<'a> {
     group_id: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     message: Option<&'a RawValue>,
+    /// `add_group`'s opt-in to presence events.
+    #[serde(default)]
+    presence: Option<bool>,
 }
 
 fn present<'de, D>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error>
@@ -165,7 +174,11 @@ pub fn parse_command(text: &str, max_group_id_len: usize) -> Result<ClientComman
         parse_group_id(raw, max_group_id_len)
     };
     match cmd {
+        "add_group" if wire.presence == Some(true) => {
+            Ok(ClientCommand::AddGroupWithPresence(group()?))
+        }
         "add_group" => Ok(ClientCommand::AddGroup(group()?)),
+        "presence" => Ok(ClientCommand::Presence(group()?)),
         "leave_group" => Ok(ClientCommand::LeaveGroup(group()?)),
         "send_to_group" => {
             let group = group()?;

@@ -5,8 +5,14 @@
 //! ever held across an `.await`: every method is synchronous, which is also
 //! what lets host threads call them directly.
 //!
-//! Lock order, everywhere: a connection's group set, then a group shard.
-//! Fan-out takes only the shard lock.
+//! Lock order, everywhere: a connection's group set, then its uid, then a
+//! group (or uid, or watcher) shard, then the presence state. Fan-out takes
+//! only the shard lock.
+//!
+//! Users (a uid bound to connections), presence events and the actions
+//! other nodes send live in `registry/users.rs`.
+
+pub(crate) mod users;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
@@ -19,7 +25,9 @@ use tokio::sync::mpsc;
 
 use crate::error::JoinError;
 use crate::ids::{ConnId, GroupId};
+use crate::presence::{Presence, Transition, Uid};
 use crate::queue::{Frames, Outbox};
+use crate::stats::NodeCounters;
 
 /// A change in which groups this node has members in; the bus uses it to
 /// subscribe only to the traffic the node needs.
@@ -44,6 +52,8 @@ pub(crate) struct ConnectionEntry {
     /// once the connection has been removed, so a late join cannot leak it
     /// into a group.
     groups: Mutex<Option<HashSet<GroupId>>>,
+    /// The uid the host bound this connection to, if any.
+    uid: Mutex<Option<Uid>>,
 }
 
 impl ConnectionEntry {
@@ -53,6 +63,7 @@ impl ConnectionEntry {
             peer,
             outbox,
             groups: Mutex::new(Some(HashSet::new())),
+            uid: Mutex::new(None),
         })
     }
 
@@ -91,6 +102,14 @@ pub(crate) struct Registry {
     /// subscribe and the unsubscribe after it can never swap). `None` for a
     /// node without a bus.
     interest: Option<mpsc::UnboundedSender<Interest>>,
+    /// uid → its local connections, sharded like groups.
+    uids: Box<[Mutex<HashMap<Uid, Members>>]>,
+    /// group → its local members that asked for presence events.
+    watchers: Box<[Mutex<HashMap<GroupId, Members>>]>,
+    /// The cluster's presence, when the node keeps it.
+    presence: Option<Arc<Presence>>,
+    /// Where presence events and other nodes' actions are counted.
+    counters: Arc<NodeCounters>,
 }
 
 impl Registry {
@@ -106,12 +125,30 @@ impl Registry {
             group_count: AtomicUsize::new(0),
             max_groups_per_connection,
             interest,
+            uids: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            watchers: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            presence: None,
+            counters: Arc::default(),
         }
     }
 
+    /// Keeps presence in `presence` (when some) and counts in `counters`.
+    pub(crate) fn with_presence(
+        mut self,
+        presence: Option<Arc<Presence>>,
+        counters: Arc<NodeCounters>,
+    ) -> Self {
+        self.presence = presence;
+        self.counters = counters;
+        self
+    }
+
+    fn shard_index(&self, name: &str) -> usize {
+        self.hasher.hash_one(name) as usize % SHARDS
+    }
+
     fn group_shard(&self, group: &str) -> &Mutex<HashMap<GroupId, Members>> {
-        let index = self.hasher.hash_one(group) as usize % SHARDS;
-        &self.groups[index]
+        &self.groups[self.shard_index(group)]
     }
 
     fn connection_shard(&self, id: ConnId) -> &ConnectionShard {
@@ -122,6 +159,9 @@ impl Registry {
     pub(crate) fn add_connection(&self, conn: Arc<ConnectionEntry>) {
         self.connection_shard(conn.id).lock().insert(conn.id, conn);
         self.connection_count.fetch_add(1, Ordering::Relaxed);
+        if let Some(presence) = &self.presence {
+            presence.local_connection(1);
+        }
     }
 
     /// Removes a connection and takes it out of every group it was in;
@@ -134,11 +174,22 @@ impl Registry {
             .is_some()
         {
             self.connection_count.fetch_sub(1, Ordering::Relaxed);
+            if let Some(presence) = &self.presence {
+                presence.local_connection(-1);
+            }
         }
-        let groups = conn.groups.lock().take().unwrap_or_default();
-        for group in groups {
-            self.remove_member(group.as_str(), conn.id);
+        let mut groups = conn.groups.lock();
+        let uid = conn.uid.lock().take();
+        let mut transitions = Vec::new();
+        for group in groups.take().unwrap_or_default() {
+            self.unwatch(group.as_str(), conn.id);
+            self.remove_member(&group, conn.id, uid.as_ref(), &mut transitions);
         }
+        if let Some(uid) = uid {
+            self.remove_uid_member(&uid, conn.id);
+        }
+        drop(groups);
+        self.emit(transitions);
     }
 
     /// The connection with this id, if it is open.
@@ -161,8 +212,8 @@ impl Registry {
         conn: &Arc<ConnectionEntry>,
         group: &GroupId,
     ) -> Result<bool, JoinError> {
-        let mut groups = conn.groups.lock();
-        let groups = groups.as_mut().ok_or(JoinError::Closed)?;
+        let mut guard = conn.groups.lock();
+        let groups = guard.as_mut().ok_or(JoinError::Closed)?;
         if groups.contains(group) {
             return Ok(false);
         }
@@ -177,20 +228,44 @@ impl Registry {
             Members::default()
         });
         members.insert(conn.id, conn.clone());
+        drop(shard);
+        if let Some(presence) = &self.presence {
+            let uid = conn.uid.lock().clone();
+            let mut transitions = Vec::new();
+            presence.local_group(group, uid.as_ref(), 1, &mut transitions);
+            drop(guard);
+            self.emit(transitions);
+        }
         Ok(true)
     }
 
     /// Takes a connection out of a group. Returns `false` if it was not in it.
     pub(crate) fn leave(&self, conn: &ConnectionEntry, group: &str) -> bool {
         let mut groups = conn.groups.lock();
-        let removed = groups.as_mut().is_some_and(|g| g.remove(group));
-        if removed {
-            self.remove_member(group, conn.id);
-        }
-        removed
+        let Some(group) = groups.as_mut().and_then(|g| g.take(group)) else {
+            return false;
+        };
+        let uid = conn.uid.lock().clone();
+        let mut transitions = Vec::new();
+        self.unwatch(group.as_str(), conn.id);
+        self.remove_member(&group, conn.id, uid.as_ref(), &mut transitions);
+        drop(groups);
+        self.emit(transitions);
+        true
     }
 
-    fn remove_member(&self, group: &str, id: ConnId) {
+    /// Takes a member out of a group's members (and out of presence).
+    fn remove_member(
+        &self,
+        group: &GroupId,
+        id: ConnId,
+        uid: Option<&Uid>,
+        transitions: &mut Vec<Transition>,
+    ) {
+        if let Some(presence) = &self.presence {
+            presence.local_group(group, uid, -1, transitions);
+        }
+        let group = group.as_str();
         let mut shard = self.group_shard(group).lock();
         let Some(members) = shard.get_mut(group) else {
             return;
@@ -219,6 +294,9 @@ impl Registry {
     /// frame's bytes are shared by all of them. Returns how many members it
     /// was queued for.
     pub(crate) fn fan_out(&self, group: &str, frames: &Frames, exclude: &[ConnId]) -> usize {
+        if group.starts_with(crate::ids::RESERVED_PREFIX) {
+            return self.fan_out_reserved(group, frames, exclude);
+        }
         let shard = self.group_shard(group).lock();
         let Some(members) = shard.get(group) else {
             return 0;

@@ -32,6 +32,11 @@ pub(crate) struct NodeCounters {
     /// the subscriber's dialect (a PHP byte string that is not UTF-8, or a
     /// NaN float, for a JSON subscriber).
     pub(crate) channel_undeliverable: AtomicU64,
+    pub(crate) presence_resyncs: AtomicU64,
+    pub(crate) presence_dropped_entries: AtomicU64,
+    pub(crate) presence_expired_nodes: AtomicU64,
+    pub(crate) presence_coalesced_events: AtomicU64,
+    pub(crate) remote_actions_failed: AtomicU64,
 }
 
 impl NodeCounters {
@@ -132,6 +137,20 @@ pub struct Stats {
     /// Channel server: deliveries skipped because the data has no form in
     /// the subscriber's dialect (non-UTF-8 PHP string for a JSON client).
     pub channel_undeliverable: u64,
+    /// Snapshots of another node's presence asked for after a gap in its
+    /// messages (a lost publication, a late start).
+    pub presence_resyncs: u64,
+    /// Presence entries of other nodes dropped: over the bound on what a
+    /// node keeps of the others.
+    pub presence_dropped_entries: u64,
+    /// Other nodes whose presence share was removed when its lease ended
+    /// (died without saying goodbye).
+    pub presence_expired_nodes: u64,
+    /// Presence events replaced by one `presence_changed` event (a burst
+    /// for one group).
+    pub presence_coalesced_events: u64,
+    /// Actions from another node for a connection that is not open here.
+    pub remote_actions_failed: u64,
 }
 
 impl Stats {
@@ -152,6 +171,11 @@ impl Stats {
             channel_refused: get(&counters.channel_refused),
             channel_queue_dropped: get(&counters.channel_queue_dropped),
             channel_undeliverable: get(&counters.channel_undeliverable),
+            presence_resyncs: get(&counters.presence_resyncs),
+            presence_dropped_entries: get(&counters.presence_dropped_entries),
+            presence_expired_nodes: get(&counters.presence_expired_nodes),
+            presence_coalesced_events: get(&counters.presence_coalesced_events),
+            remote_actions_failed: get(&counters.remote_actions_failed),
             ..Stats::default()
         }
     }
@@ -264,6 +288,31 @@ impl Stats {
                 "Channel server deliveries with no form in the subscriber's dialect.",
                 self.channel_undeliverable,
             ),
+            (
+                "presence_resyncs",
+                "Presence snapshots asked of other nodes after a gap.",
+                self.presence_resyncs,
+            ),
+            (
+                "presence_dropped_entries",
+                "Other nodes' presence entries dropped (over the bound).",
+                self.presence_dropped_entries,
+            ),
+            (
+                "presence_expired_nodes",
+                "Other nodes' presence removed at the end of their lease.",
+                self.presence_expired_nodes,
+            ),
+            (
+                "presence_coalesced_events",
+                "Presence events replaced by one presence_changed event.",
+                self.presence_coalesced_events,
+            ),
+            (
+                "remote_actions_failed",
+                "Actions from other nodes for a connection not open here.",
+                self.remote_actions_failed,
+            ),
         ];
         let mut out = format!(
             "# HELP groupcast_build_info The running version.\n# TYPE groupcast_build_info gauge\ngroupcast_build_info{{version=\"{}\"}} 1\n",
@@ -299,7 +348,7 @@ mod tests {
         let text = stats.to_prometheus();
         assert!(text.contains("\ngroupcast_connections 3\n"));
         assert!(text.contains("\ngroupcast_messages_out_total 42\n"));
-        assert_eq!(text.matches("# TYPE").count(), 23);
+        assert_eq!(text.matches("# TYPE").count(), 28);
         assert!(text.contains(&format!(
             "groupcast_build_info{{version=\"{}\"}} 1\n",
             env!("CARGO_PKG_VERSION")

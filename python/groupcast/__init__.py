@@ -38,7 +38,7 @@ from ._groupcast import (
     _shutdown,
 )
 
-from ._types import Health, Stats
+from ._types import ClusterStats, Health, Presence, Stats
 
 # A read-only mapping (lookups ignore case): isinstance(h, Mapping) holds.
 _Mapping.register(Headers)
@@ -54,12 +54,14 @@ __all__ = [
     "ChannelEvent",
     "ChannelServer",
     "CloseEvent",
+    "ClusterStats",
     "ConnectEvent",
     "GroupLimitError",
     "GroupcastError",
     "Headers",
     "Health",
     "MessageEvent",
+    "Presence",
     "Refuse",
     "Server",
     "Stats",

@@ -56,6 +56,16 @@ class Stats(TypedDict):
     channel_undeliverable: int
     """Embedded channel server: deliveries with no form in the subscriber's
     dialect (a non-UTF-8 PHP string for a JSON client)."""
+    presence_resyncs: int
+    """Snapshots of another node's presence asked for after a gap."""
+    presence_dropped_entries: int
+    """Other nodes' presence entries dropped (over the bound)."""
+    presence_expired_nodes: int
+    """Other nodes' presence removed at the end of their lease."""
+    presence_coalesced_events: int
+    """Presence events replaced by one ``presence_changed`` event."""
+    remote_actions_failed: int
+    """Actions from other nodes for a connection not open here."""
 
 
 class _HealthKeys(TypedDict):
@@ -72,3 +82,29 @@ class Health(_HealthKeys, total=False):
 
     reason: str
     """Why the node is unavailable; absent when it is ok."""
+
+
+class Presence(TypedDict):
+    """Who is in a group across the cluster (``Server.presence``)."""
+
+    connections: int
+    """Connections in the group, with or without a uid."""
+    users: int
+    """Distinct uids among them."""
+    uids: list[str]
+    """Those uids, sorted, at most ``max_uids``."""
+    truncated: bool
+    """Whether ``uids`` was cut to ``max_uids``."""
+
+
+class ClusterStats(TypedDict):
+    """The cluster as one node sees it (``Server.cluster_stats``)."""
+
+    nodes: int
+    """Nodes whose presence this node holds, itself included."""
+    connections: int
+    """Open connections."""
+    users: int
+    """Distinct uids bound to a connection."""
+    groups: int
+    """Groups with at least one member."""

@@ -32,6 +32,14 @@ impl Remote {
         let Some(envelope) = Envelope::from_other_node(data, self.node_id) else {
             return;
         };
+        // Presence and actions for this node's connections travel on
+        // reserved channels: handled in order with the messages around them.
+        if envelope.group_id.starts_with(crate::ids::RESERVED_PREFIX) {
+            self.finish(run);
+            if self.registry.control(&envelope.group_id, &envelope.message) {
+                return;
+            }
+        }
         self.add_message(run, &envelope.group_id, &envelope.message);
     }
 

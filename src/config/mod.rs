@@ -74,6 +74,16 @@ pub struct Config {
     /// `send_to_group`; see docs/workerman.md). Needs a channel server
     /// (`channel` or `channel_listen`).
     pub channel_protocol: ChannelProtocol,
+    /// Keep the cluster's presence (who is online, who is in each group)
+    /// and replicate this node's share over the bus; on by default. Off,
+    /// `presence`, `is_uid_online` and `cluster_stats` fail and the client
+    /// `presence` command is refused (uids and `send_to_uid` still work).
+    pub presence: bool,
+    /// How long another node's presence share is kept without news from
+    /// it (each node refreshes its own every third of this): a node that
+    /// dies without a word leaves presence within this delay. At least one
+    /// second.
+    pub presence_lease: Duration,
 }
 
 /// What one client may ask of a node.
@@ -178,6 +188,10 @@ pub struct HostConfig {
     /// How long a connection waits for the host's verdict before it is
     /// refused with HTTP 503 (with `approve_connections`).
     pub approval_timeout: Duration,
+    /// Answer the client command `{"cmd":"presence","group_id":...}`
+    /// (and `"presence":true` on `add_group`); when off, clients get an
+    /// error reply and only the host queries presence.
+    pub presence_command: bool,
 }
 
 impl Default for HostConfig {
@@ -191,6 +205,7 @@ impl Default for HostConfig {
             channel_events: false,
             queue_capacity: 65_536,
             approval_timeout: Duration::from_secs(10),
+            presence_command: true,
         }
     }
 }
@@ -206,6 +221,12 @@ impl HostConfig {
             || !self.builtin_commands
     }
 }
+
+/// How long another node's presence is kept without news from it.
+pub const DEFAULT_PRESENCE_LEASE: Duration = Duration::from_secs(60);
+/// The shortest presence lease allowed: below it, heartbeats would be a
+/// load of their own.
+pub const MIN_PRESENCE_LEASE: Duration = Duration::from_secs(1);
 
 /// The seed's ports.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:1234";
@@ -232,6 +253,8 @@ impl Default for Config {
             channel_ca: None,
             channel_server_name: None,
             channel_protocol: ChannelProtocol::default(),
+            presence: true,
+            presence_lease: DEFAULT_PRESENCE_LEASE,
         }
     }
 }
@@ -364,6 +387,12 @@ impl Config {
                 "channel_protocol workerman needs a channel server (channel or channel_listen)",
             );
         }
+        if self.presence_lease < MIN_PRESENCE_LEASE {
+            return bad(&format!(
+                "presence_lease must be at least 1 second, not {:?}",
+                self.presence_lease
+            ));
+        }
         Ok(())
     }
 }
@@ -468,6 +497,15 @@ mod tests {
         }
         let why = error_of(|c| c.metrics_listen = Some("9100".into()));
         assert!(why.contains("metrics_listen must be HOST:PORT"), "{why}");
+    }
+
+    #[test]
+    fn a_presence_lease_under_a_second_is_refused() {
+        let why = error_of(|c| c.presence_lease = Duration::from_millis(999));
+        assert!(
+            why.contains("presence_lease must be at least 1 second"),
+            "{why}"
+        );
     }
 
     #[test]

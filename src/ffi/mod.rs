@@ -28,6 +28,7 @@ mod actions;
 mod channel;
 mod config;
 mod events;
+mod presence;
 mod server;
 mod tls;
 
@@ -35,6 +36,7 @@ pub use actions::*;
 pub use channel::*;
 pub use config::*;
 pub use events::*;
+pub use presence::*;
 pub use result::*;
 pub use server::*;
 pub use tls::*;

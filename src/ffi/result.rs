@@ -59,6 +59,8 @@ pub enum groupcast_result {
     GROUPCAST_ERR_BUFFER_TOO_SMALL = 14,
     /// A bug in groupcast: a panic was caught at the boundary.
     GROUPCAST_ERR_PANIC = 15,
+    /// A uid is empty or longer than 256 bytes.
+    GROUPCAST_ERR_INVALID_UID = 16,
 }
 
 pub(crate) use groupcast_result::*;
@@ -84,11 +86,12 @@ impl groupcast_result {
             GROUPCAST_ERR_MODE => "this server does not deliver events that way",
             GROUPCAST_ERR_BUFFER_TOO_SMALL => "the buffer is too small",
             GROUPCAST_ERR_PANIC => "internal error: a panic was caught (a bug in groupcast)",
+            GROUPCAST_ERR_INVALID_UID => "invalid uid",
         }
     }
 
     fn from_u32(code: u32) -> Option<groupcast_result> {
-        const ALL: [groupcast_result; 16] = [
+        const ALL: [groupcast_result; 17] = [
             GROUPCAST_OK,
             GROUPCAST_ERR_NULL_PARAMETER,
             GROUPCAST_ERR_INVALID_UTF8,
@@ -105,6 +108,7 @@ impl groupcast_result {
             GROUPCAST_ERR_MODE,
             GROUPCAST_ERR_BUFFER_TOO_SMALL,
             GROUPCAST_ERR_PANIC,
+            GROUPCAST_ERR_INVALID_UID,
         ];
         ALL.into_iter().find(|r| *r as u32 == code)
     }
@@ -134,6 +138,7 @@ pub(crate) fn fail_with(error: &Error) -> groupcast_result {
         Error::InvalidCloseCode(_) => GROUPCAST_ERR_INVALID_CLOSE_CODE,
         Error::Channel(_) => GROUPCAST_ERR_CHANNEL,
         Error::Stopped => GROUPCAST_ERR_STOPPED,
+        Error::InvalidUid(_) => GROUPCAST_ERR_INVALID_UID,
     };
     fail(code, error.to_string())
 }

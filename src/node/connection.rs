@@ -609,6 +609,12 @@ impl ClientSession {
                 sends.flush(shared);
                 shared.registry.leave(&self.conn, group.as_str());
             }
+            command @ (ClientCommand::AddGroupWithPresence(_) | ClientCommand::Presence(_)) => {
+                sends.flush(shared);
+                if let Some(reply) = super::presence::client_command(shared, &self.conn, command) {
+                    self.reply(reply);
+                }
+            }
         }
     }
 

@@ -12,6 +12,7 @@ use crate::channel::ChannelClient;
 use crate::error::{Error, Result};
 use crate::host::{HostEvents, Verdict};
 use crate::ids::{ConnId, GroupId};
+use crate::presence::wire::{Wire, to_hex};
 use crate::registry::ConnectionEntry;
 use crate::stats::{Health, Stats};
 
@@ -37,14 +38,14 @@ impl NodeHandle {
 
     /// `Err(Error::Stopped)` once the node has stopped: every action
     /// fails the same way afterwards, from every host.
-    fn running(&self) -> Result<()> {
+    pub(super) fn running(&self) -> Result<()> {
         match self.state.stopped.load(Ordering::Acquire) {
             true => Err(Error::Stopped),
             false => Ok(()),
         }
     }
 
-    fn connection(&self, conn: ConnId) -> Result<Arc<ConnectionEntry>> {
+    pub(super) fn connection(&self, conn: ConnId) -> Result<Arc<ConnectionEntry>> {
         self.running()?;
         self.state
             .registry
@@ -52,7 +53,7 @@ impl NodeHandle {
             .ok_or(Error::UnknownConnection(conn))
     }
 
-    fn group_id(&self, group: &str) -> Result<GroupId> {
+    pub(super) fn group_id(&self, group: &str) -> Result<GroupId> {
         self.running()?;
         GroupId::new(group, self.state.limits.max_group_id_len).map_err(Error::InvalidGroup)
     }
@@ -65,6 +66,15 @@ impl NodeHandle {
     ///
     /// [`Error::UnknownConnection`] when no such connection is open.
     pub fn send_text(&self, conn: ConnId, text: &str) -> Result<()> {
+        if let Some(tag) = self.remote_tag(conn)? {
+            return self.forward(
+                tag,
+                Wire::Send {
+                    c: conn,
+                    t: text.to_owned(),
+                },
+            );
+        }
         self.send(conn, crate::frame::text(text), text.len())
     }
 
@@ -74,6 +84,10 @@ impl NodeHandle {
     ///
     /// [`Error::UnknownConnection`] when no such connection is open.
     pub fn send_binary(&self, conn: ConnId, data: &[u8]) -> Result<()> {
+        if let Some(tag) = self.remote_tag(conn)? {
+            let h = to_hex(data);
+            return self.forward(tag, Wire::SendBinary { c: conn, h });
+        }
         self.send(conn, crate::frame::binary(data), data.len())
     }
 
@@ -114,6 +128,10 @@ impl NodeHandle {
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
+        if let Some(tag) = self.remote_tag(conn)? {
+            let r = reason[..end].to_owned();
+            return self.forward(tag, Wire::Close { c: conn, code, r });
+        }
         self.connection(conn)?
             .outbox
             .push_close(code, &reason[..end])
@@ -128,6 +146,10 @@ impl NodeHandle {
     /// [`Error::Join`] when the connection is in too many groups.
     pub fn join(&self, conn: ConnId, group: &str) -> Result<bool> {
         let group = self.group_id(group)?;
+        if let Some(tag) = self.remote_tag(conn)? {
+            let g = group.as_str().to_owned();
+            return self.forward(tag, Wire::Join { c: conn, g }).map(|()| true);
+        }
         let conn = self.connection(conn)?;
         Ok(self.state.registry.join(&conn, &group)?)
     }
@@ -138,6 +160,10 @@ impl NodeHandle {
     ///
     /// [`Error::UnknownConnection`] when no such connection is open.
     pub fn leave(&self, conn: ConnId, group: &str) -> Result<bool> {
+        if let Some(tag) = self.remote_tag(conn)? {
+            let g = group.to_owned();
+            return self.forward(tag, Wire::Leave { c: conn, g }).map(|()| true);
+        }
         let conn = self.connection(conn)?;
         Ok(self.state.registry.leave(&conn, group))
     }

@@ -20,6 +20,7 @@ use crate::channel::{ChannelServer, ChannelServerConfig};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::host::HostEvents;
+use crate::presence::Presence;
 use crate::registry::Registry;
 use crate::stats::NodeCounters;
 use crate::tls::ServerTls;
@@ -29,7 +30,9 @@ mod demo;
 mod handle;
 mod handshake;
 mod metrics;
+mod presence;
 mod state;
+mod users;
 mod writer;
 
 pub use handle::{MAX_REFUSAL_BODY, NodeHandle};
@@ -111,15 +114,35 @@ impl Node {
         let tasks = TaskTracker::new();
         let interest = Bus::configured(&config).then(mpsc::unbounded_channel);
         let (interest_tx, interest_rx) = interest.unzip();
-        let registry = Arc::new(Registry::new(limits.max_groups_per_connection, interest_tx));
+        let counters = Arc::new(NodeCounters::default());
+        let node_id = RandomState::new().hash_one(websocket);
+        let presence = config.presence.then(|| {
+            Arc::new(Presence::new(
+                node_id,
+                config.presence_lease,
+                counters.clone(),
+            ))
+        });
+        let registry = Arc::new(
+            Registry::new(limits.max_groups_per_connection, interest_tx)
+                .with_presence(presence.clone(), counters.clone()),
+        );
+        // A single node keeps ids from 1; a node of a cluster puts its tag
+        // in their high bits, so its connections can be reached from others.
+        let tag = match Bus::configured(&config) {
+            true => presence::node_tag(node_id),
+            false => 0,
+        };
+        if tag != 0 {
+            presence::subscribe_cluster(&registry, tag);
+        }
         let host = match config.host.wants_events() {
             true => Some(HostEvents::new(config.host.queue_capacity).map_err(Error::Runtime)?),
             false => None,
         };
         let embedded_channel = channel_server.as_ref().map(|s| s.local_addr().to_string());
-        let counters = Arc::new(NodeCounters::default());
         let context = BusContext {
-            node_id: RandomState::new().hash_one(websocket),
+            node_id,
             registry: registry.clone(),
             counters: counters.clone(),
             interest: interest_rx,
@@ -148,16 +171,20 @@ impl Node {
             demo_page: config.demo_page,
             host,
             stopped: AtomicBool::new(false),
-            next_conn_id: AtomicU64::new(1),
+            next_conn_id: AtomicU64::new(presence::first_conn_id(tag)),
             counters,
             open_sockets: AtomicUsize::new(0),
             pending: parking_lot::Mutex::default(),
             tls,
             channel_tls: channel_server.as_ref().and_then(ChannelServer::tls),
             channel_counters: channel_server.as_ref().map(ChannelServer::counters),
+            node_tag: tag,
         });
         tasks.spawn(accept_loop(listener, state.clone(), tasks.clone()));
         tasks.spawn(report_slow_consumers(state.clone()));
+        if let Some(presence) = presence.filter(|_| !matches!(state.bus, Bus::Local)) {
+            tasks.spawn(presence::replicate(state.clone(), presence));
+        }
         let handle = NodeHandle::new(state);
         if let Some(listener) = metrics_listener {
             let shutdown = handle.state().shutdown.clone();

@@ -59,6 +59,9 @@ pub(crate) struct NodeState {
     /// The embedded channel server's counters (refusals, queue drops), for
     /// `NodeHandle::stats`.
     pub(crate) channel_counters: Option<Arc<NodeCounters>>,
+    /// This node's tag, the high bits of its connection ids: another node
+    /// routes an action for one of them to this node's channel.
+    pub(crate) node_tag: u64,
 }
 
 /// A connection waiting for the host's verdict before its upgrade.

@@ -41,6 +41,7 @@ mod channel;
 mod events;
 mod hooks;
 mod log_bridge;
+mod presence;
 mod server;
 
 /// How long a wait stays detached before running Python's signal handlers.
@@ -86,9 +87,10 @@ fn to_py(error: Error) -> PyErr {
             Some(errno) => PyOSError::new_err((errno, message)),
             None => PyOSError::new_err(message),
         },
-        Error::Config(_) | Error::InvalidGroup(_) | Error::InvalidCloseCode(_) => {
-            PyValueError::new_err(message)
-        }
+        Error::Config(_)
+        | Error::InvalidGroup(_)
+        | Error::InvalidCloseCode(_)
+        | Error::InvalidUid(_) => PyValueError::new_err(message),
         Error::UnknownConnection(_) => UnknownConnectionError::new_err(message),
         Error::Join(_) => GroupLimitError::new_err(message),
         Error::Channel(_) => ChannelError::new_err(message),

@@ -226,6 +226,9 @@ impl Server {
         channel_ca = None,
         channel_server_name = None,
         channel_protocol = "groupcast",
+        presence = true,
+        presence_lease = None,
+        presence_command = true,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -261,6 +264,9 @@ impl Server {
         channel_ca: Option<PathBuf>,
         channel_server_name: Option<String>,
         channel_protocol: &str,
+        presence: bool,
+        presence_lease: Option<f64>,
+        presence_command: bool,
     ) -> PyResult<Self> {
         // Start from the defaults so fields added to the core keep their
         // default meaning here; `validate` below judges every value.
@@ -281,6 +287,11 @@ impl Server {
         config.channel_protocol = channel_protocol
             .parse()
             .map_err(|why: String| PyValueError::new_err(format!("channel_protocol: {why}")))?;
+        config.presence = presence;
+        if let Some(seconds) = presence_lease {
+            config.presence_lease = seconds_arg("presence_lease", seconds)?;
+        }
+        config.host.presence_command = presence_command;
         let limits = &mut config.limits;
         for (value, field) in [
             (max_message_size, &mut limits.max_message_size),
@@ -611,6 +622,59 @@ impl Server {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stats = self.handle()?.stats();
         json_loads(py, &stats.to_json())
+    }
+
+    /// Binds a connection of this server to `uid` (one per connection;
+    /// binding again replaces it).
+    fn bind_uid(&self, conn: u64, uid: &str) -> PyResult<()> {
+        self.handle()?.bind_uid(conn, uid).map_err(to_py)
+    }
+
+    /// Unbinds a connection's uid; returns the uid it had.
+    fn unbind_uid(&self, conn: u64) -> PyResult<Option<String>> {
+        self.handle()?.unbind_uid(conn).map_err(to_py)
+    }
+
+    /// The uid a connection of this server is bound to, or `None`.
+    fn uid_of(&self, conn: u64) -> PyResult<Option<String>> {
+        self.handle()?.uid_of(conn).map_err(to_py)
+    }
+
+    /// Sends `message` to every connection bound to the uid (or to any of
+    /// the uids), on every node; returns the local deliveries.
+    fn send_to_uid(&self, uids: &Bound<'_, PyAny>, message: &Bound<'_, PyAny>) -> PyResult<usize> {
+        super::presence::send_to_uid(&self.handle()?, uids, message)
+    }
+
+    /// Whether the uid has a connection on any node of the cluster.
+    fn is_uid_online(&self, uid: &str) -> PyResult<bool> {
+        self.handle()?.is_uid_online(uid).map_err(to_py)
+    }
+
+    /// Who is in `group` across the cluster: a dict with `connections`,
+    /// `users`, `uids` (at most `max_uids`) and `truncated`.
+    #[pyo3(signature = (group, max_uids = 1000))]
+    fn presence<'py>(
+        &self,
+        py: Python<'py>,
+        group: &Bound<'_, PyAny>,
+        max_uids: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let group = group_arg(group)?;
+        super::presence::presence(py, &self.handle()?, &group, max_uids)
+    }
+
+    /// The cluster as this node sees it: a dict with `nodes`,
+    /// `connections`, `users` and `groups`.
+    fn cluster_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        super::presence::cluster_stats(py, &self.handle()?)
+    }
+
+    /// Every member of `group` leaves it, on every node; returns how many
+    /// local members left.
+    fn ungroup(&self, group: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let group = group_arg(group)?;
+        self.handle()?.ungroup(&group).map_err(to_py)
     }
 
     /// Whether the server serves and its bus reaches the other nodes, as

@@ -52,6 +52,7 @@ run() {
     fi
 }
 run php tests/php/test_wrapper.php
+run php tests/php/test_presence.php
 run python3 tests/php/seed_scenario.py -- php examples/php/seed.php
 # A busy port: one line naming the address, exit 1 (not an uncaught
 # exception's 255).

@@ -1,0 +1,155 @@
+//! A node's part in the cluster's presence and routing: its tag (the high
+//! bits of its connection ids, so another node can route an action to one
+//! of them), the reserved channels it subscribes to for its whole life, and
+//! the task that replicates its presence share over the bus.
+//!
+//! Delays, all bounded: a change is published within [`FLUSH_DELAY`] (plus
+//! the bus's latency: milliseconds on loopback); a heartbeat goes every
+//! third of `presence_lease`; another node's share is checked every tenth
+//! of the lease (at least every second), so a node that dies silently
+//! leaves presence between one and 1.1 leases after its last heartbeat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::state::NodeState;
+use crate::ids::ConnId;
+use crate::presence::wire::Wire;
+use crate::presence::{DEFAULT_MAX_UIDS, Presence};
+use crate::protocol::{ClientCommand, error_reply};
+use crate::registry::users::{cluster_channel, node_channel};
+use crate::registry::{ConnectionEntry, Registry};
+
+/// Bits of a connection id below the node's tag: 2^32 connections per
+/// node's life.
+const TAG_SHIFT: u32 = 32;
+/// How long the task waits after a change before publishing, so a burst of
+/// joins becomes one message.
+const FLUSH_DELAY: Duration = Duration::from_millis(5);
+
+pub(super) use crate::presence::node_tag;
+
+/// The first connection id of the node tagged `tag`.
+pub(super) fn first_conn_id(tag: u64) -> ConnId {
+    (tag << TAG_SHIFT) | 1
+}
+
+/// The tag of the node that holds connection `conn`.
+pub(super) fn tag_of(conn: ConnId) -> u64 {
+    conn >> TAG_SHIFT
+}
+
+/// Whether the node with this id carries this tag.
+pub(super) fn has_tag(node_id: u64, tag: u64) -> bool {
+    node_tag(node_id) == tag
+}
+
+/// Subscribes a node with a bus to its own channel and the cluster's.
+pub(super) fn subscribe_cluster(registry: &Registry, tag: u64) {
+    registry.subscribe_reserved(node_channel(tag));
+    registry.subscribe_reserved(cluster_channel());
+}
+
+/// Publishes a message to the cluster channel.
+fn publish(state: &NodeState, message: &Wire) {
+    state
+        .bus
+        .publish(cluster_channel().as_str(), &message.encode());
+}
+
+/// Replicates this node's share: its changes, the snapshots asked of it, a
+/// heartbeat every third of the lease; and removes the shares of nodes
+/// whose lease ended. Says goodbye when the node stops.
+pub(super) async fn replicate(state: Arc<NodeState>, presence: Arc<Presence>) {
+    let lease = presence.lease();
+    let mut heartbeat = tokio::time::interval(lease / 3);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut expiry = tokio::time::interval(
+        (lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+    );
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether the bus reached the cluster at the last heartbeat: when it
+    // comes back, what was published meanwhile is lost, so announce again.
+    let mut was_connected = false;
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                publish(&state, &Wire::Bye { n: presence.node_id() });
+                return;
+            }
+            _ = presence.wanted() => {
+                tokio::select! {
+                    _ = state.shutdown.cancelled() => continue,
+                    _ = tokio::time::sleep(FLUSH_DELAY) => {}
+                }
+                for message in presence.take_outgoing() {
+                    publish(&state, &message);
+                }
+            }
+            _ = state.bus.wait_connected(), if !was_connected => {
+                was_connected = true;
+                presence.announce();
+            }
+            _ = heartbeat.tick() => {
+                if !state.bus.is_connected() {
+                    was_connected = false;
+                }
+                // What is owed goes first, so the heartbeat's sequence
+                // number is one the others have seen.
+                for message in presence.take_outgoing() {
+                    publish(&state, &message);
+                }
+                publish(&state, &presence.heartbeat());
+            }
+            _ = expiry.tick() => state.registry.expire_presence(),
+        }
+    }
+}
+
+/// Runs a client's presence command; returns the reply, if any.
+pub(super) fn client_command(
+    state: &NodeState,
+    conn: &Arc<ConnectionEntry>,
+    command: ClientCommand,
+) -> Option<String> {
+    let presence = state.registry.presence();
+    let refused = match presence {
+        _ if !state.host_config.presence_command => {
+            Some("the presence command is off on this server")
+        }
+        None => Some("presence is off on this server"),
+        Some(_) => None,
+    };
+    match command {
+        ClientCommand::AddGroupWithPresence(group) => {
+            if let Some(why) = refused {
+                return Some(error_reply("presence_off", why));
+            }
+            match state.registry.join(conn, &group) {
+                Ok(_) => {
+                    state.registry.watch(conn, &group);
+                    None
+                }
+                Err(error) => Some(error_reply("join_refused", &error.to_string())),
+            }
+        }
+        ClientCommand::Presence(group) => {
+            if let Some(why) = refused {
+                return Some(error_reply("presence_off", why));
+            }
+            let answer = presence?.group(group.as_str(), DEFAULT_MAX_UIDS);
+            Some(
+                serde_json::json!({
+                    "type": "presence",
+                    "group_id": group.as_str(),
+                    "connections": answer.connections,
+                    "users": answer.users,
+                    "uids": answer.uids,
+                    "truncated": answer.truncated,
+                })
+                .to_string(),
+            )
+        }
+        _ => None,
+    }
+}
