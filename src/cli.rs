@@ -124,6 +124,17 @@ struct LimitArgs {
     /// Browser origin allowed to connect (repeat for several) [default: any].
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
+    /// Group history: messages kept per group, so that a client rejoining
+    /// with add_group's "since" gets what it missed [default: no history].
+    #[arg(long, value_name = "N")]
+    history_size: Option<usize>,
+    /// Seconds after a group's last message that its history is dropped.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    history_ttl: f64,
+    /// Most bytes of history kept, all groups together (the least recently
+    /// written groups lose their oldest messages first).
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().history_max_bytes)]
+    history_max_bytes: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -154,6 +165,9 @@ impl LimitArgs {
             handshake_timeout: seconds("handshake_timeout", self.handshake_timeout)?,
             drain_timeout: seconds("drain_timeout", self.drain_timeout)?,
             allowed_origins: (!self.allowed_origins.is_empty()).then_some(self.allowed_origins),
+            history_size: self.history_size,
+            history_ttl: seconds("history_ttl", self.history_ttl)?,
+            history_max_bytes: self.history_max_bytes,
             ..Limits::default()
         })
     }

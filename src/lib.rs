@@ -31,7 +31,8 @@
 //!    encoded once), [`error`]; `accept` (the accept loop every listener
 //!    shares).
 //! 2. `queue` (a connection's outbound queue, bounded in bytes) and
-//!    `registry` (which local connections are in which groups).
+//!    `registry` (which local connections are in which groups), and
+//!    [`history`] (each group's recent messages with their positions).
 //! 3. [`host`]: events to the host, its queue, the dispatcher thread and
 //!    the hooks that route events to its callbacks.
 //! 4. [`channel`]: the seed's pub/sub protocol: codec, messages, server,
@@ -56,6 +57,7 @@ pub mod config;
 pub mod error;
 pub mod ffi;
 mod frame;
+pub mod history;
 pub mod host;
 pub mod ids;
 pub mod logging;

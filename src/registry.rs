@@ -232,6 +232,37 @@ impl Registry {
         queued
     }
 
+    /// As [`Registry::fan_out`], except that the members in `positioned`
+    /// (group history: they asked for positions) get `positioned_frames`.
+    /// Returns how many members each kind of frames was queued for.
+    pub(crate) fn fan_out_split(
+        &self,
+        group: &str,
+        raw: &Frames,
+        positioned_frames: &Frames,
+        positioned: &HashSet<ConnId>,
+        exclude: &[ConnId],
+    ) -> (usize, usize) {
+        let shard = self.group_shard(group).lock();
+        let Some(members) = shard.get(group) else {
+            return (0, 0);
+        };
+        let (mut raw_queued, mut positioned_queued) = (0, 0);
+        for (id, conn) in members {
+            if exclude.contains(id) {
+                continue;
+            }
+            if positioned.contains(id) {
+                if conn.outbox.push(positioned_frames.clone()).is_ok() {
+                    positioned_queued += 1;
+                }
+            } else if conn.outbox.push(raw.clone()).is_ok() {
+                raw_queued += 1;
+            }
+        }
+        (raw_queued, positioned_queued)
+    }
+
     /// Local members of `group`.
     pub(crate) fn group_size(&self, group: &str) -> usize {
         self.group_shard(group)

@@ -22,6 +22,12 @@ pub(crate) struct NodeCounters {
     pub(crate) slow_consumer_closes: AtomicU64,
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) host_dropped_events: AtomicU64,
+    /// Group history (issue 17): messages evicted by the node's byte bound.
+    pub(crate) history_evictions: AtomicU64,
+    /// Joins with `since` answered `recovered: true`.
+    pub(crate) history_recovered: AtomicU64,
+    /// Joins with `since` answered `recovered: false`.
+    pub(crate) history_not_recovered: AtomicU64,
 }
 
 impl NodeCounters {
@@ -110,6 +116,15 @@ pub struct Stats {
     /// Events for the host dropped because its queue was full (channel
     /// data: group delivery never waits for the host).
     pub host_dropped_events: u64,
+    /// Bytes of group history kept now (0 with history off).
+    pub history_bytes: u64,
+    /// History messages evicted by the node's byte bound
+    /// (`history_max_bytes`) before their group's size or age let them go.
+    pub history_evictions: u64,
+    /// Joins with `since` that got every missed message (`recovered: true`).
+    pub history_recovered: u64,
+    /// Joins with `since` that could not get them (`recovered: false`).
+    pub history_not_recovered: u64,
 }
 
 impl Stats {
@@ -126,6 +141,9 @@ impl Stats {
             slow_consumer_closes: get(&counters.slow_consumer_closes),
             heartbeat_timeouts: get(&counters.heartbeat_timeouts),
             host_dropped_events: get(&counters.host_dropped_events),
+            history_evictions: get(&counters.history_evictions),
+            history_recovered: get(&counters.history_recovered),
+            history_not_recovered: get(&counters.history_not_recovered),
             ..Stats::default()
         }
     }
@@ -148,6 +166,11 @@ impl Stats {
                 "bus_connected",
                 "1 while the bus reaches the other nodes.",
                 self.bus_connected,
+            ),
+            (
+                "history_bytes",
+                "Bytes of group history kept.",
+                self.history_bytes,
             ),
         ];
         let counters = [
@@ -218,6 +241,21 @@ impl Stats {
                 "Events for the host dropped (its queue was full).",
                 self.host_dropped_events,
             ),
+            (
+                "history_evictions",
+                "History messages evicted by the node's byte bound.",
+                self.history_evictions,
+            ),
+            (
+                "history_recovered",
+                "Joins with since that recovered every missed message.",
+                self.history_recovered,
+            ),
+            (
+                "history_not_recovered",
+                "Joins with since answered recovered: false.",
+                self.history_not_recovered,
+            ),
         ];
         let mut out = format!(
             "# HELP groupcast_build_info The running version.\n# TYPE groupcast_build_info gauge\ngroupcast_build_info{{version=\"{}\"}} 1\n",
@@ -253,7 +291,7 @@ mod tests {
         let text = stats.to_prometheus();
         assert!(text.contains("\ngroupcast_connections 3\n"));
         assert!(text.contains("\ngroupcast_messages_out_total 42\n"));
-        assert_eq!(text.matches("# TYPE").count(), 19);
+        assert_eq!(text.matches("# TYPE").count(), 23);
         assert!(text.contains(&format!(
             "groupcast_build_info{{version=\"{}\"}} 1\n",
             env!("CARGO_PKG_VERSION")

@@ -74,7 +74,11 @@ pub(crate) async fn serve_connection(shared: Arc<NodeState>, stream: TcpStream, 
     };
     let conn = session.conn.clone();
     session.run(target).await;
+    let positioned = shared.history.as_ref().map(|_| conn.groups());
     shared.registry.remove_connection(&conn);
+    if let Some(groups) = positioned {
+        shared.forget_positions(conn.id, &groups);
+    }
     tracing::debug!(conn = conn.id, %peer, code = ?session.close_code, "connection closed");
     if let Some(host) = shared
         .host
@@ -541,7 +545,25 @@ impl ClientSession {
     fn execute(&self, command: ClientCommand, sends: &mut GroupSends) {
         let shared = &self.shared;
         match command {
-            ClientCommand::SendToGroup { group, message } => sends.add(shared, group, &message),
+            ClientCommand::SendToGroup {
+                group,
+                message,
+                json,
+            } => {
+                if shared.history.is_some() {
+                    // Numbered one by one (node/positions.rs).
+                    sends.flush(shared);
+                    shared.send_to_group_at(&group, &message, json, &[]);
+                } else {
+                    sends.add(shared, group, &message);
+                }
+            }
+            ClientCommand::AddGroupPositioned { group, since } => {
+                sends.flush(shared);
+                if let Err(error) = shared.join_positioned(&self.conn, &group, since.as_ref()) {
+                    self.reply(error_reply("join_refused", &error.to_string()));
+                }
+            }
             ClientCommand::AddGroup(group) => {
                 sends.flush(shared);
                 if let Err(error) = shared.registry.join(&self.conn, &group) {
@@ -550,7 +572,9 @@ impl ClientSession {
             }
             ClientCommand::LeaveGroup(group) => {
                 sends.flush(shared);
-                shared.registry.leave(&self.conn, group.as_str());
+                if shared.registry.leave(&self.conn, group.as_str()) {
+                    shared.forget_positions(self.conn.id, std::slice::from_ref(&group));
+                }
             }
         }
     }

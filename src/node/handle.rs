@@ -139,7 +139,12 @@ impl NodeHandle {
     /// [`Error::UnknownConnection`] when no such connection is open.
     pub fn leave(&self, conn: ConnId, group: &str) -> Result<bool> {
         let conn = self.connection(conn)?;
-        Ok(self.state.registry.leave(&conn, group))
+        let left = self.state.registry.leave(&conn, group);
+        if left && let Ok(group) = self.group_id(group) {
+            self.state
+                .forget_positions(conn.id, std::slice::from_ref(&group));
+        }
+        Ok(left)
     }
 
     /// Sends a text message to every member of `group` on every node, except
@@ -151,7 +156,7 @@ impl NodeHandle {
     /// [`Error::InvalidGroup`] for an empty or over-long group id.
     pub fn send_to_group(&self, group: &str, text: &str, exclude: &[ConnId]) -> Result<usize> {
         let group = self.group_id(group)?;
-        Ok(self.state.send_to_group(group.as_str(), text, exclude))
+        Ok(self.state.send_to_group_at(&group, text, false, exclude).0)
     }
 
     /// Sends a text message to every connection of this node, except those
@@ -180,6 +185,9 @@ impl NodeHandle {
         stats.connections = state.registry.connection_count() as u64;
         stats.groups = state.registry.group_count() as u64;
         state.bus.add_stats(&mut stats);
+        if let Some(history) = &state.history {
+            stats.history_bytes = history.bytes() as u64;
+        }
         stats
     }
 

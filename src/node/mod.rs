@@ -28,6 +28,7 @@ mod demo;
 mod handle;
 mod handshake;
 mod metrics;
+mod positions;
 mod state;
 mod writer;
 
@@ -119,6 +120,7 @@ impl Node {
             tasks: &tasks,
         };
         let bus = Bus::start(&config, embedded_channel, context).await?;
+        let history = positions::start_history(&limits, &counters, &shutdown, &tasks);
         let ws_config = WebSocketConfig::default()
             // tungstenite allocates its read buffer eagerly, per connection,
             // and zero-fills it before every read: keep it small (it grows
@@ -143,6 +145,7 @@ impl Node {
             counters,
             open_sockets: AtomicUsize::new(0),
             pending: parking_lot::Mutex::default(),
+            history,
         });
         tasks.spawn(accept_loop(listener, state.clone(), tasks.clone()));
         tasks.spawn(report_slow_consumers(state.clone()));

@@ -51,6 +51,9 @@ pub(crate) struct NodeState {
     /// take an entry out, the connection task removes its own when it
     /// stops waiting.
     pub(crate) pending: Mutex<HashMap<ConnId, Pending>>,
+    /// Group history (`Limits::history_size`); `None` when off, so that
+    /// groups without it cost nothing (see `node/positions.rs`).
+    pub(crate) history: Option<Arc<crate::history::History>>,
 }
 
 /// A connection waiting for the host's verdict before its upgrade.

@@ -1,0 +1,209 @@
+//! Group history on a node: numbering and queueing a message under the
+//! history's lock, joins with `positions` or `since`, and the task that
+//! drops quiet groups' logs.
+//!
+//! With history off (`Limits::history_size` unset) none of this runs: sends
+//! take the plain path, in runs, as before.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::handle::NodeHandle;
+use super::state::NodeState;
+use crate::config::Limits;
+use crate::error::{Error, JoinError, Result};
+use crate::history::{History, HistorySettings, Position, joined_reply};
+use crate::ids::{ConnId, GroupId};
+use crate::queue::Frames;
+use crate::registry::ConnectionEntry;
+use crate::stats::NodeCounters;
+
+/// The node's history when `limits` ask for one, with its expiry task.
+pub(super) fn start_history(
+    limits: &Limits,
+    counters: &Arc<NodeCounters>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Option<Arc<History>> {
+    let size = limits.history_size?;
+    let settings = HistorySettings {
+        size,
+        ttl: limits.history_ttl,
+        max_bytes: limits.history_max_bytes,
+    };
+    let history = Arc::new(History::new(settings, counters.clone()));
+    let (expiring, shutdown) = (history.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        let mut ticks = tokio::time::interval(expiring.expiry_period());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticks.tick() => expiring.expire(),
+            }
+        }
+    });
+    Some(history)
+}
+
+impl NodeState {
+    /// Sends `text` to the group (see [`NodeState::send_to_group`]); with
+    /// history on, the message is numbered and kept first, members that
+    /// asked for positions get it as a `message` object, and its offset is
+    /// returned. `json`: `text` is a JSON value (not a string) as sent.
+    pub(crate) fn send_to_group_at(
+        &self,
+        group: &GroupId,
+        text: &str,
+        json: bool,
+        exclude: &[ConnId],
+    ) -> (usize, Option<u64>) {
+        let Some(history) = &self.history else {
+            return (self.send_to_group(group.as_str(), text, exclude), None);
+        };
+        let raw: Frames = crate::frame::text(text).into();
+        // Numbered and queued under one lock, so a member joining with
+        // `since` finds this message either in its replay or live.
+        let mut guard = history.lock();
+        let (offset, positioned_frame) = guard.append(group, text, json);
+        let delivered = match guard.positioned_members(group.as_str()) {
+            None => {
+                let members = self.registry.fan_out(group.as_str(), &raw, exclude);
+                self.count_out(members, text.len());
+                members
+            }
+            Some(positioned) => {
+                let (raw_members, positioned_members) = self.registry.fan_out_split(
+                    group.as_str(),
+                    &raw,
+                    &positioned_frame.clone().into(),
+                    positioned,
+                    exclude,
+                );
+                self.count_out(raw_members, text.len());
+                self.count_out(positioned_members, positioned_frame.len());
+                raw_members + positioned_members
+            }
+        };
+        drop(guard);
+        self.bus.publish(group.as_str(), text);
+        (delivered, Some(offset))
+    }
+
+    /// Joins `conn` to `group` as a positioned member, and queues the
+    /// `joined` reply, then (with `since`) the missed messages, ahead of
+    /// any live one.
+    ///
+    /// # Errors
+    ///
+    /// The registry's [`JoinError`], nothing queued.
+    pub(crate) fn join_positioned(
+        &self,
+        conn: &Arc<ConnectionEntry>,
+        group: &GroupId,
+        since: Option<&Position>,
+    ) -> Result<(), JoinError> {
+        let counters = &self.counters;
+        let Some(history) = &self.history else {
+            // No history: a plain member; the reply says so (epoch "").
+            self.registry.join(conn, group)?;
+            if since.is_some() {
+                NodeCounters::add(&counters.history_not_recovered, 1);
+            }
+            let reply = joined_reply(group.as_str(), 0, "", since.map(|_| None));
+            let _ = conn.outbox.push(crate::frame::text(&reply));
+            return Ok(());
+        };
+        let mut guard = history.lock();
+        self.registry.join(conn, group)?;
+        guard.set_positioned(group, conn.id, true);
+        let mut frames = Vec::new();
+        let reply = match since {
+            None => {
+                let (last, epoch) = guard.position(group);
+                joined_reply(group.as_str(), last, &epoch, None)
+            }
+            Some(since) => {
+                let recovery = guard.recover(group, since);
+                let missed = recovery.replay.as_ref().map(Vec::len);
+                let counter = match missed {
+                    Some(_) => &counters.history_recovered,
+                    None => &counters.history_not_recovered,
+                };
+                NodeCounters::add(counter, 1);
+                frames = recovery.replay.unwrap_or_default();
+                joined_reply(group.as_str(), recovery.last, &recovery.epoch, Some(missed))
+            }
+        };
+        let replayed: usize = frames.iter().map(|f| f.len()).sum();
+        self.count_out(frames.len(), 0);
+        self.counters.count_out(0, replayed);
+        frames.insert(0, crate::frame::text(&reply));
+        // Refused only for a client too slow for its own replay: it is
+        // then closed (or, with the drop policy, loses it, counted).
+        let _ = conn.outbox.push(Frames::many(frames));
+        Ok(())
+    }
+
+    /// Takes `conn` out of `group`'s positioned members after it left.
+    pub(crate) fn forget_positions(&self, conn: ConnId, groups: &[GroupId]) {
+        if let Some(history) = &self.history {
+            history.forget(conn, groups);
+        }
+    }
+}
+
+impl NodeHandle {
+    /// As [`NodeHandle::send_to_group`], and also returns the message's
+    /// offset in the group's history (`None` with history off).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGroup`] for an empty or over-long group id,
+    /// [`Error::Stopped`] after stop.
+    pub fn send_to_group_with_offset(
+        &self,
+        group: &str,
+        text: &str,
+        exclude: &[ConnId],
+    ) -> Result<(usize, Option<u64>)> {
+        let group = self.checked_group(group)?;
+        Ok(self.state().send_to_group_at(&group, text, false, exclude))
+    }
+
+    /// The group's history: its epoch, and its kept messages after offset
+    /// `since` (all kept ones when `None`), oldest first, at most `limit`,
+    /// each with its offset. A group with no history yet gets a new epoch
+    /// and no messages.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the node keeps no history (`history_size`
+    /// unset), [`Error::InvalidGroup`] for a bad group id,
+    /// [`Error::Stopped`] after stop.
+    pub fn history(
+        &self,
+        group: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<(String, Vec<(u64, String)>)> {
+        let group = self.checked_group(group)?;
+        let Some(history) = &self.state().history else {
+            return Err(Error::Config(
+                "this node keeps no group history: set history_size".into(),
+            ));
+        };
+        Ok(history.read(&group, since, limit))
+    }
+
+    fn checked_group(&self, group: &str) -> Result<GroupId> {
+        let state = self.state();
+        if state.stopped.load(Ordering::Acquire) {
+            return Err(Error::Stopped);
+        }
+        GroupId::new(group, state.limits.max_group_id_len).map_err(Error::InvalidGroup)
+    }
+}
