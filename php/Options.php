@@ -43,6 +43,9 @@ final class Options
         'channel_secret' => '?string',
         'metrics_listen' => '?address',
         'poll_batch' => 'count',
+        'history_size' => 'limit',
+        'history_ttl' => 'duration',
+        'history_max_bytes' => 'limit',
     ];
 
     /** groupcast_limit values. */
@@ -57,6 +60,9 @@ final class Options
         'handshake_timeout' => 8,
         'drain_timeout' => 9,
         'send_buffer_size' => 10,
+        'history_size' => 170,
+        'history_ttl' => 171,
+        'history_max_bytes' => 172,
     ];
 
     /** groupcast_slow_consumer values. */

@@ -46,6 +46,14 @@ class Stats(TypedDict):
     """Messages from the bus dropped: the node had not taken earlier ones."""
     host_dropped_events: int
     """Events for the host dropped because its queue was full."""
+    history_bytes: int
+    """Bytes of group history kept now (0 with history off)."""
+    history_evictions: int
+    """History messages evicted by the node's byte bound."""
+    history_recovered: int
+    """Joins with ``since`` that got every missed message."""
+    history_not_recovered: int
+    """Joins with ``since`` answered ``recovered: false``."""
 
 
 class _HealthKeys(TypedDict):

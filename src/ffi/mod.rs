@@ -27,11 +27,13 @@ mod actions;
 mod channel;
 mod config;
 mod events;
+mod history;
 mod server;
 
 pub use actions::*;
 pub use channel::*;
 pub use config::*;
 pub use events::*;
+pub use history::*;
 pub use result::*;
 pub use server::*;
