@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::channel::{BackgroundChannelServer, ChannelServerConfig};
+use crate::channel::{BackgroundChannelServer, ChannelHistoryConfig, ChannelServerConfig};
 use crate::config::{Config, DEFAULT_CHANNEL_LISTEN, DEFAULT_LISTEN, Limits, SlowConsumerPolicy};
 use crate::logging::LogFormat;
 use crate::server::Server;
@@ -186,6 +186,17 @@ struct ChannelArgs {
         hide_env_values = true
     )]
     secret: Option<String>,
+    /// Group history for the cluster: messages kept per group, numbered
+    /// here so that offsets agree on every node [default: no history].
+    /// Nodes using it are started with --history-size too.
+    #[arg(long, value_name = "N")]
+    history_size: Option<usize>,
+    /// Seconds after a group's last message that its history is dropped.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    history_ttl: f64,
+    /// Most bytes of history kept, all groups together.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().history_max_bytes)]
+    history_max_bytes: usize,
 }
 
 /// Parses `args` (program name first) and runs the command until SIGINT or
@@ -283,8 +294,31 @@ fn channel_port_taken(addr: &str, source: &std::io::Error) -> String {
 }
 
 fn channel(args: ChannelArgs) -> crate::Result<()> {
+    // The node's validator judges the history settings, so they mean the
+    // same here.
+    let limits = Limits {
+        history_size: args.history_size,
+        history_ttl: Duration::try_from_secs_f64(args.history_ttl).map_err(|_| {
+            crate::Error::Config(format!(
+                "history_ttl must be a number of seconds, not {}",
+                args.history_ttl
+            ))
+        })?,
+        history_max_bytes: args.history_max_bytes,
+        ..Limits::default()
+    };
+    Config {
+        limits: limits.clone(),
+        ..Config::local("127.0.0.1:0")
+    }
+    .validate()?;
     let config = ChannelServerConfig {
         secret: args.secret,
+        history: limits.history_size.map(|size| ChannelHistoryConfig {
+            size,
+            ttl: limits.history_ttl,
+            max_bytes: limits.history_max_bytes,
+        }),
         ..ChannelServerConfig::default()
     };
     let server = BackgroundChannelServer::start(&args.listen, config)?;

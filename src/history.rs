@@ -45,6 +45,9 @@ pub(crate) struct HistorySettings {
     pub(crate) ttl: Duration,
     /// Most bytes of history the node keeps, all groups together.
     pub(crate) max_bytes: usize,
+    /// Keep each message's positioned websocket frame (a node); a channel
+    /// server keeps only the data.
+    pub(crate) frames: bool,
 }
 
 /// A client's last known position, from `add_group`'s `since`.
@@ -238,10 +241,14 @@ impl HistoryGuard<'_> {
     /// positioned members' frame.
     pub(crate) fn append(&mut self, group: &GroupId, text: &str, json: bool) -> (u64, Bytes) {
         let size = self.history.settings.size;
+        let frames = self.history.settings.frames;
         let log = self.log(group);
         log.last += 1;
         let offset = log.last;
-        let frame = positioned_frame(group.as_str(), offset, text, json);
+        let frame = match frames {
+            true => positioned_frame(group.as_str(), offset, text, json),
+            false => Bytes::new(),
+        };
         let entry = Entry {
             offset,
             text: text.into(),
@@ -314,6 +321,28 @@ impl HistoryGuard<'_> {
             epoch,
             replay,
         }
+    }
+
+    /// As [`HistoryGuard::recover`], with the kept texts rather than the
+    /// frames (a channel server replays data).
+    pub(crate) fn recover_texts(
+        &mut self,
+        group: &GroupId,
+        since: &Position,
+    ) -> (u64, Arc<str>, Option<Vec<Arc<str>>>) {
+        let log = self.log(group);
+        let (last, epoch) = (log.last, log.epoch.clone());
+        let first_kept = log.entries.front().map_or(last + 1, |e| e.offset);
+        let complete =
+            *log.epoch == *since.epoch && since.offset <= last && first_kept <= since.offset + 1;
+        let texts = complete.then(|| {
+            log.entries
+                .iter()
+                .filter(|e| e.offset > since.offset)
+                .map(|e| e.text.clone())
+                .collect()
+        });
+        (last, epoch, texts)
     }
 
     /// Drops the logs of groups quiet for `history_ttl` as of `now`.
@@ -423,6 +452,7 @@ mod tests {
                 size,
                 ttl: Duration::from_secs(300),
                 max_bytes,
+                frames: true,
             },
             Arc::default(),
         )
@@ -504,6 +534,7 @@ mod tests {
                 size: 10,
                 ttl: Duration::from_millis(20),
                 max_bytes: 1 << 20,
+                frames: true,
             },
             Arc::default(),
         );

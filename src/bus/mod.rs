@@ -28,6 +28,7 @@ use crate::stats::{NodeCounters, Stats};
 
 mod channel;
 mod envelope;
+mod positions;
 mod redis;
 mod remote;
 
@@ -48,7 +49,12 @@ pub(crate) enum Bus {
     /// A single node: nothing leaves the process.
     Local,
     /// Nodes meet on a channel server.
-    Channel { client: ChannelClient, node_id: u64 },
+    Channel {
+        client: ChannelClient,
+        node_id: u64,
+        /// Group history kept by the channel server (`positions.rs`).
+        positions: Option<Arc<positions::ClusterPositions>>,
+    },
     /// Nodes meet on a Redis deployment (standalone or cluster).
     Redis(RedisBus),
 }
@@ -95,10 +101,11 @@ impl Bus {
         let Some(interest) = context.interest else {
             return Ok(Bus::Local);
         };
-        let remote = Remote {
+        let mut remote = Remote {
             node_id: context.node_id,
             registry: context.registry,
             counters: context.counters,
+            positions: None,
         };
         if let Some(url) = &config.bus {
             let target = RedisTarget::parse(url).map_err(Error::Config)?;
@@ -119,6 +126,18 @@ impl Bus {
             secret: config.channel_secret.clone(),
             ..ChannelClientConfig::default()
         };
+        let (positions, history_requests) = match config.limits.history_size {
+            Some(_) => {
+                let (positions, requests) = positions::ClusterPositions::new(
+                    context.node_id,
+                    remote.registry.clone(),
+                    remote.counters.clone(),
+                );
+                remote.positions = Some(positions.clone());
+                (Some(positions), Some(requests))
+            }
+            None => (None, None),
+        };
         let (client, events) = ChannelClient::connect(
             addr,
             client_config,
@@ -132,6 +151,7 @@ impl Bus {
             interest,
             events,
             context.shutdown.clone(),
+            history_requests,
         ));
         if embedded {
             let _ = tokio::time::timeout(EMBEDDED_BUS_TIMEOUT, client.wait_connected()).await;
@@ -139,6 +159,7 @@ impl Bus {
         Ok(Bus::Channel {
             client,
             node_id: context.node_id,
+            positions,
         })
     }
 
@@ -147,7 +168,9 @@ impl Bus {
     pub(crate) fn publish(&self, group: &str, message: &str) {
         match self {
             Bus::Local => {}
-            Bus::Channel { client, node_id } => {
+            Bus::Channel {
+                client, node_id, ..
+            } => {
                 let envelope = Envelope {
                     group_id: Cow::Borrowed(group),
                     message: Cow::Borrowed(message),
@@ -157,6 +180,17 @@ impl Bus {
                 let _ = client.publish_to_others(&group_channel(group), &envelope);
             }
             Bus::Redis(redis) => redis.publish(group, message),
+        }
+    }
+
+    /// Group history kept by the channel server, when this node uses it.
+    pub(crate) fn positions(&self) -> Option<&positions::ClusterPositions> {
+        match self {
+            Bus::Channel {
+                positions: Some(positions),
+                ..
+            } => Some(positions),
+            _ => None,
         }
     }
 

@@ -17,6 +17,9 @@ pub(crate) struct Remote {
     pub(crate) registry: Arc<Registry>,
     /// The node's counters.
     pub(crate) counters: Arc<NodeCounters>,
+    /// Group history in a channel-server cluster: numbered messages are
+    /// delivered there (`positions.rs`).
+    pub(crate) positions: Option<Arc<super::positions::ClusterPositions>>,
 }
 
 /// Consecutive messages of other nodes, gathered so that those for one
@@ -29,6 +32,11 @@ impl Remote {
     /// message (ignores this node's own echo and foreign data); delivers the
     /// run this one ended.
     pub(super) fn add(&self, run: &mut RemoteRun, data: &[u8]) {
+        if let Some(positions) = &self.positions {
+            self.finish(run);
+            positions.deliver(data);
+            return;
+        }
         let Some(envelope) = Envelope::from_other_node(data, self.node_id) else {
             return;
         };

@@ -5,10 +5,12 @@
 pub mod background;
 pub mod client;
 pub mod codec;
+mod history;
 pub(crate) mod message;
 pub mod server;
 
 pub use background::{BackgroundChannelClient, BackgroundChannelServer};
 pub use client::{ChannelClient, ChannelClientConfig, ChannelEvents};
+pub use history::{ChannelHistoryConfig, HISTORY_REPLY_CHANNEL};
 pub use message::ChannelEvent;
 pub use server::{ChannelServer, ChannelServerConfig};

@@ -38,6 +38,8 @@ pub struct ChannelServerConfig {
     /// address other than loopback: the channel carries every group's
     /// traffic.
     pub secret: Option<String>,
+    /// Group history for the cluster (`channel/history.rs`); `None`: none.
+    pub history: Option<super::history::ChannelHistoryConfig>,
 }
 
 impl Default for ChannelServerConfig {
@@ -49,6 +51,7 @@ impl Default for ChannelServerConfig {
             // them more room than a single websocket client.
             outbound_queue_bytes: 64 << 20,
             secret: None,
+            history: None,
         }
     }
 }
@@ -73,6 +76,8 @@ struct Hub {
     next_id: AtomicU64,
     /// Subscribers closed for being too slow, among others.
     counters: Arc<NodeCounters>,
+    /// The cluster's group history, when configured (`channel/history.rs`).
+    history: Option<Arc<crate::history::History>>,
 }
 
 struct Subscriber {
@@ -98,12 +103,19 @@ impl ChannelServer {
                 "a channel server listening on {local_addr} (not loopback) needs a secret"
             )));
         }
+        let mut hub = Hub::default();
+        hub.history = super::history::new_history(config.history, &hub.counters);
         let server = ChannelServer {
             local_addr,
-            hub: Arc::default(),
+            hub: Arc::new(hub),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         };
+        if let Some(history) = server.hub.history.clone() {
+            server
+                .tasks
+                .spawn(expire_history(history, server.shutdown.clone()));
+        }
         server.tasks.spawn(accept_loop(
             listener,
             server.hub.clone(),
@@ -230,7 +242,7 @@ async fn serve_client(
                     .await;
                     break;
                 }
-                if handle_request(&hub, id, &me, &mut subscribed, &body).is_err() {
+                if handle_request(&hub, id, &me, &mut subscribed, &body, config.max_frame).is_err() {
                     break;
                 }
             }
@@ -247,8 +259,30 @@ fn handle_request(
     me: &Arc<Subscriber>,
     subscribed: &mut HashSet<String>,
     body: &[u8],
+    max_frame: usize,
 ) -> Result<(), String> {
-    match parse_request(body)? {
+    let request = match parse_request(body) {
+        Ok(request) => request,
+        // Group history's requests (channel/history.rs), unknown to the
+        // seed's dialect: only bodies that are not one of its requests get
+        // here.
+        Err(why) => {
+            let publish = |channel: &str, data: &serde_json::value::RawValue| {
+                let _ = hub.publish(channel, data, None);
+            };
+            return match super::history::handle(hub.history.as_deref(), body, max_frame, publish) {
+                Some(Ok(reply)) => {
+                    if let Some(reply) = reply {
+                        let _ = me.outbox.push(reply);
+                    }
+                    Ok(())
+                }
+                Some(Err(e)) => Err(e),
+                None => Err(why),
+            };
+        }
+    };
+    match request {
         Request::Ping => {}
         // Already authenticated (or no secret needed): say so, so that a
         // client that sent a secret knows its link is up.
@@ -284,6 +318,17 @@ fn handle_request(
         }
     }
     Ok(())
+}
+
+/// Drops quiet channels' history now and then.
+async fn expire_history(history: Arc<crate::history::History>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(history.expiry_period());
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => history.expire(),
+        }
+    }
 }
 
 /// Compares secrets in time that does not depend on where they differ.

@@ -305,6 +305,11 @@ impl Config {
         if l.history_size == Some(0) {
             return bad("history_size must be at least 1 (leave it unset for no history)");
         }
+        if l.history_size.is_some() && self.bus.is_some() {
+            return bad(
+                "group history (history_size) is not available on a Redis bus yet: use a channel server or a single node",
+            );
+        }
         if l.idle_timeout < l.ping_interval {
             return bad("idle_timeout must be at least ping_interval");
         }

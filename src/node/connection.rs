@@ -74,7 +74,7 @@ pub(crate) async fn serve_connection(shared: Arc<NodeState>, stream: TcpStream, 
     };
     let conn = session.conn.clone();
     session.run(target).await;
-    let positioned = shared.history.as_ref().map(|_| conn.groups());
+    let positioned = shared.numbers_messages().then(|| conn.groups());
     shared.registry.remove_connection(&conn);
     if let Some(groups) = positioned {
         shared.forget_positions(conn.id, &groups);
@@ -550,7 +550,7 @@ impl ClientSession {
                 message,
                 json,
             } => {
-                if shared.history.is_some() {
+                if shared.numbers_messages() {
                     // Numbered one by one (node/positions.rs).
                     sends.flush(shared);
                     shared.send_to_group_at(&group, &message, json, &[]);

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::accept::next_connection;
 use crate::bus::{Bus, BusContext};
-use crate::channel::{ChannelServer, ChannelServerConfig};
+use crate::channel::{ChannelHistoryConfig, ChannelServer, ChannelServerConfig};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::host::HostEvents;
@@ -77,6 +77,12 @@ impl Node {
                 let server_config = ChannelServerConfig {
                     max_frame: limits.max_channel_frame,
                     secret: config.channel_secret.clone(),
+                    // The cluster's group history, kept by the channel server.
+                    history: limits.history_size.map(|size| ChannelHistoryConfig {
+                        size,
+                        ttl: limits.history_ttl,
+                        max_bytes: limits.history_max_bytes,
+                    }),
                     ..ChannelServerConfig::default()
                 };
                 Some(ChannelServer::bind(addr, server_config).await?)
@@ -120,7 +126,7 @@ impl Node {
             tasks: &tasks,
         };
         let bus = Bus::start(&config, embedded_channel, context).await?;
-        let history = positions::start_history(&limits, &counters, &shutdown, &tasks);
+        let history = positions::start_history(&limits, &bus, &counters, &shutdown, &tasks);
         let ws_config = WebSocketConfig::default()
             // tungstenite allocates its read buffer eagerly, per connection,
             // and zero-fills it before every read: keep it small (it grows

@@ -18,21 +18,27 @@ use crate::error::{Error, JoinError, Result};
 use crate::history::{History, HistorySettings, Position, joined_reply};
 use crate::ids::{ConnId, GroupId};
 use crate::queue::Frames;
-use crate::registry::ConnectionEntry;
+use crate::registry::{ConnectionEntry, Delivery};
 use crate::stats::NodeCounters;
 
 /// The node's history when `limits` ask for one, with its expiry task.
 pub(super) fn start_history(
     limits: &Limits,
+    bus: &crate::bus::Bus,
     counters: &Arc<NodeCounters>,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Option<Arc<History>> {
     let size = limits.history_size?;
+    if bus.positions().is_some() {
+        // The channel server keeps the cluster's history.
+        return None;
+    }
     let settings = HistorySettings {
         size,
         ttl: limits.history_ttl,
         max_bytes: limits.history_max_bytes,
+        frames: true,
     };
     let history = Arc::new(History::new(settings, counters.clone()));
     let (expiring, shutdown) = (history.clone(), shutdown.clone());
@@ -61,6 +67,11 @@ impl NodeState {
         json: bool,
         exclude: &[ConnId],
     ) -> (usize, Option<u64>) {
+        if let Some(cluster) = self.bus.positions() {
+            // Delivered here too when it comes back numbered.
+            cluster.publish(group.as_str(), text, json, exclude);
+            return (0, None);
+        }
         let Some(history) = &self.history else {
             return (self.send_to_group(group.as_str(), text, exclude), None);
         };
@@ -76,12 +87,15 @@ impl NodeState {
                 members
             }
             Some(positioned) => {
-                let (raw_members, positioned_members) = self.registry.fan_out_split(
+                let (raw_members, positioned_members) = self.registry.fan_out_with(
                     group.as_str(),
                     &raw,
                     &positioned_frame.clone().into(),
-                    positioned,
-                    exclude,
+                    |id| match (exclude.contains(&id), positioned.contains(&id)) {
+                        (true, _) => Delivery::Skip,
+                        (false, true) => Delivery::Positioned,
+                        (false, false) => Delivery::Raw,
+                    },
                 );
                 self.count_out(raw_members, text.len());
                 self.count_out(positioned_members, positioned_frame.len());
@@ -107,6 +121,9 @@ impl NodeState {
         since: Option<&Position>,
     ) -> Result<(), JoinError> {
         let counters = &self.counters;
+        if let Some(cluster) = self.bus.positions() {
+            return cluster.join(conn, group, since);
+        }
         let Some(history) = &self.history else {
             // No history: a plain member; the reply says so (epoch "").
             self.registry.join(conn, group)?;
@@ -153,6 +170,16 @@ impl NodeState {
         if let Some(history) = &self.history {
             history.forget(conn, groups);
         }
+        if let Some(cluster) = self.bus.positions() {
+            cluster.forget(conn, groups);
+        }
+    }
+
+    /// Whether group messages are numbered (history on this node, or kept
+    /// by the channel server): sends then go one by one through
+    /// [`NodeState::send_to_group_at`].
+    pub(crate) fn numbers_messages(&self) -> bool {
+        self.history.is_some() || self.bus.positions().is_some()
     }
 }
 
@@ -192,9 +219,13 @@ impl NodeHandle {
     ) -> Result<(String, Vec<(u64, String)>)> {
         let group = self.checked_group(group)?;
         let Some(history) = &self.state().history else {
-            return Err(Error::Config(
-                "this node keeps no group history: set history_size".into(),
-            ));
+            let why = match self.state().bus.positions() {
+                Some(_) => {
+                    "the channel server keeps this cluster's history: clients recover with add_group's since"
+                }
+                None => "this node keeps no group history: set history_size",
+            };
+            return Err(Error::Config(why.into()));
         };
         Ok(history.read(&group, since, limit))
     }
