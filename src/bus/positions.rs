@@ -182,6 +182,84 @@ impl ClusterPositions {
         Ok(())
     }
 
+    /// Delivers group events in order: consecutive numbered messages of one
+    /// group go to each member as one item (as runs do without history).
+    pub(crate) fn deliver_many(&self, events: &[Box<[u8]>]) {
+        let mut run: Vec<NumberedEnvelope<'_>> = Vec::new();
+        for data in events {
+            let Ok(envelope) = serde_json::from_slice::<NumberedEnvelope<'_>>(data) else {
+                continue;
+            };
+            let joins = envelope.offset.is_some()
+                && envelope.exclude.is_empty()
+                && run
+                    .last()
+                    .is_none_or(|last| last.group_id == envelope.group_id);
+            if !joins {
+                self.deliver_run(&mut run);
+            }
+            if envelope.offset.is_some() && envelope.exclude.is_empty() {
+                run.push(envelope);
+            } else {
+                self.deliver(data);
+            }
+        }
+        self.deliver_run(&mut run);
+    }
+
+    /// Delivers numbered messages of one group, without exclusions.
+    fn deliver_run(&self, run: &mut Vec<NumberedEnvelope<'_>>) {
+        let Some(first) = run.first() else {
+            return;
+        };
+        let group = first.group_id.to_string();
+        let mut raw = Vec::with_capacity(run.len());
+        let mut positioned = Vec::with_capacity(run.len());
+        let mut text_bytes = 0;
+        for envelope in run.iter() {
+            let offset = envelope.offset.unwrap_or_default();
+            raw.push(crate::frame::text(&envelope.message));
+            positioned.push((
+                offset,
+                positioned_frame(&group, offset, &envelope.message, envelope.json),
+            ));
+            text_bytes += envelope.message.len();
+        }
+        let count = run.len();
+        run.clear();
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let mut held = Vec::new();
+        if let Some(ids) = inner.pending_groups.get(group.as_str()) {
+            for id in ids {
+                if let Some(pending) = inner.pending.get_mut(id) {
+                    pending.buffered.extend(positioned.iter().cloned());
+                    held.push(pending.conn.id);
+                }
+            }
+        }
+        let raw = Frames::many(raw);
+        let positioned = Frames::many(positioned.into_iter().map(|(_, f)| f).collect());
+        let members = inner.positioned.get(group.as_str());
+        let (raw_members, positioned_members) =
+            self.registry.fan_out_with(&group, &raw, &positioned, |id| {
+                if held.contains(&id) {
+                    Delivery::Skip
+                } else if members.is_some_and(|set| set.contains(&id)) {
+                    Delivery::Positioned
+                } else {
+                    Delivery::Raw
+                }
+            });
+        drop(guard);
+        self.counters
+            .count_out(raw_members * count, raw_members * text_bytes);
+        self.counters.count_out(
+            positioned_members * count,
+            positioned_members * positioned.bytes(),
+        );
+    }
+
     /// Delivers a group event (numbered or not) to this node's members.
     pub(crate) fn deliver(&self, data: &[u8]) {
         let Ok(envelope) = serde_json::from_slice::<NumberedEnvelope<'_>>(data) else {

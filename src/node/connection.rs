@@ -551,9 +551,8 @@ impl ClientSession {
                 json,
             } => {
                 if shared.numbers_messages() {
-                    // Numbered one by one (node/positions.rs).
-                    sends.flush(shared);
-                    shared.send_to_group_at(&group, &message, json, &[]);
+                    // Numbered (node/positions.rs).
+                    sends.1.add(shared, group, message, json);
                 } else {
                     sends.add(shared, group, &message);
                 }
@@ -649,7 +648,7 @@ impl ClientSession {
 /// together at the end of the run, so a burst costs each member one queue
 /// push and one wake-up rather than one per message.
 #[derive(Default)]
-struct GroupSends(FrameRun<GroupId>);
+struct GroupSends(FrameRun<GroupId>, super::positions::NumberedRun);
 
 impl GroupSends {
     fn add(&mut self, shared: &NodeState, group: GroupId, text: &str) {
@@ -665,6 +664,7 @@ impl GroupSends {
         if let Some((group, frames, text_bytes)) = self.0.finish() {
             shared.fan_out_run(group.as_str(), &frames, text_bytes);
         }
+        self.1.flush(shared);
     }
 }
 

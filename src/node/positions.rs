@@ -107,6 +107,46 @@ impl NodeState {
         (delivered, Some(offset))
     }
 
+    /// Delivers a client's run of messages to one group with history on
+    /// this node: numbered and kept under one lock, then queued to each
+    /// member as one item (raw or positioned), as runs are without history.
+    fn send_numbered_run(&self, group: &GroupId, texts: &[(String, bool)]) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        let mut raw = Vec::with_capacity(texts.len());
+        let mut positioned = Vec::with_capacity(texts.len());
+        let mut text_bytes = 0;
+        let mut guard = history.lock();
+        for (text, json) in texts {
+            positioned.push(guard.append(group, text, *json).1);
+            raw.push(crate::frame::text(text));
+            text_bytes += text.len();
+        }
+        let (raw, positioned) = (Frames::many(raw), Frames::many(positioned));
+        let (raw_members, positioned_members) = match guard.positioned_members(group.as_str()) {
+            None => (self.registry.fan_out(group.as_str(), &raw, &[]), 0),
+            Some(members) => self
+                .registry
+                .fan_out_with(group.as_str(), &raw, &positioned, |id| {
+                    match members.contains(&id) {
+                        true => Delivery::Positioned,
+                        false => Delivery::Raw,
+                    }
+                }),
+        };
+        drop(guard);
+        self.counters
+            .count_out(raw_members * texts.len(), raw_members * text_bytes);
+        self.counters.count_out(
+            positioned_members * texts.len(),
+            positioned_members * positioned.bytes(),
+        );
+        for (text, _) in texts {
+            self.bus.publish(group.as_str(), text);
+        }
+    }
+
     /// Joins `conn` to `group` as a positioned member, and queues the
     /// `joined` reply, then (with `since`) the missed messages, ahead of
     /// any live one.
@@ -236,5 +276,38 @@ impl NodeHandle {
             return Err(Error::Stopped);
         }
         GroupId::new(group, state.limits.max_group_id_len).map_err(Error::InvalidGroup)
+    }
+}
+
+/// A client's `send_to_group` commands read in a row for one group, when
+/// messages are numbered: with history on this node they are numbered and
+/// delivered together when the run ends (so a burst costs each member one
+/// queue push, as without history); in a channel-server cluster each is
+/// published at once, to be numbered by the channel server.
+#[derive(Default)]
+pub(super) struct NumberedRun {
+    group: Option<GroupId>,
+    texts: Vec<(String, bool)>,
+}
+
+impl NumberedRun {
+    pub(super) fn add(&mut self, shared: &NodeState, group: GroupId, text: String, json: bool) {
+        if shared.history.is_none() {
+            shared.send_to_group_at(&group, &text, json, &[]);
+            return;
+        }
+        if self.group.as_ref() != Some(&group) {
+            self.flush(shared);
+            self.group = Some(group);
+        }
+        self.texts.push((text, json));
+    }
+
+    /// Delivers the pending run.
+    pub(super) fn flush(&mut self, shared: &NodeState) {
+        if let Some(group) = self.group.take() {
+            shared.send_numbered_run(&group, &self.texts);
+            self.texts.clear();
+        }
     }
 }
