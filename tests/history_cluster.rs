@@ -180,6 +180,15 @@ async fn exactly_the_five_missed_messages_then_live_ones() {
         .await;
     assert_eq!(recv_positioned(&mut member).await, (7, json!([7])));
     member.expect_nothing().await;
+    // A host reads the cluster's history from the channel server (a
+    // blocking call: from a thread of its own).
+    let handle = node_b.handle();
+    let (epoch, kept) = tokio::task::spawn_blocking(move || handle.history("g", Some(4), 2))
+        .await
+        .unwrap()
+        .expect("the channel server answers");
+    assert_eq!(json!(epoch), joined["epoch"]);
+    assert_eq!(kept, vec![(5, "m5".to_owned()), (6, "m6".to_owned())]);
     node_a.stop().await;
     node_b.stop().await;
     hub.stop().await;

@@ -86,7 +86,12 @@ pub(crate) struct ClusterPositions {
     /// the subscriptions asked before them.
     requests: mpsc::UnboundedSender<Bytes>,
     next_request: AtomicU64,
+    /// Hosts waiting for a `history` read, by request id.
+    reads: Mutex<HashMap<u64, std::sync::mpsc::SyncSender<HostRead>>>,
 }
+
+/// A host's read of a group's history: its epoch and `(offset, message)`s.
+pub(crate) type HostRead = (String, Vec<(u64, String)>);
 
 /// The receiving end of [`ClusterPositions`]'s requests, for the bus task.
 pub(crate) type HistoryRequests = mpsc::UnboundedReceiver<Bytes>;
@@ -105,6 +110,7 @@ impl ClusterPositions {
             inner: Mutex::default(),
             requests,
             next_request: AtomicU64::new(1),
+            reads: Mutex::default(),
         };
         (Arc::new(positions), receiver)
     }
@@ -314,6 +320,33 @@ impl ClusterPositions {
             .count_out(positioned_count, positioned_count * positioned.len());
     }
 
+    /// Reads `group`'s history from the channel server for a host: the kept
+    /// messages after `after`, at most `limit`. Blocks the calling thread
+    /// until the answer comes, at most `timeout` (`None` then).
+    pub(crate) fn read(
+        &self,
+        group: &str,
+        after: u64,
+        limit: usize,
+        timeout: std::time::Duration,
+    ) -> Option<HostRead> {
+        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let request = serde_json::json!({
+            "type": "history",
+            "id": id,
+            "channel": group_channel(group),
+            "after": after,
+            "limit": limit,
+        });
+        let frame = crate::channel::message::encode_request(&request)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.reads.lock().insert(id, tx);
+        let _ = self.requests.send(frame);
+        let answer = rx.recv_timeout(timeout).ok();
+        self.reads.lock().remove(&id);
+        answer
+    }
+
     /// Completes a held join with the channel server's reply.
     pub(crate) fn on_reply(&self, data: &[u8]) {
         #[derive(Deserialize)]
@@ -328,6 +361,16 @@ impl ClusterPositions {
         let Ok(reply) = serde_json::from_slice::<Reply<'_>>(data) else {
             return;
         };
+        if let Some(waiter) = self.reads.lock().remove(&reply.id) {
+            let messages = reply
+                .messages
+                .iter()
+                .filter_map(|m| serde_json::from_str::<NumberedEnvelope<'_>>(m.get()).ok())
+                .filter_map(|e| Some((e.offset?, e.message.into_owned())))
+                .collect();
+            let _ = waiter.try_send((reply.epoch, messages));
+            return;
+        }
         let mut inner = self.inner.lock();
         let Some(pending) = inner.pending.remove(&reply.id) else {
             return;

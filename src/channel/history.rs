@@ -73,6 +73,11 @@ struct WireHistoryRequest<'a> {
     id: u64,
     #[serde(default)]
     since: Option<WireSince>,
+    /// A host's read: the kept data after this offset (at most `limit`).
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -95,7 +100,12 @@ pub(crate) fn handle(
 ) -> Option<Result<Option<bytes::Bytes>, String>> {
     let request: WireHistoryRequest<'_> = serde_json::from_slice(body).ok()?;
     let WireHistoryRequest {
-        channel, id, since, ..
+        channel,
+        id,
+        since,
+        after,
+        limit,
+        ..
     } = request;
     Some(match (&*request.kind, request.data) {
         ("publish_numbered", Some(data)) => {
@@ -124,9 +134,57 @@ pub(crate) fn handle(
             }
             Ok(None)
         }
-        ("history", _) => reply(history, id, &channel, since, max_frame).map(Some),
+        ("history", _) => match after {
+            Some(after) => read_reply(
+                history,
+                id,
+                &channel,
+                after,
+                limit.unwrap_or(100),
+                max_frame,
+            )
+            .map(Some),
+            None => reply(history, id, &channel, since, max_frame).map(Some),
+        },
         _ => return None,
     })
+}
+
+/// The reply to a host's read (`after`, `limit`): the kept data after
+/// `after`, at most `limit`, as for a recovery.
+fn read_reply(
+    history: Option<&History>,
+    id: u64,
+    channel: &str,
+    after: u64,
+    limit: usize,
+    max_frame: usize,
+) -> Result<bytes::Bytes, String> {
+    let (epoch, messages) = match (history, GroupId::new(channel, usize::MAX)) {
+        (Some(history), Ok(key)) => history.read(&key, Some(after), limit),
+        _ => (String::new(), Vec::new()),
+    };
+    let mut data = format!(
+        "{{\"id\":{id},\"channel\":{},\"epoch\":{},\"last\":0,\"recovered\":{},\"messages\":[",
+        serde_json::to_string(channel).map_err(|e| e.to_string())?,
+        serde_json::to_string(&epoch).map_err(|e| e.to_string())?,
+        history.is_some(),
+    );
+    let mut size = data.len();
+    for (i, (_, message)) in messages.iter().enumerate() {
+        // Whatever fits in one frame: a host reads on from the last offset.
+        size += message.len() + 1;
+        if size + 64 > max_frame {
+            break;
+        }
+        if i > 0 {
+            data.push(',');
+        }
+        data.push_str(message);
+    }
+    data.push_str("]}");
+    let data = RawValue::from_string(data).map_err(|e| e.to_string())?;
+    event_frame(HISTORY_REPLY_CHANNEL, &data).map_err(|e| e.to_string())
 }
 
 /// The reply to a `history` request, as an event frame.

@@ -21,6 +21,9 @@ use crate::queue::Frames;
 use crate::registry::{ConnectionEntry, Delivery};
 use crate::stats::NodeCounters;
 
+/// How long a host's `history` read waits for the channel server.
+const CLUSTER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The node's history when `limits` ask for one, with its expiry task.
 pub(super) fn start_history(
     limits: &Limits,
@@ -244,12 +247,15 @@ impl NodeHandle {
     /// The group's history: its epoch, and its kept messages after offset
     /// `since` (all kept ones when `None`), oldest first, at most `limit`,
     /// each with its offset. A group with no history yet gets a new epoch
-    /// and no messages.
+    /// and no messages. In a channel-server cluster the channel server is
+    /// asked: this blocks the calling thread until it answers (at most
+    /// 5 s), so call it from a host thread, not from the node's runtime.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] when the node keeps no history (`history_size`
-    /// unset), [`Error::InvalidGroup`] for a bad group id,
+    /// unset), [`Error::Channel`] when the channel server does not answer
+    /// in time, [`Error::InvalidGroup`] for a bad group id,
     /// [`Error::Stopped`] after stop.
     pub fn history(
         &self,
@@ -258,14 +264,25 @@ impl NodeHandle {
         limit: usize,
     ) -> Result<(String, Vec<(u64, String)>)> {
         let group = self.checked_group(group)?;
+        if let Some(cluster) = self.state().bus.positions() {
+            return cluster
+                .read(
+                    group.as_str(),
+                    since.unwrap_or(0),
+                    limit,
+                    CLUSTER_READ_TIMEOUT,
+                )
+                .ok_or_else(|| {
+                    Error::Channel(format!(
+                        "the channel server did not answer in {} s",
+                        CLUSTER_READ_TIMEOUT.as_secs()
+                    ))
+                });
+        }
         let Some(history) = &self.state().history else {
-            let why = match self.state().bus.positions() {
-                Some(_) => {
-                    "the channel server keeps this cluster's history: clients recover with add_group's since"
-                }
-                None => "this node keeps no group history: set history_size",
-            };
-            return Err(Error::Config(why.into()));
+            return Err(Error::Config(
+                "this node keeps no group history: set history_size".into(),
+            ));
         };
         Ok(history.read(&group, since, limit))
     }
