@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{ARRIVES, Client};
+use futures_util::StreamExt;
 use groupcast::channel::{ChannelHistoryConfig, ChannelServer, ChannelServerConfig};
 use groupcast::{Config, Limits, Node};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 async fn history_hub(addr: &str) -> ChannelServer {
     let config = ChannelServerConfig {
@@ -225,6 +227,42 @@ async fn a_restarted_channel_server_means_a_new_epoch() {
     sender.send_to_group("g", "after").await;
     assert_eq!(recv_positioned(&mut member).await, (1, json!("after")));
     assert_eq!(node.handle().stats().history_not_recovered, 1);
+    node.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_the_channel_server_never_answered_is_asked_again() {
+    // A "channel server" that takes requests and never answers, then goes.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hub_addr = silent.local_addr().unwrap();
+    let swallow = tokio::spawn(async move {
+        let (mut stream, _) = silent.accept().await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(
+            Duration::from_millis(1500),
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut sink),
+        )
+        .await;
+    });
+    let node = history_node(hub_addr).await;
+    let mut member = Client::connect(node.addresses().websocket).await;
+    member
+        .send(r#"{"cmd":"add_group","group_id":"g","positions":true}"#)
+        .await;
+    swallow.await.unwrap();
+    // The real one comes back on the same address: the held member is
+    // answered once its request is sent again.
+    let hub = history_hub(&hub_addr.to_string()).await;
+    let frame = tokio::time::timeout(Duration::from_secs(15), member.ws.next())
+        .await
+        .expect("joined after the request is sent again");
+    let Some(Ok(Message::Text(text))) = frame else {
+        panic!("expected the joined reply, got {frame:?}");
+    };
+    let joined: Value = serde_json::from_str(text.as_str()).unwrap();
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["offset"], 0);
     node.stop().await;
     hub.stop().await;
 }

@@ -35,9 +35,17 @@ pub(super) async fn run_channel_bus(
     mut history_requests: Option<super::positions::HistoryRequests>,
 ) {
     let mut batch = Vec::new();
+    let mut stale_check = tokio::time::interval(super::positions::STALE_REQUEST);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = stale_check.tick(), if remote.positions.is_some() => {
+                if let Some(positions) = &remote.positions {
+                    for request in positions.stale_requests(super::positions::STALE_REQUEST) {
+                        let _ = client.send_frame(request);
+                    }
+                }
+            }
             Some(request) = next_history_request(&mut history_requests) => {
                 // After the subscriptions asked before it (positions.rs).
                 while let Ok(change) = interest.try_recv() {

@@ -34,6 +34,10 @@ use crate::queue::Frames;
 use crate::registry::{ConnectionEntry, Delivery, Registry};
 use crate::stats::NodeCounters;
 
+/// How long a held member waits for the channel server's answer before
+/// its request is sent again.
+pub(crate) const STALE_REQUEST: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A group message as a node with history publishes it; the channel server
 /// adds `offset` first when it numbers it.
 #[derive(Serialize, Deserialize)]
@@ -62,6 +66,10 @@ struct Pending {
     since: Option<Position>,
     /// Live messages that arrived meanwhile: offset and positioned frame.
     buffered: Vec<(u64, Bytes)>,
+    /// The request, and when it was last sent: asked again when the
+    /// channel server went away before answering.
+    request: Bytes,
+    asked: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -161,6 +169,9 @@ impl ClusterPositions {
         if let Some(since) = since {
             request["since"] = serde_json::json!({"offset": since.offset, "epoch": since.epoch});
         }
+        let Some(frame) = crate::channel::message::encode_request(&request) else {
+            return self.registry.join(conn, group).map(|_| ());
+        };
         let mut inner = self.inner.lock();
         self.registry.join(conn, group)?;
         if let Some(set) = inner.positioned.get_mut(group.as_str()) {
@@ -173,6 +184,8 @@ impl ClusterPositions {
                 group: group.clone(),
                 since: since.cloned(),
                 buffered: Vec::new(),
+                request: frame.clone(),
+                asked: std::time::Instant::now(),
             },
         );
         inner
@@ -181,10 +194,7 @@ impl ClusterPositions {
             .or_default()
             .insert(id);
         drop(inner);
-        let frame = crate::channel::message::encode_request(&request);
-        if let Some(frame) = frame {
-            let _ = self.requests.send(frame);
-        }
+        let _ = self.requests.send(frame);
         Ok(())
     }
 
@@ -435,6 +445,39 @@ impl ClusterPositions {
             .or_default()
             .insert(pending.conn.id);
         let _ = pending.conn.outbox.push(Frames::many(frames));
+    }
+
+    /// The requests of members held for longer than `after` (the channel
+    /// server went away before answering: its answer will never come),
+    /// to be sent again; a second answer to the same request is ignored.
+    /// Members whose connection closed are let go.
+    pub(crate) fn stale_requests(&self, after: std::time::Duration) -> Vec<Bytes> {
+        let mut inner = self.inner.lock();
+        let now = std::time::Instant::now();
+        let mut again = Vec::new();
+        let mut gone = Vec::new();
+        for (id, pending) in inner.pending.iter_mut() {
+            if now.duration_since(pending.asked) < after {
+                continue;
+            }
+            let member = pending.conn.groups().contains(&pending.group);
+            if !member {
+                gone.push((*id, pending.group.clone()));
+                continue;
+            }
+            pending.asked = now;
+            again.push(pending.request.clone());
+        }
+        for (id, group) in gone {
+            inner.pending.remove(&id);
+            if let Some(ids) = inner.pending_groups.get_mut(&group) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    inner.pending_groups.remove(&group);
+                }
+            }
+        }
+        again
     }
 
     /// Takes `conn` out of the positioned and held members of `groups`.
