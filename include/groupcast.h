@@ -254,6 +254,20 @@ enum groupcast_limit
    * 0 is refused.
    */
   GROUPCAST_LIMIT_SEND_BUFFER_SIZE = 10,
+  /**
+   * Group history: messages kept per group for clients that rejoin with
+   * `since` [default: no history]; 0 is refused.
+   */
+  GROUPCAST_LIMIT_HISTORY_SIZE = 170,
+  /**
+   * Milliseconds after a group's last message that its history is
+   * dropped [300000].
+   */
+  GROUPCAST_LIMIT_HISTORY_TTL_MS = 171,
+  /**
+   * Most bytes of history kept, all groups together [67108864].
+   */
+  GROUPCAST_LIMIT_HISTORY_MAX_BYTES = 172,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -323,6 +337,12 @@ typedef struct groupcast_config groupcast_config;
  * `groupcast_groups_free`.
  */
 typedef struct groupcast_groups groupcast_groups;
+
+/**
+ * A snapshot of a group's history, from `groupcast_server_history`;
+ * released by `groupcast_history_free`.
+ */
+typedef struct groupcast_history groupcast_history;
 
 /**
  * A running (or stopped) server: made by `groupcast_server_start`, released
@@ -454,6 +474,23 @@ typedef struct groupcast_stats {
    * Actions from another node for a connection that is not open here.
    */
   uint64_t remote_actions_failed;
+  /**
+   * Bytes of group history kept now (0 with history off).
+   */
+  uint64_t history_bytes;
+  /**
+   * History messages evicted by the node's byte bound
+   * (`history_max_bytes`) before their group's size or age let them go.
+   */
+  uint64_t history_evictions;
+  /**
+   * Joins with `since` that got every missed message (`recovered: true`).
+   */
+  uint64_t history_recovered;
+  /**
+   * Joins with `since` that could not get them (`recovered: false`).
+   */
+  uint64_t history_not_recovered;
 } groupcast_stats;
 
 /**
@@ -1613,6 +1650,91 @@ groupcast_result groupcast_server_ungroup(const struct groupcast_server *server,
                                           const char *group,
                                           size_t group_len,
                                           size_t *out_left);
+
+/**
+ * As `groupcast_server_send_to_group`, and `out_offset` (may be NULL)
+ * gets the message's offset in the group's history (0 when the server
+ * keeps no history: offsets start at 1).
+ *
+ * # Safety
+ *
+ * As `groupcast_server_send_to_group`; `out_offset` NULL or writable.
+ */
+groupcast_result groupcast_server_send_to_group_with_offset(const struct groupcast_server *server,
+                                                            const char *group,
+                                                            size_t group_len,
+                                                            const char *text,
+                                                            size_t text_len,
+                                                            const uint64_t *exclude,
+                                                            size_t exclude_count,
+                                                            size_t *out_delivered,
+                                                            uint64_t *out_offset);
+
+/**
+ * Writes a snapshot of `group`'s history into `out_history`: its epoch
+ * and its kept messages after offset `since` (0: all of them), oldest
+ * first, at most `limit`. Read it with `groupcast_history_epoch`,
+ * `groupcast_history_count` and `groupcast_history_get`; release it with
+ * `groupcast_history_free`. `GROUPCAST_ERR_CONFIG` when the server keeps
+ * no history (`GROUPCAST_LIMIT_HISTORY_SIZE` unset).
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `group` points to `group_len`
+ * bytes; `out_history` writable.
+ */
+groupcast_result groupcast_server_history(const struct groupcast_server *server,
+                                          const char *group,
+                                          size_t group_len,
+                                          uint64_t since,
+                                          size_t limit,
+                                          struct groupcast_history **out_history);
+
+/**
+ * The snapshot's epoch (NUL-terminated; the length, without the NUL, in
+ * `out_len`), living as long as the snapshot.
+ *
+ * # Safety
+ *
+ * `history` from `groupcast_server_history`; out pointers writable.
+ */
+groupcast_result groupcast_history_epoch(const struct groupcast_history *history,
+                                         const char **out_epoch,
+                                         size_t *out_len);
+
+/**
+ * The number of messages in a snapshot (0 for NULL).
+ *
+ * # Safety
+ *
+ * `history` NULL or from `groupcast_server_history`, not freed.
+ */
+size_t groupcast_history_count(const struct groupcast_history *history);
+
+/**
+ * Writes the `index`th message's offset into `out_offset` and its text
+ * (NUL-terminated; the length excludes the NUL) into `out_text` /
+ * `out_len`. The text lives as long as the snapshot.
+ * `GROUPCAST_ERR_INVALID_ARGUMENT` past the end.
+ *
+ * # Safety
+ *
+ * `history` from `groupcast_server_history`; out pointers writable.
+ */
+groupcast_result groupcast_history_get(const struct groupcast_history *history,
+                                       size_t index,
+                                       uint64_t *out_offset,
+                                       const char **out_text,
+                                       size_t *out_len);
+
+/**
+ * Releases a snapshot. NULL does nothing.
+ *
+ * # Safety
+ *
+ * `history` NULL or from `groupcast_server_history`, not yet freed.
+ */
+void groupcast_history_free(struct groupcast_history *history);
 
 /**
  * Starts a server from `config` and returns once it listens: its network

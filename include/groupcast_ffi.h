@@ -48,6 +48,9 @@ enum groupcast_limit
   GROUPCAST_LIMIT_HANDSHAKE_TIMEOUT_MS = 8,
   GROUPCAST_LIMIT_DRAIN_TIMEOUT_MS = 9,
   GROUPCAST_LIMIT_SEND_BUFFER_SIZE = 10,
+  GROUPCAST_LIMIT_HISTORY_SIZE = 170,
+  GROUPCAST_LIMIT_HISTORY_TTL_MS = 171,
+  GROUPCAST_LIMIT_HISTORY_MAX_BYTES = 172,
 };
 typedef uint32_t groupcast_limit;
 enum groupcast_slow_consumer
@@ -61,6 +64,7 @@ typedef struct groupcast_channel_client groupcast_channel_client;
 typedef struct groupcast_channel_server groupcast_channel_server;
 typedef struct groupcast_config groupcast_config;
 typedef struct groupcast_groups groupcast_groups;
+typedef struct groupcast_history groupcast_history;
 typedef struct groupcast_server groupcast_server;
 typedef struct groupcast_stats {
   uint64_t connections;
@@ -90,6 +94,10 @@ typedef struct groupcast_stats {
   uint64_t presence_expired_nodes;
   uint64_t presence_coalesced_events;
   uint64_t remote_actions_failed;
+  uint64_t history_bytes;
+  uint64_t history_evictions;
+  uint64_t history_recovered;
+  uint64_t history_not_recovered;
 } groupcast_stats;
 typedef struct groupcast_header {
   const char *name;
@@ -368,6 +376,31 @@ groupcast_result groupcast_server_ungroup(const struct groupcast_server *server,
                                           const char *group,
                                           size_t group_len,
                                           size_t *out_left);
+groupcast_result groupcast_server_send_to_group_with_offset(const struct groupcast_server *server,
+                                                            const char *group,
+                                                            size_t group_len,
+                                                            const char *text,
+                                                            size_t text_len,
+                                                            const uint64_t *exclude,
+                                                            size_t exclude_count,
+                                                            size_t *out_delivered,
+                                                            uint64_t *out_offset);
+groupcast_result groupcast_server_history(const struct groupcast_server *server,
+                                          const char *group,
+                                          size_t group_len,
+                                          uint64_t since,
+                                          size_t limit,
+                                          struct groupcast_history **out_history);
+groupcast_result groupcast_history_epoch(const struct groupcast_history *history,
+                                         const char **out_epoch,
+                                         size_t *out_len);
+size_t groupcast_history_count(const struct groupcast_history *history);
+groupcast_result groupcast_history_get(const struct groupcast_history *history,
+                                       size_t index,
+                                       uint64_t *out_offset,
+                                       const char **out_text,
+                                       size_t *out_len);
+void groupcast_history_free(struct groupcast_history *history);
 groupcast_result groupcast_server_start(const struct groupcast_config *config,
                                         struct groupcast_server **out_server);
 groupcast_result groupcast_server_stop(struct groupcast_server *server);

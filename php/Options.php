@@ -53,6 +53,9 @@ final class Options
         'presence' => 'bool',
         'presence_lease' => 'duration',
         'presence_command' => 'bool',
+        'history_size' => 'limit',
+        'history_ttl' => 'duration',
+        'history_max_bytes' => 'limit',
     ];
 
     /** groupcast_limit values. */
@@ -67,6 +70,9 @@ final class Options
         'handshake_timeout' => 8,
         'drain_timeout' => 9,
         'send_buffer_size' => 10,
+        'history_size' => 170,
+        'history_ttl' => 171,
+        'history_max_bytes' => 172,
     ];
 
     /** groupcast_slow_consumer values. */
@@ -146,7 +152,7 @@ final class Options
                 $kind === 'list' => array_map(
                     fn (string $origin) => $text('groupcast_config_add_allowed_origin', $origin), $value
                 ),
-                default => null, // poll_batch: the wrapper's own; paths: below, in pairs
+                default => null, // poll_batch: the wrapper's own; paths and presence: below
             };
         }
         // One setter per pair (groupcast_config_set_tls, _set_channel_ca):
@@ -163,8 +169,6 @@ final class Options
         }
         if (isset($options['channel_ca']) || isset($options['channel_server_name'])) {
             $pair('groupcast_config_set_channel_ca', $options['channel_ca'] ?? null, $options['channel_server_name'] ?? null);
-                default => null, // poll_batch: the wrapper's own; presence: below
-            };
         }
         $presence = array_intersect_key($options, ['presence' => 1, 'presence_lease' => 1, 'presence_command' => 1]);
         if ($presence !== []) {

@@ -477,6 +477,55 @@ final class Server
         return $delivered->cdata;
     }
 
+    /**
+     * As sendToGroup, returning [delivered, offset]: offset is the message's
+     * position in the group's history (null when the server keeps none).
+     */
+    public function sendToGroupWithOffset(string $group, string $text, array $exclude = []): array
+    {
+        $delivered = $this->ffi->new('size_t');
+        $offset = $this->ffi->new('uint64_t');
+        Library::check($this->ffi->groupcast_server_send_to_group_with_offset(
+            $this->handle(), $group, strlen($group), $text, strlen($text),
+            $this->idList($exclude), count($exclude), \FFI::addr($delivered), \FFI::addr($offset)
+        ), 'send_to_group_with_offset');
+        return [$delivered->cdata, $offset->cdata === 0 ? null : $offset->cdata];
+    }
+
+    /**
+     * The group's history: [epoch, [[offset, message], ...]], the kept
+     * messages after offset $since (all when null), oldest first, at most
+     * $limit. Throws when the server keeps no history.
+     */
+    public function history(string $group, ?int $since = null, int $limit = 100): array
+    {
+        $history = $this->ffi->new('groupcast_history*');
+        Library::check($this->ffi->groupcast_server_history(
+            $this->handle(), $group, strlen($group), $since ?? 0, $limit, \FFI::addr($history)
+        ), 'history');
+        try {
+            $text = $this->ffi->new('const char*');
+            $len = $this->ffi->new('size_t');
+            $offset = $this->ffi->new('uint64_t');
+            Library::check(
+                $this->ffi->groupcast_history_epoch($history, \FFI::addr($text), \FFI::addr($len)),
+                'history_epoch'
+            );
+            $epoch = \FFI::string($text, $len->cdata);
+            $messages = [];
+            $n = $this->ffi->groupcast_history_count($history);
+            for ($i = 0; $i < $n; $i++) {
+                Library::check($this->ffi->groupcast_history_get(
+                    $history, $i, \FFI::addr($offset), \FFI::addr($text), \FFI::addr($len)
+                ), 'history_get');
+                $messages[] = [$offset->cdata, \FFI::string($text, $len->cdata)];
+            }
+            return [$epoch, $messages];
+        } finally {
+            $this->ffi->groupcast_history_free($history);
+        }
+    }
+
     /** Sends to every connection of this node but $exclude; returns how many. */
     public function broadcast(string $text, array $exclude = []): int
     {

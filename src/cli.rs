@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::channel::{BackgroundChannelServer, ChannelServerConfig};
+use crate::channel::{BackgroundChannelServer, ChannelHistoryConfig, ChannelServerConfig};
 use crate::config::ChannelProtocol;
 use crate::config::{Config, DEFAULT_CHANNEL_LISTEN, DEFAULT_LISTEN, Limits, SlowConsumerPolicy};
 use crate::logging::LogFormat;
@@ -182,6 +182,17 @@ struct LimitArgs {
     /// Browser origin allowed to connect (repeat for several) [default: any].
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
+    /// Group history: messages kept per group, so that a client rejoining
+    /// with add_group's "since" gets what it missed [default: no history].
+    #[arg(long, value_name = "N")]
+    history_size: Option<usize>,
+    /// Seconds after a group's last message that its history is dropped.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    history_ttl: f64,
+    /// Most bytes of history kept, all groups together (the least recently
+    /// written groups lose their oldest messages first).
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().history_max_bytes)]
+    history_max_bytes: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -212,6 +223,9 @@ impl LimitArgs {
             handshake_timeout: seconds("handshake_timeout", self.handshake_timeout)?,
             drain_timeout: seconds("drain_timeout", self.drain_timeout)?,
             allowed_origins: (!self.allowed_origins.is_empty()).then_some(self.allowed_origins),
+            history_size: self.history_size,
+            history_ttl: seconds("history_ttl", self.history_ttl)?,
+            history_max_bytes: self.history_max_bytes,
             ..Limits::default()
         })
     }
@@ -237,6 +251,17 @@ struct ChannelArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Group history for the cluster: messages kept per group, numbered
+    /// here so that offsets agree on every node [default: no history].
+    /// Nodes using it are started with --history-size too.
+    #[arg(long, value_name = "N")]
+    history_size: Option<usize>,
+    /// Seconds after a group's last message that its history is dropped.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    history_ttl: f64,
+    /// Most bytes of history kept, all groups together.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().history_max_bytes)]
+    history_max_bytes: usize,
 }
 
 /// Parses `args` (program name first) and runs the command until SIGINT or
@@ -366,10 +391,33 @@ fn channel_port_taken(addr: &str, source: &std::io::Error) -> String {
 }
 
 fn channel(args: ChannelArgs) -> crate::Result<()> {
+    // The node's validator judges the history settings, so they mean the
+    // same here.
+    let limits = Limits {
+        history_size: args.history_size,
+        history_ttl: Duration::try_from_secs_f64(args.history_ttl).map_err(|_| {
+            crate::Error::Config(format!(
+                "history_ttl must be a number of seconds, not {}",
+                args.history_ttl
+            ))
+        })?,
+        history_max_bytes: args.history_max_bytes,
+        ..Limits::default()
+    };
+    Config {
+        limits: limits.clone(),
+        ..Config::local("127.0.0.1:0")
+    }
+    .validate()?;
     let config = ChannelServerConfig {
         secret: args.secret,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        history: limits.history_size.map(|size| ChannelHistoryConfig {
+            size,
+            ttl: limits.history_ttl,
+            max_bytes: limits.history_max_bytes,
+        }),
         ..ChannelServerConfig::default()
     };
     let server = BackgroundChannelServer::start(&args.listen, config)?;

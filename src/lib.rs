@@ -34,7 +34,8 @@
 //! 2. `queue` (a connection's outbound queue, bounded in bytes),
 //!    [`presence`] (who is online and in which group across the cluster,
 //!    each node's share kept with a lease) and `registry` (which local
-//!    connections are in which groups and bound to which uid).
+//!    connections are in which groups and bound to which uid),
+//!    and [`history`] (each group's recent messages with their positions).
 //! 3. [`host`]: events to the host, its queue, the dispatcher thread and
 //!    the hooks that route events to its callbacks.
 //! 4. [`channel`]: the seed's pub/sub protocol: codec, messages, server,
@@ -61,6 +62,7 @@ pub mod config;
 pub mod error;
 pub mod ffi;
 mod frame;
+pub mod history;
 pub mod host;
 pub mod ids;
 pub mod logging;

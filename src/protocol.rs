@@ -23,14 +23,27 @@ pub enum ClientCommand {
     /// `{"cmd":"send_to_group","group_id":...,"message":...}`: deliver
     /// `message` to every member of the group on every node. `message` holds
     /// the text each member receives: a JSON string's contents, or the JSON
-    /// text of any other value.
-    SendToGroup { group: GroupId, message: String },
+    /// text of any other value; `json` says which (members that asked for
+    /// positions get the value back as it was sent).
+    SendToGroup {
+        group: GroupId,
+        message: String,
+        json: bool,
+    },
     /// `{"cmd":"add_group","group_id":...,"presence":true}`: join the group
     /// and receive its presence events (`join` / `leave` per user).
     AddGroupWithPresence(GroupId),
     /// `{"cmd":"presence","group_id":...}`: who is in the group, across
     /// the cluster.
     Presence(GroupId),
+    /// `add_group` with `"positions":true` or `"since":{"offset":O,"epoch":"E"}`
+    /// (group history, issue 17): join the group, be told its position
+    /// (`joined`), get missed messages when `since` is given, and receive
+    /// its messages as positioned `message` objects.
+    AddGroupPositioned {
+        group: GroupId,
+        since: Option<crate::history::Position>,
+    },
 }
 
 /// Why a client's frame is not a command. Each kind has a stable `code` a
@@ -137,6 +150,10 @@ struct WireCommand<'a> {
     /// `add_group`'s opt-in to presence events.
     #[serde(default)]
     presence: Option<bool>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    positions: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    since: Option<&'a RawValue>,
 }
 
 fn present<'de, D>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error>
@@ -174,8 +191,22 @@ pub fn parse_command(text: &str, max_group_id_len: usize) -> Result<ClientComman
         parse_group_id(raw, max_group_id_len)
     };
     match cmd {
+        // Presence events and positioned messages are separate opt-ins;
+        // asking for both in one join is refused rather than half-served.
+        "add_group"
+            if wire.presence == Some(true)
+                && (wire.positions.is_some() || wire.since.is_some()) =>
+        {
+            Err(ProtocolError::InvalidField(
+                "\"presence\" and \"positions\"/\"since\" cannot be asked in one add_group".into(),
+            ))
+        }
         "add_group" if wire.presence == Some(true) => {
             Ok(ClientCommand::AddGroupWithPresence(group()?))
+        }
+        "add_group" if wire.positions.is_some() || wire.since.is_some() => {
+            let group = group()?;
+            positioned_join(group, wire.positions, wire.since)
         }
         "add_group" => Ok(ClientCommand::AddGroup(group()?)),
         "presence" => Ok(ClientCommand::Presence(group()?)),
@@ -186,9 +217,50 @@ pub fn parse_command(text: &str, max_group_id_len: usize) -> Result<ClientComman
             Ok(ClientCommand::SendToGroup {
                 group,
                 message: message_text(raw),
+                json: !raw.get().starts_with('"'),
             })
         }
         other => Err(ProtocolError::UnknownCmd(other.to_owned())),
+    }
+}
+
+/// `add_group`'s history options: `"positions"` a boolean, `"since"` an
+/// object `{"offset": <integer >= 0>, "epoch": <string>}` (which implies
+/// positions).
+fn positioned_join(
+    group: GroupId,
+    positions: Option<&RawValue>,
+    since: Option<&RawValue>,
+) -> Result<ClientCommand, ProtocolError> {
+    let positions = match positions {
+        None => false,
+        Some(raw) => serde_json::from_str::<bool>(raw.get()).map_err(|_| {
+            ProtocolError::InvalidField("\"positions\" must be true or false".into())
+        })?,
+    };
+    let since = match since {
+        None => None,
+        Some(raw) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Since {
+                offset: u64,
+                epoch: String,
+            }
+            let since: Since = serde_json::from_str(raw.get()).map_err(|_| {
+                ProtocolError::InvalidField(
+                    "\"since\" must be {\"offset\": <integer >= 0>, \"epoch\": <string>}, from a \"joined\" reply or a \"message\"".into(),
+                )
+            })?;
+            Some(crate::history::Position {
+                offset: since.offset,
+                epoch: since.epoch,
+            })
+        }
+    };
+    match (positions, since) {
+        (false, None) => Ok(ClientCommand::AddGroup(group)),
+        (_, since) => Ok(ClientCommand::AddGroupPositioned { group, since }),
     }
 }
 
@@ -260,7 +332,8 @@ mod tests {
             ),
             Ok(ClientCommand::SendToGroup {
                 group: group("123"),
-                message: "C'est le message".into()
+                message: "C'est le message".into(),
+                json: false,
             })
         );
         assert_eq!(
@@ -345,6 +418,51 @@ mod tests {
             assert_eq!(reply["type"], "error");
             assert_eq!(reply["code"], *code);
             assert!(!reply["message"].as_str().unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn add_group_takes_positions_and_since() {
+        assert_eq!(
+            parse_command(
+                r#"{"cmd":"add_group","group_id":"g","positions":true}"#,
+                MAX
+            ),
+            Ok(ClientCommand::AddGroupPositioned {
+                group: group("g"),
+                since: None
+            })
+        );
+        assert_eq!(
+            parse_command(
+                r#"{"cmd":"add_group","group_id":"g","positions":false}"#,
+                MAX
+            ),
+            Ok(ClientCommand::AddGroup(group("g")))
+        );
+        assert_eq!(
+            parse_command(
+                r#"{"cmd":"add_group","group_id":"g","since":{"offset":5,"epoch":"e-1"}}"#,
+                MAX
+            ),
+            Ok(ClientCommand::AddGroupPositioned {
+                group: group("g"),
+                since: Some(crate::history::Position {
+                    offset: 5,
+                    epoch: "e-1".into()
+                })
+            })
+        );
+        for bad in [
+            r#"{"cmd":"add_group","group_id":"g","positions":"yes"}"#,
+            r#"{"cmd":"add_group","group_id":"g","since":5}"#,
+            r#"{"cmd":"add_group","group_id":"g","since":{"offset":-1,"epoch":"e"}}"#,
+            r#"{"cmd":"add_group","group_id":"g","since":{"offset":1}}"#,
+            r#"{"cmd":"add_group","group_id":"g","since":{"offset":1,"epoch":7}}"#,
+            r#"{"cmd":"add_group","group_id":"g","since":null}"#,
+        ] {
+            let err = parse_command(bad, MAX).expect_err(bad);
+            assert_eq!(err.code(), "invalid_field", "{bad}");
         }
     }
 

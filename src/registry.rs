@@ -39,6 +39,17 @@ pub(crate) enum Interest {
     Unsubscribe(GroupId),
 }
 
+/// Which frames a member gets from [`Registry::fan_out_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// The message as is.
+    Raw,
+    /// The positioned `message` object (group history).
+    Positioned,
+    /// Nothing (excluded, or waiting for its recovery).
+    Skip,
+}
+
 /// What the registry keeps of one connection.
 #[derive(Debug)]
 pub(crate) struct ConnectionEntry {
@@ -308,6 +319,34 @@ impl Registry {
             }
         }
         queued
+    }
+
+    /// As [`Registry::fan_out`], with each member's frames chosen by
+    /// `classify` (group history: members that asked for positions get the
+    /// positioned frames; one waiting for its recovery gets nothing yet).
+    /// Returns how many members each kind of frames was queued for.
+    pub(crate) fn fan_out_with(
+        &self,
+        group: &str,
+        raw: &Frames,
+        positioned: &Frames,
+        mut classify: impl FnMut(ConnId) -> Delivery,
+    ) -> (usize, usize) {
+        let shard = self.group_shard(group).lock();
+        let Some(members) = shard.get(group) else {
+            return (0, 0);
+        };
+        let (mut raw_queued, mut positioned_queued) = (0, 0);
+        for (id, conn) in members {
+            match classify(*id) {
+                Delivery::Skip => {}
+                Delivery::Raw => raw_queued += usize::from(conn.outbox.push(raw.clone()).is_ok()),
+                Delivery::Positioned => {
+                    positioned_queued += usize::from(conn.outbox.push(positioned.clone()).is_ok())
+                }
+            }
+        }
+        (raw_queued, positioned_queued)
     }
 
     /// Local members of `group`.

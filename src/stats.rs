@@ -37,6 +37,12 @@ pub(crate) struct NodeCounters {
     pub(crate) presence_expired_nodes: AtomicU64,
     pub(crate) presence_coalesced_events: AtomicU64,
     pub(crate) remote_actions_failed: AtomicU64,
+    /// Group history (issue 17): messages evicted by the node's byte bound.
+    pub(crate) history_evictions: AtomicU64,
+    /// Joins with `since` answered `recovered: true`.
+    pub(crate) history_recovered: AtomicU64,
+    /// Joins with `since` answered `recovered: false`.
+    pub(crate) history_not_recovered: AtomicU64,
 }
 
 impl NodeCounters {
@@ -151,6 +157,15 @@ pub struct Stats {
     pub presence_coalesced_events: u64,
     /// Actions from another node for a connection that is not open here.
     pub remote_actions_failed: u64,
+    /// Bytes of group history kept now (0 with history off).
+    pub history_bytes: u64,
+    /// History messages evicted by the node's byte bound
+    /// (`history_max_bytes`) before their group's size or age let them go.
+    pub history_evictions: u64,
+    /// Joins with `since` that got every missed message (`recovered: true`).
+    pub history_recovered: u64,
+    /// Joins with `since` that could not get them (`recovered: false`).
+    pub history_not_recovered: u64,
 }
 
 impl Stats {
@@ -176,6 +191,9 @@ impl Stats {
             presence_expired_nodes: get(&counters.presence_expired_nodes),
             presence_coalesced_events: get(&counters.presence_coalesced_events),
             remote_actions_failed: get(&counters.remote_actions_failed),
+            history_evictions: get(&counters.history_evictions),
+            history_recovered: get(&counters.history_recovered),
+            history_not_recovered: get(&counters.history_not_recovered),
             ..Stats::default()
         }
     }
@@ -198,6 +216,11 @@ impl Stats {
                 "bus_connected",
                 "1 while the bus reaches the other nodes.",
                 self.bus_connected,
+            ),
+            (
+                "history_bytes",
+                "Bytes of group history kept.",
+                self.history_bytes,
             ),
         ];
         let counters = [
@@ -313,6 +336,21 @@ impl Stats {
                 "Actions from other nodes for a connection not open here.",
                 self.remote_actions_failed,
             ),
+            (
+                "history_evictions",
+                "History messages evicted by the node's byte bound.",
+                self.history_evictions,
+            ),
+            (
+                "history_recovered",
+                "Joins with since that recovered every missed message.",
+                self.history_recovered,
+            ),
+            (
+                "history_not_recovered",
+                "Joins with since answered recovered: false.",
+                self.history_not_recovered,
+            ),
         ];
         let mut out = format!(
             "# HELP groupcast_build_info The running version.\n# TYPE groupcast_build_info gauge\ngroupcast_build_info{{version=\"{}\"}} 1\n",
@@ -348,7 +386,7 @@ mod tests {
         let text = stats.to_prometheus();
         assert!(text.contains("\ngroupcast_connections 3\n"));
         assert!(text.contains("\ngroupcast_messages_out_total 42\n"));
-        assert_eq!(text.matches("# TYPE").count(), 28);
+        assert_eq!(text.matches("# TYPE").count(), 32);
         assert!(text.contains(&format!(
             "groupcast_build_info{{version=\"{}\"}} 1\n",
             env!("CARGO_PKG_VERSION")

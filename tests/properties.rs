@@ -68,7 +68,7 @@ proptest! {
         let expected_group = groupcast::GroupId::new(group.clone(), 256).unwrap();
         prop_assert_eq!(
             parse_command(&frame.to_string(), 256),
-            Ok(ClientCommand::SendToGroup { group: expected_group, message })
+            Ok(ClientCommand::SendToGroup { group: expected_group, message, json: false })
         );
         let frame = serde_json::json!({"cmd": "add_group", "group_id": numeric});
         let expected_group = groupcast::GroupId::new(numeric.to_string(), 256).unwrap();

@@ -66,6 +66,14 @@ class Stats(TypedDict):
     """Presence events replaced by one ``presence_changed`` event."""
     remote_actions_failed: int
     """Actions from other nodes for a connection not open here."""
+    history_bytes: int
+    """Bytes of group history kept now (0 with history off)."""
+    history_evictions: int
+    """History messages evicted by the node's byte bound."""
+    history_recovered: int
+    """Joins with ``since`` that got every missed message."""
+    history_not_recovered: int
+    """Joins with ``since`` answered ``recovered: false``."""
 
 
 class _HealthKeys(TypedDict):

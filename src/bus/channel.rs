@@ -32,11 +32,27 @@ pub(super) async fn run_channel_bus(
     mut interest: mpsc::UnboundedReceiver<Interest>,
     mut events: ChannelEvents,
     shutdown: CancellationToken,
+    mut history_requests: Option<super::positions::HistoryRequests>,
 ) {
     let mut batch = Vec::new();
+    let mut stale_check = tokio::time::interval(super::positions::STALE_REQUEST);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = stale_check.tick(), if remote.positions.is_some() => {
+                if let Some(positions) = &remote.positions {
+                    for request in positions.stale_requests(super::positions::STALE_REQUEST) {
+                        let _ = client.send_frame(request);
+                    }
+                }
+            }
+            Some(request) = next_history_request(&mut history_requests) => {
+                // After the subscriptions asked before it (positions.rs).
+                while let Ok(change) = interest.try_recv() {
+                    follow_interest(&client, change);
+                }
+                let _ = client.send_frame(request);
+            }
             change = interest.recv() => match change {
                 Some(Interest::Subscribe(group)) => {
                     let _ = client.subscribe(&group_channel(group.as_str()));
@@ -56,6 +72,13 @@ pub(super) async fn run_channel_bus(
                         remote.add(&mut run, event.data.get().as_bytes());
                         continue;
                     }
+                    if event.channel == crate::channel::HISTORY_REPLY_CHANNEL
+                        && let Some(positions) = &remote.positions
+                    {
+                        remote.finish(&mut run);
+                        positions.on_reply(event.data.get().as_bytes());
+                        continue;
+                    }
                     remote.finish(&mut run);
                     let Some(host) = &host else { continue };
                     let event = HostEvent::Channel {
@@ -70,4 +93,22 @@ pub(super) async fn run_channel_bus(
             }
         }
     }
+}
+
+/// The next group-history request, or never without history.
+async fn next_history_request(
+    requests: &mut Option<super::positions::HistoryRequests>,
+) -> Option<bytes::Bytes> {
+    match requests {
+        Some(requests) => requests.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies one interest change ahead of a history request.
+fn follow_interest(client: &ChannelClient, change: Interest) {
+    let _ = match change {
+        Interest::Subscribe(group) => client.subscribe(&group_channel(group.as_str())),
+        Interest::Unsubscribe(group) => client.unsubscribe(&group_channel(group.as_str())),
+    };
 }

@@ -28,6 +28,7 @@ use crate::stats::{NodeCounters, Stats};
 
 mod channel;
 mod envelope;
+mod positions;
 mod redis;
 mod remote;
 mod workerman;
@@ -51,7 +52,12 @@ pub(crate) enum Bus {
     /// A single node: nothing leaves the process.
     Local,
     /// Nodes meet on a channel server.
-    Channel { client: ChannelClient, node_id: u64 },
+    Channel {
+        client: ChannelClient,
+        node_id: u64,
+        /// Group history kept by the channel server (`positions.rs`).
+        positions: Option<Arc<positions::ClusterPositions>>,
+    },
     /// Nodes meet on a Redis deployment (standalone or cluster).
     Redis(RedisBus),
     /// Nodes and the seed's PHP workers meet on a channel server, in the
@@ -101,10 +107,11 @@ impl Bus {
         let Some(interest) = context.interest else {
             return Ok(Bus::Local);
         };
-        let remote = Remote {
+        let mut remote = Remote {
             node_id: context.node_id,
             registry: context.registry,
             counters: context.counters,
+            positions: None,
         };
         if let Some(url) = &config.bus {
             let target = RedisTarget::parse(url).map_err(Error::Config)?;
@@ -131,6 +138,18 @@ impl Bus {
         // A CA or server name that cannot be used is a start error, not a
         // link that never comes up.
         client_config.client_tls(&addr)?;
+        let (positions, history_requests) = match config.limits.history_size {
+            Some(_) => {
+                let (positions, requests) = positions::ClusterPositions::new(
+                    context.node_id,
+                    remote.registry.clone(),
+                    remote.counters.clone(),
+                );
+                remote.positions = Some(positions.clone());
+                (Some(positions), Some(requests))
+            }
+            None => (None, None),
+        };
         let (client, events) = ChannelClient::connect(
             addr,
             client_config,
@@ -155,6 +174,7 @@ impl Bus {
                 interest,
                 events,
                 context.shutdown.clone(),
+                history_requests,
             ));
         }
         if embedded {
@@ -163,7 +183,11 @@ impl Bus {
         let node_id = context.node_id;
         Ok(match workerman {
             true => Bus::Workerman { client, node_id },
-            false => Bus::Channel { client, node_id },
+            false => Bus::Channel {
+                client,
+                node_id,
+                positions,
+            },
         })
     }
 
@@ -172,7 +196,9 @@ impl Bus {
     pub(crate) fn publish(&self, group: &str, message: &str) {
         match self {
             Bus::Local => {}
-            Bus::Channel { client, node_id } => {
+            Bus::Channel {
+                client, node_id, ..
+            } => {
                 let envelope = Envelope {
                     group_id: Cow::Borrowed(group),
                     message: Cow::Borrowed(message),
@@ -191,6 +217,17 @@ impl Bus {
                 // Only fails once the node is stopping.
                 let _ = client.publish_to_others(SEND_TO_GROUP, &event);
             }
+        }
+    }
+
+    /// Group history kept by the channel server, when this node uses it.
+    pub(crate) fn positions(&self) -> Option<&positions::ClusterPositions> {
+        match self {
+            Bus::Channel {
+                positions: Some(positions),
+                ..
+            } => Some(positions),
+            _ => None,
         }
     }
 

@@ -17,18 +17,26 @@ pub(crate) struct Remote {
     pub(crate) registry: Arc<Registry>,
     /// The node's counters.
     pub(crate) counters: Arc<NodeCounters>,
+    /// Group history in a channel-server cluster: numbered messages are
+    /// delivered there (`positions.rs`).
+    pub(crate) positions: Option<Arc<super::positions::ClusterPositions>>,
 }
 
 /// Consecutive messages of other nodes, gathered so that those for one
 /// group reach its members as one run (as a local sender's burst does).
 #[derive(Default)]
-pub(super) struct RemoteRun(FrameRun<String>);
+pub(super) struct RemoteRun(FrameRun<String>, Vec<Box<[u8]>>);
 
 impl Remote {
     /// Adds an envelope's data to `run` if it is another node's group
     /// message (ignores this node's own echo and foreign data); delivers the
     /// run this one ended.
     pub(super) fn add(&self, run: &mut RemoteRun, data: &[u8]) {
+        if self.positions.is_some() {
+            // Numbered messages: delivered together when the run ends.
+            run.1.push(data.into());
+            return;
+        }
         let Some(envelope) = Envelope::from_other_node(data, self.node_id) else {
             return;
         };
@@ -56,6 +64,12 @@ impl Remote {
     pub(super) fn finish(&self, run: &mut RemoteRun) {
         if let Some(finished) = run.0.finish() {
             self.deliver(finished);
+        }
+        if let Some(positions) = &self.positions
+            && !run.1.is_empty()
+        {
+            positions.deliver_many(&run.1);
+            run.1.clear();
         }
     }
 

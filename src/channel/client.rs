@@ -295,6 +295,28 @@ impl ChannelClient {
             .inspect_err(|_| self.pending.give_back(len))
     }
 
+    /// Sends an encoded request of a groupcast extension (group history:
+    /// `channel/history.rs`), in order with the others and under the same
+    /// bound as publishes.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Stopped`] when the client has been stopped.
+    pub(crate) fn send_frame(&self, frame: Bytes) -> crate::Result<()> {
+        if self.shutdown.is_cancelled() {
+            return Err(crate::Error::Stopped);
+        }
+        if !self.pending.try_take(frame.len()) {
+            self.counters
+                .dropped_publishes
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let len = frame.len();
+        self.send(ClientRequest::Publish(frame))
+            .inspect_err(|_| self.pending.give_back(len))
+    }
+
     fn send(&self, command: ClientRequest) -> crate::Result<()> {
         if self.shutdown.is_cancelled() {
             return Err(crate::Error::Stopped);

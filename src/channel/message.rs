@@ -183,6 +183,11 @@ pub(crate) fn auth_reply_frame(reply: &AuthReply) -> Bytes {
     encode_frame(body.to_string().as_bytes()).unwrap_or_default()
 }
 
+/// Encodes any request body (a groupcast extension's: group history).
+pub(crate) fn encode_request<D: Serialize + ?Sized>(request: &D) -> Option<Bytes> {
+    encode_frame(&serde_json::to_vec(request).ok()?).ok()
+}
+
 /// Encodes a ping (an empty body).
 pub(crate) fn ping_frame() -> Bytes {
     encode_frame(&[]).unwrap_or_default()

@@ -6,6 +6,7 @@ pub mod background;
 pub mod client;
 pub mod codec;
 pub(crate) mod dialect;
+mod history;
 pub(crate) mod message;
 pub mod php;
 mod php_json;
@@ -14,5 +15,6 @@ pub mod server;
 
 pub use background::{BackgroundChannelClient, BackgroundChannelServer};
 pub use client::{ChannelClient, ChannelClientConfig, ChannelEvents};
+pub use history::{ChannelHistoryConfig, HISTORY_REPLY_CHANNEL};
 pub use message::ChannelEvent;
 pub use server::{ChannelServer, ChannelServerConfig};

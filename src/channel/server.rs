@@ -64,6 +64,8 @@ pub struct ChannelServerConfig {
     /// not reserved them yet, across every queue; past it an item is dropped
     /// and counted (`channel_queue_dropped`).
     pub queue_bytes: usize,
+    /// Group history for the cluster (`channel/history.rs`); `None`: none.
+    pub history: Option<super::history::ChannelHistoryConfig>,
 }
 
 impl Default for ChannelServerConfig {
@@ -78,6 +80,7 @@ impl Default for ChannelServerConfig {
             tls_cert: None,
             tls_key: None,
             queue_bytes: 64 << 20,
+            history: None,
         }
     }
 }
@@ -104,6 +107,8 @@ struct Hub {
     next_id: AtomicU64,
     /// Subscribers closed for being too slow, among others.
     counters: Arc<NodeCounters>,
+    /// The cluster's group history, when configured (`channel/history.rs`).
+    history: Option<Arc<crate::history::History>>,
     /// `publishLoop`: the subscriber each channel served last.
     rotation: Mutex<HashMap<String, u64>>,
     /// The work queues (`watch`, `enqueue`, `reserve`).
@@ -118,6 +123,7 @@ impl Hub {
             counters: Arc::default(),
             rotation: Mutex::default(),
             queues: Mutex::new(Queues::new(config.queue_bytes)),
+            history: None,
         }
     }
 }
@@ -184,13 +190,20 @@ impl ChannelServer {
                 "a channel server listening on {local_addr} (not loopback) needs a secret"
             )));
         }
+        let mut hub = Hub::new(&config);
+        hub.history = super::history::new_history(config.history, &hub.counters);
         let server = ChannelServer {
             local_addr,
-            hub: Arc::new(Hub::new(&config)),
+            hub: Arc::new(hub),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             tls,
         };
+        if let Some(history) = server.hub.history.clone() {
+            server
+                .tasks
+                .spawn(expire_history(history, server.shutdown.clone()));
+        }
         server.tasks.spawn(accept_loop(
             listener,
             server.tls.clone(),
@@ -365,7 +378,24 @@ async fn serve_client<R, W>(
                 let Some(Ok(body)) = frame else { break };
                 let request = match session.dialect.parse(&body) {
                     Ok(request) => request,
-                    Err(reason) => {
+                    Err(mut reason) => {
+                        // Group history's requests (channel/history.rs) are
+                        // JSON bodies the seed's requests do not include.
+                        if authenticated && session.dialect.get() == Some(Dialect::Json) {
+                            let publish = |channel: &str, data: &serde_json::value::RawValue| {
+                                hub.publish(channel, Data::Json(data), None);
+                            };
+                            match super::history::handle(hub.history.as_deref(), &body, config.max_frame, publish) {
+                                Some(Ok(reply)) => {
+                                    if let Some(reply) = reply {
+                                        let _ = me.outbox.push(reply);
+                                    }
+                                    continue;
+                                }
+                                Some(Err(why)) => reason = why,
+                                None => {}
+                            }
+                        }
                         NodeCounters::add(&hub.counters.channel_refused, 1);
                         tracing::warn!(%peer, %reason, "closed a channel client that broke the protocol");
                         break;
@@ -497,6 +527,17 @@ fn handle_request(
         }
     }
     Ok(())
+}
+
+/// Drops quiet channels' history now and then.
+async fn expire_history(history: Arc<crate::history::History>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(history.expiry_period());
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => history.expire(),
+        }
+    }
 }
 
 /// Compares secrets in time that does not depend on where they differ.

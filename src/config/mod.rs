@@ -123,6 +123,17 @@ pub struct Limits {
     /// `None`: the OS's autotuning, which may hold megabytes for a client
     /// that does not read before the outbound queue even starts to fill.
     pub send_buffer_size: Option<usize>,
+    /// Group history: messages kept per group for members that rejoin with
+    /// `since` (`add_group`'s `positions` and `since` options). `None`: no
+    /// history (the default; positions are then not offered).
+    pub history_size: Option<usize>,
+    /// A group with no message for this long drops its history (and its
+    /// next message starts a new epoch).
+    pub history_ttl: Duration,
+    /// Most bytes of history kept on the node, all groups together; over
+    /// it, the least recently written groups lose their oldest messages
+    /// (counted in `history_evictions`).
+    pub history_max_bytes: usize,
 }
 
 /// What to do with a client whose outbound queue is full.
@@ -153,6 +164,9 @@ impl Default for Limits {
             allowed_origins: None,
             drain_timeout: Duration::from_secs(5),
             send_buffer_size: None,
+            history_size: None,
+            history_ttl: Duration::from_secs(300),
+            history_max_bytes: 64 << 20,
         }
     }
 }
@@ -319,6 +333,7 @@ impl Config {
             ("max_groups_per_connection", l.max_groups_per_connection),
             ("outbound_queue_bytes", l.outbound_queue_bytes),
             ("queue_capacity", h.queue_capacity),
+            ("history_max_bytes", l.history_max_bytes),
         ] {
             if value == 0 {
                 return bad(&format!("{name} must be at least 1"));
@@ -339,10 +354,19 @@ impl Config {
             ("idle_timeout", l.idle_timeout),
             ("handshake_timeout", l.handshake_timeout),
             ("approval_timeout", h.approval_timeout),
+            ("history_ttl", l.history_ttl),
         ] {
             if value.is_zero() {
                 return bad(&format!("{name} must be above 0 seconds"));
             }
+        }
+        if l.history_size == Some(0) {
+            return bad("history_size must be at least 1 (leave it unset for no history)");
+        }
+        if l.history_size.is_some() && self.bus.is_some() {
+            return bad(
+                "group history (history_size) is not available on a Redis bus yet: use a channel server or a single node",
+            );
         }
         if l.idle_timeout < l.ping_interval {
             return bad("idle_timeout must be at least ping_interval");

@@ -404,6 +404,14 @@ pub enum groupcast_limit {
     /// Kernel send buffer per client socket in bytes [default: the OS's];
     /// 0 is refused.
     GROUPCAST_LIMIT_SEND_BUFFER_SIZE = 10,
+    /// Group history: messages kept per group for clients that rejoin with
+    /// `since` [default: no history]; 0 is refused.
+    GROUPCAST_LIMIT_HISTORY_SIZE = 170,
+    /// Milliseconds after a group's last message that its history is
+    /// dropped [300000].
+    GROUPCAST_LIMIT_HISTORY_TTL_MS = 171,
+    /// Most bytes of history kept, all groups together [67108864].
+    GROUPCAST_LIMIT_HISTORY_MAX_BYTES = 172,
 }
 
 /// What to do with a client whose outbound queue is full
@@ -455,6 +463,9 @@ pub unsafe extern "C" fn groupcast_config_set_limit(
             w if w == GROUPCAST_LIMIT_SEND_BUFFER_SIZE as u32 => {
                 limits.send_buffer_size = Some(size)
             }
+            w if w == GROUPCAST_LIMIT_HISTORY_SIZE as u32 => limits.history_size = Some(size),
+            w if w == GROUPCAST_LIMIT_HISTORY_TTL_MS as u32 => limits.history_ttl = millis,
+            w if w == GROUPCAST_LIMIT_HISTORY_MAX_BYTES as u32 => limits.history_max_bytes = size,
             other => {
                 return fail(
                     GROUPCAST_ERR_INVALID_ARGUMENT,

@@ -97,7 +97,11 @@ async fn serve_upgraded(shared: Arc<NodeState>, upgrading: Upgrading) {
     // The target is read once, by `introduce`: boxed, it takes a pointer
     // in the task rather than its four fields for the connection's life.
     session.run(Box::new(target)).await;
+    let positioned = shared.numbers_messages().then(|| conn.groups());
     shared.registry.remove_connection(&conn);
+    if let Some(groups) = positioned {
+        shared.forget_positions(conn.id, &groups);
+    }
     let peer = conn.peer;
     tracing::debug!(conn = conn.id, %peer, code = ?session.close_code, "connection closed");
     if let Some(host) = shared
@@ -598,7 +602,24 @@ impl ClientSession {
     fn execute(&self, command: ClientCommand, sends: &mut GroupSends) {
         let shared = &self.shared;
         match command {
-            ClientCommand::SendToGroup { group, message } => sends.add(shared, group, &message),
+            ClientCommand::SendToGroup {
+                group,
+                message,
+                json,
+            } => {
+                if shared.numbers_messages() {
+                    // Numbered (node/positions.rs).
+                    sends.1.add(shared, group, message, json);
+                } else {
+                    sends.add(shared, group, &message);
+                }
+            }
+            ClientCommand::AddGroupPositioned { group, since } => {
+                sends.flush(shared);
+                if let Err(error) = shared.join_positioned(&self.conn, &group, since.as_ref()) {
+                    self.reply(error_reply("join_refused", &error.to_string()));
+                }
+            }
             ClientCommand::AddGroup(group) => {
                 sends.flush(shared);
                 if let Err(error) = shared.registry.join(&self.conn, &group) {
@@ -607,7 +628,9 @@ impl ClientSession {
             }
             ClientCommand::LeaveGroup(group) => {
                 sends.flush(shared);
-                shared.registry.leave(&self.conn, group.as_str());
+                if shared.registry.leave(&self.conn, group.as_str()) {
+                    shared.forget_positions(self.conn.id, std::slice::from_ref(&group));
+                }
             }
             command @ (ClientCommand::AddGroupWithPresence(_) | ClientCommand::Presence(_)) => {
                 sends.flush(shared);
@@ -688,7 +711,7 @@ impl ClientSession {
 /// together at the end of the run, so a burst costs each member one queue
 /// push and one wake-up rather than one per message.
 #[derive(Default)]
-struct GroupSends(FrameRun<GroupId>);
+struct GroupSends(FrameRun<GroupId>, super::positions::NumberedRun);
 
 impl GroupSends {
     fn add(&mut self, shared: &NodeState, group: GroupId, text: &str) {
@@ -704,6 +727,7 @@ impl GroupSends {
         if let Some((group, frames, text_bytes)) = self.0.finish() {
             shared.fan_out_run(group.as_str(), &frames, text_bytes);
         }
+        self.1.flush(shared);
     }
 }
 

@@ -165,7 +165,12 @@ impl NodeHandle {
             return self.forward(tag, Wire::Leave { c: conn, g }).map(|()| true);
         }
         let conn = self.connection(conn)?;
-        Ok(self.state.registry.leave(&conn, group))
+        let left = self.state.registry.leave(&conn, group);
+        if left && let Ok(group) = self.group_id(group) {
+            self.state
+                .forget_positions(conn.id, std::slice::from_ref(&group));
+        }
+        Ok(left)
     }
 
     /// Sends a text message to every member of `group` on every node, except
@@ -177,7 +182,7 @@ impl NodeHandle {
     /// [`Error::InvalidGroup`] for an empty or over-long group id.
     pub fn send_to_group(&self, group: &str, text: &str, exclude: &[ConnId]) -> Result<usize> {
         let group = self.group_id(group)?;
-        Ok(self.state.send_to_group(group.as_str(), text, exclude))
+        Ok(self.state.send_to_group_at(&group, text, false, exclude).0)
     }
 
     /// Sends a text message to every connection of this node, except those
@@ -211,6 +216,9 @@ impl NodeHandle {
             stats.channel_refused = channel.channel_refused;
             stats.channel_queue_dropped = channel.channel_queue_dropped;
             stats.channel_undeliverable = channel.channel_undeliverable;
+        }
+        if let Some(history) = &state.history {
+            stats.history_bytes = history.bytes() as u64;
         }
         stats
     }

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::accept::next_connection;
 use crate::bus::{Bus, BusContext};
-use crate::channel::{ChannelServer, ChannelServerConfig};
+use crate::channel::{ChannelHistoryConfig, ChannelServer, ChannelServerConfig};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::host::HostEvents;
@@ -30,6 +30,7 @@ mod demo;
 mod handle;
 mod handshake;
 mod metrics;
+mod positions;
 mod presence;
 mod state;
 mod users;
@@ -88,6 +89,12 @@ impl Node {
                     secret: config.channel_secret.clone(),
                     tls_cert: config.channel_tls_cert.clone(),
                     tls_key: config.channel_tls_key.clone(),
+                    // The cluster's group history, kept by the channel server.
+                    history: limits.history_size.map(|size| ChannelHistoryConfig {
+                        size,
+                        ttl: limits.history_ttl,
+                        max_bytes: limits.history_max_bytes,
+                    }),
                     ..ChannelServerConfig::default()
                 };
                 Some(ChannelServer::bind(addr, server_config).await?)
@@ -151,6 +158,7 @@ impl Node {
             tasks: &tasks,
         };
         let bus = Bus::start(&config, embedded_channel, context).await?;
+        let history = positions::start_history(&limits, &bus, &counters, &shutdown, &tasks);
         let ws_config = WebSocketConfig::default()
             // tungstenite allocates its read buffer eagerly, per connection,
             // and zero-fills it before every read: keep it small (it grows
@@ -179,6 +187,7 @@ impl Node {
             channel_tls: channel_server.as_ref().and_then(ChannelServer::tls),
             channel_counters: channel_server.as_ref().map(ChannelServer::counters),
             node_tag: tag,
+            history,
         });
         tasks.spawn(accept_loop(listener, state.clone(), tasks.clone()));
         tasks.spawn(report_slow_consumers(state.clone()));

@@ -62,6 +62,9 @@ pub(crate) struct NodeState {
     /// This node's tag, the high bits of its connection ids: another node
     /// routes an action for one of them to this node's channel.
     pub(crate) node_tag: u64,
+    /// Group history (`Limits::history_size`); `None` when off, so that
+    /// groups without it cost nothing (see `node/positions.rs`).
+    pub(crate) history: Option<Arc<crate::history::History>>,
 }
 
 /// A connection waiting for the host's verdict before its upgrade.

@@ -229,6 +229,9 @@ impl Server {
         presence = true,
         presence_lease = None,
         presence_command = true,
+        history_size = None,
+        history_ttl = None,
+        history_max_bytes = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -267,6 +270,9 @@ impl Server {
         presence: bool,
         presence_lease: Option<f64>,
         presence_command: bool,
+        history_size: Option<usize>,
+        history_ttl: Option<f64>,
+        history_max_bytes: Option<usize>,
     ) -> PyResult<Self> {
         // Start from the defaults so fields added to the core keep their
         // default meaning here; `validate` below judges every value.
@@ -318,6 +324,13 @@ impl Server {
         limits.max_connections = max_connections;
         limits.allowed_origins = allowed_origins;
         limits.send_buffer_size = send_buffer_size;
+        limits.history_size = history_size;
+        if let Some(bytes) = history_max_bytes {
+            limits.history_max_bytes = bytes;
+        }
+        if let Some(seconds) = history_ttl {
+            limits.history_ttl = seconds_arg("history_ttl", seconds)?;
+        }
         let host = &mut config.host;
         host.builtin_commands = builtin_commands;
         if let Some(value) = queue_capacity {
@@ -569,6 +582,38 @@ impl Server {
         self.handle()?
             .send_to_group(&group, &message, &exclude)
             .map_err(to_py)
+    }
+
+    /// As `send_to_group`, returning `(delivered, offset)`: `offset` is the
+    /// message's position in the group's history (`None` with history
+    /// off).
+    #[pyo3(signature = (group, message, exclude = None))]
+    fn send_to_group_with_offset(
+        &self,
+        group: &Bound<'_, PyAny>,
+        message: &Bound<'_, PyAny>,
+        exclude: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(usize, Option<u64>)> {
+        let group = group_arg(group)?;
+        let message = text_arg("message", message)?;
+        let exclude = exclude_arg(exclude)?;
+        self.handle()?
+            .send_to_group_with_offset(&group, &message, &exclude)
+            .map_err(to_py)
+    }
+
+    /// The group's history: `(epoch, [(offset, message), ...])`, the kept
+    /// messages after offset `since` (all when `None`), oldest first, at
+    /// most `limit`. `ValueError` when the server keeps no history.
+    #[pyo3(signature = (group, since = None, limit = 100))]
+    fn history(
+        &self,
+        group: &Bound<'_, PyAny>,
+        since: Option<u64>,
+        limit: usize,
+    ) -> PyResult<(String, Vec<(u64, String)>)> {
+        let group = group_arg(group)?;
+        self.handle()?.history(&group, since, limit).map_err(to_py)
     }
 
     /// Sends `message` to every connection of this server except those in

@@ -577,5 +577,24 @@ check_throws(Result::ERR_CONFIG, fn () => Server::start([
 ]), 'a key from another pair', 'does not match the certificate');
 check_throws(Result::ERR_INVALID_ARGUMENT, fn () => Server::start(['tls_cert' => "$fixtures/ec.crt"]),
     'a certificate without its key', 'go together');
+// Group history (issue 17): the options, the offset a send returns, history().
+$plain = Server::start(['listen' => '127.0.0.1:0', 'channel_listen' => null]);
+check($plain->sendToGroupWithOffset('g', 'x') === [0, null], 'no offset without history');
+check_throws(Result::ERR_CONFIG, fn () => $plain->history('g'), 'history() without history', 'history_size');
+$plain->free();
+check_throws(Result::ERR_CONFIG, fn () => Server::start(['listen' => '127.0.0.1:0', 'history_size' => 0]),
+    'history_size 0', 'history_size');
+$keeping = Server::start([
+    'listen' => '127.0.0.1:0', 'channel_listen' => null,
+    'history_size' => 3, 'history_ttl' => 60, 'history_max_bytes' => 1 << 20,
+]);
+foreach (range(1, 5) as $i) {
+    check($keeping->sendToGroupWithOffset('g', "m$i") === [0, $i], "offset $i");
+}
+[$epoch, $messages] = $keeping->history('g');
+check($epoch !== '' && $messages === [[3, 'm3'], [4, 'm4'], [5, 'm5']], 'the last 3 kept: ' . json_encode($messages));
+check($keeping->history('g', 4, 10)[1] === [[5, 'm5']], 'history since 4');
+check($keeping->history('g', null, 1)[1] === [[3, 'm3']], 'history limit 1');
+$keeping->free();
 
 echo "test_wrapper.php: $checks checks passed\n";

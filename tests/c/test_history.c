@@ -1,0 +1,109 @@
+/* Group history from C: the limits, the offset a send returns, the
+ * history snapshot, and a client recovering what it missed. */
+#include "check.h"
+#include "wsclient.h"
+
+/* Reads the next text frame into `out` (NUL-terminated). */
+static void recv_text(int fd, char *out, size_t size) {
+    ws_frame f = ws_recv(fd);
+    CHECK(f.opcode == WS_TEXT && f.len < size);
+    memcpy(out, f.data, f.len);
+    out[f.len] = '\0';
+    ws_frame_free(&f);
+}
+
+static void history_off_by_default(void) {
+    groupcast_config *config = test_config();
+    groupcast_server *server = NULL;
+    CHECK_OK(groupcast_server_start(config, &server));
+    size_t delivered = 9;
+    uint64_t offset = 9;
+    CHECK_OK(groupcast_server_send_to_group_with_offset(server, STR("g"), STR("x"), NULL, 0,
+                                                        &delivered, &offset));
+    CHECK(delivered == 0 && offset == 0);
+    groupcast_history *history = NULL;
+    CHECK_RC(groupcast_server_history(server, STR("g"), 0, 100, &history), GROUPCAST_ERR_CONFIG);
+    CHECK(history == NULL);
+    groupcast_server_free(server);
+    groupcast_config_free(config);
+
+    groupcast_config *zero = test_config();
+    CHECK_OK(groupcast_config_set_limit(zero, GROUPCAST_LIMIT_HISTORY_SIZE, 0));
+    CHECK_RC(groupcast_server_start(zero, &server), GROUPCAST_ERR_CONFIG);
+    groupcast_config_free(zero);
+}
+
+static void offsets_history_and_recovery(void) {
+    groupcast_config *config = test_config();
+    CHECK_OK(groupcast_config_set_limit(config, GROUPCAST_LIMIT_HISTORY_SIZE, 10));
+    CHECK_OK(groupcast_config_set_limit(config, GROUPCAST_LIMIT_HISTORY_TTL_MS, 60000));
+    CHECK_OK(groupcast_config_set_limit(config, GROUPCAST_LIMIT_HISTORY_MAX_BYTES, 1 << 20));
+    groupcast_server *server = NULL;
+    CHECK_OK(groupcast_server_start(config, &server));
+
+    int fd = ws_connect(server_port(server), "/", 5000);
+    CHECK(fd >= 0);
+    CHECK(ws_send_text(fd, "{\"cmd\":\"add_group\",\"group_id\":\"g\",\"positions\":true}") == 0);
+    char text[512];
+    recv_text(fd, text, sizeof text);
+    CHECK(strstr(text, "\"type\":\"joined\"") && strstr(text, "\"offset\":0"));
+    close(fd);
+
+    for (int i = 1; i <= 4; i++) {
+        char message[16];
+        int n = snprintf(message, sizeof message, "m%d", i);
+        uint64_t offset = 0;
+        CHECK_OK(groupcast_server_send_to_group_with_offset(server, STR("g"), message, (size_t)n,
+                                                            NULL, 0, NULL, &offset));
+        CHECK(offset == (uint64_t)i);
+    }
+
+    groupcast_history *history = NULL;
+    CHECK_OK(groupcast_server_history(server, STR("g"), 2, 100, &history));
+    CHECK(groupcast_history_count(history) == 2);
+    uint64_t offset = 0;
+    const char *message = NULL;
+    size_t len = 0;
+    CHECK_OK(groupcast_history_get(history, 0, &offset, &message, &len));
+    CHECK(offset == 3 && len == 2 && memcmp(message, "m3", 2) == 0);
+    CHECK_RC(groupcast_history_get(history, 2, &offset, &message, &len),
+             GROUPCAST_ERR_INVALID_ARGUMENT);
+    const char *epoch = NULL;
+    size_t epoch_len = 0;
+    CHECK_OK(groupcast_history_epoch(history, &epoch, &epoch_len));
+    CHECK(epoch_len > 0 && epoch_len < 64 && strlen(epoch) == epoch_len);
+
+    /* A client that saw offset 1 rejoins with `since`: it gets 2, 3, 4. */
+    char rejoin[256];
+    snprintf(rejoin, sizeof rejoin,
+             "{\"cmd\":\"add_group\",\"group_id\":\"g\",\"since\":{\"offset\":1,\"epoch\":\"%s\"}}",
+             epoch);
+    fd = ws_connect(server_port(server), "/", 5000);
+    CHECK(fd >= 0);
+    CHECK(ws_send_text(fd, rejoin) == 0);
+    recv_text(fd, text, sizeof text);
+    CHECK(strstr(text, "\"recovered\":true") && strstr(text, "\"missed\":3"));
+    recv_text(fd, text, sizeof text);
+    CHECK(strstr(text, "\"offset\":2,\"message\":\"m2\""));
+    recv_text(fd, text, sizeof text);
+    CHECK(strstr(text, "\"offset\":3,\"message\":\"m3\""));
+    recv_text(fd, text, sizeof text);
+    CHECK(strstr(text, "\"offset\":4,\"message\":\"m4\""));
+    close(fd);
+    groupcast_history_free(history);
+    groupcast_history_free(NULL);
+    CHECK(groupcast_history_count(NULL) == 0);
+
+    groupcast_stats stats;
+    CHECK_OK(groupcast_server_stats(server, &stats));
+    CHECK(stats.history_recovered == 1 && stats.history_bytes > 0);
+    groupcast_server_free(server);
+    groupcast_config_free(config);
+}
+
+int main(void) {
+    history_off_by_default();
+    offsets_history_and_recovery();
+    report("test_history");
+    return 0;
+}

@@ -1,0 +1,268 @@
+//! Group history in a channel-server cluster: the channel server numbers
+//! and keeps, a member recovers on another node than the one it left, and
+//! a restarted channel server means a new epoch.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{ARRIVES, Client};
+use futures_util::StreamExt;
+use groupcast::channel::{ChannelHistoryConfig, ChannelServer, ChannelServerConfig};
+use groupcast::{Config, Limits, Node};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn history_hub(addr: &str) -> ChannelServer {
+    let config = ChannelServerConfig {
+        history: Some(ChannelHistoryConfig {
+            size: 1000,
+            ttl: Duration::from_secs(300),
+            max_bytes: 16 << 20,
+        }),
+        ..ChannelServerConfig::default()
+    };
+    ChannelServer::bind(addr, config)
+        .await
+        .expect("channel server starts")
+}
+
+async fn history_node(channel: SocketAddr) -> Node {
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        channel: Some(channel.to_string()),
+        channel_listen: None,
+        limits: Limits {
+            history_size: Some(1000),
+            ..Limits::default()
+        },
+        ..Config::default()
+    };
+    let node = Node::start(config).await.expect("node starts");
+    tokio::time::timeout(ARRIVES, node.handle().wait_bus_connected())
+        .await
+        .expect("node reaches the channel server");
+    node
+}
+
+async fn join_with(client: &mut Client, group: &str, options: Value) -> Value {
+    let mut command = json!({"cmd": "add_group", "group_id": group});
+    for (key, value) in options.as_object().expect("options") {
+        command[key] = value.clone();
+    }
+    client.send(&command.to_string()).await;
+    let reply: Value = serde_json::from_str(&client.recv_text().await).expect("JSON");
+    assert_eq!(reply["type"], "joined", "{reply}");
+    reply
+}
+
+async fn recv_positioned(client: &mut Client) -> (u64, Value) {
+    let text = client.recv_text().await;
+    let message: Value = serde_json::from_str(&text).expect("a message object");
+    assert_eq!(message["type"], "message", "{text}");
+    (
+        message["offset"].as_u64().expect("offset"),
+        message["message"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_recovers_on_the_other_node_while_a_sender_keeps_sending() {
+    const TOTAL: u64 = 300;
+    let hub = history_hub("127.0.0.1:0").await;
+    let node_a = history_node(hub.local_addr()).await;
+    let node_b = history_node(hub.local_addr()).await;
+    let (addr_a, addr_b) = (node_a.addresses().websocket, node_b.addresses().websocket);
+    let mut raw = Client::connect(addr_b).await;
+    raw.join("busy").await;
+    raw.sync().await;
+    let mut member = Client::connect(addr_a).await;
+    let joined = join_with(&mut member, "busy", json!({"positions": true})).await;
+    assert_eq!(joined["offset"], 0);
+    let epoch = joined["epoch"].clone();
+    assert!(!epoch.as_str().unwrap().is_empty());
+
+    let sending = tokio::spawn(async move {
+        let mut sender = Client::connect(addr_b).await;
+        for i in 1..=TOTAL {
+            sender.send_to_group("busy", &format!("m{i}")).await;
+            if i % 4 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        sender.sync().await;
+    });
+
+    let mut last = 0;
+    while last < 10 {
+        let (offset, message) = recv_positioned(&mut member).await;
+        assert_eq!(offset, last + 1);
+        assert_eq!(message, json!(format!("m{offset}")));
+        last = offset;
+    }
+    drop(member);
+    let mut seen_raw = 0;
+    while seen_raw < last + 5 {
+        seen_raw += 1;
+        assert_eq!(
+            raw.recv_text().await,
+            format!("m{seen_raw}"),
+            "raw, in order"
+        );
+    }
+    // Back, on the other node.
+    let mut member = Client::connect(addr_b).await;
+    let joined = join_with(
+        &mut member,
+        "busy",
+        json!({"since": {"offset": last, "epoch": epoch}}),
+    )
+    .await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    assert_eq!(joined["epoch"], epoch);
+    let missed = joined["missed"].as_u64().unwrap();
+    assert!(missed >= 5, "{joined}");
+    while last < TOTAL {
+        let (offset, message) = recv_positioned(&mut member).await;
+        assert_eq!(offset, last + 1, "no gap, no duplicate");
+        assert_eq!(message, json!(format!("m{offset}")));
+        last = offset;
+    }
+    sending.await.unwrap();
+    member.expect_nothing().await;
+    while seen_raw < TOTAL {
+        seen_raw += 1;
+        assert_eq!(raw.recv_text().await, format!("m{seen_raw}"));
+    }
+    assert_eq!(node_b.handle().stats().history_recovered, 1);
+    node_a.stop().await;
+    node_b.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_the_five_missed_messages_then_live_ones() {
+    let hub = history_hub("127.0.0.1:0").await;
+    let node_a = history_node(hub.local_addr()).await;
+    let node_b = history_node(hub.local_addr()).await;
+    let mut sender = Client::connect(node_a.addresses().websocket).await;
+    let mut member = Client::connect(node_a.addresses().websocket).await;
+    let joined = join_with(&mut member, "g", json!({"positions": true})).await;
+    sender.send_to_group("g", "one").await;
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("one")));
+    drop(member);
+    for i in 2..=6 {
+        sender.send_to_group("g", &format!("m{i}")).await;
+    }
+    sender.sync().await;
+    let mut member = Client::connect(node_b.addresses().websocket).await;
+    let rejoined = join_with(
+        &mut member,
+        "g",
+        json!({"since": {"offset": 1, "epoch": joined["epoch"]}}),
+    )
+    .await;
+    assert_eq!(
+        (
+            &rejoined["recovered"],
+            &rejoined["missed"],
+            &rejoined["offset"]
+        ),
+        (&json!(true), &json!(5), &json!(6))
+    );
+    for i in 2..=6 {
+        assert_eq!(
+            recv_positioned(&mut member).await,
+            (i, json!(format!("m{i}")))
+        );
+    }
+    sender
+        .send(r#"{"cmd":"send_to_group","group_id":"g","message":[7]}"#)
+        .await;
+    assert_eq!(recv_positioned(&mut member).await, (7, json!([7])));
+    member.expect_nothing().await;
+    // A host reads the cluster's history from the channel server (a
+    // blocking call: from a thread of its own).
+    let handle = node_b.handle();
+    let (epoch, kept) = tokio::task::spawn_blocking(move || handle.history("g", Some(4), 2))
+        .await
+        .unwrap()
+        .expect("the channel server answers");
+    assert_eq!(json!(epoch), joined["epoch"]);
+    assert_eq!(kept, vec![(5, "m5".to_owned()), (6, "m6".to_owned())]);
+    node_a.stop().await;
+    node_b.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_channel_server_means_a_new_epoch() {
+    let hub = history_hub("127.0.0.1:0").await;
+    let hub_addr = hub.local_addr();
+    let node = history_node(hub_addr).await;
+    let addr = node.addresses().websocket;
+    let mut sender = Client::connect(addr).await;
+    let mut member = Client::connect(addr).await;
+    let joined = join_with(&mut member, "g", json!({"positions": true})).await;
+    sender.send_to_group("g", "before").await;
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("before")));
+    drop(member);
+
+    hub.stop().await;
+    drop(hub);
+    let hub = history_hub(&hub_addr.to_string()).await;
+    common::eventually("the node reconnects", || node.handle().bus_connected()).await;
+
+    let mut member = Client::connect(addr).await;
+    let rejoined = join_with(
+        &mut member,
+        "g",
+        json!({"since": {"offset": 1, "epoch": joined["epoch"]}}),
+    )
+    .await;
+    assert_eq!(rejoined["recovered"], false, "{rejoined}");
+    assert_ne!(rejoined["epoch"], joined["epoch"]);
+    assert_eq!(rejoined["offset"], 0);
+    sender.send_to_group("g", "after").await;
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("after")));
+    assert_eq!(node.handle().stats().history_not_recovered, 1);
+    node.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_the_channel_server_never_answered_is_asked_again() {
+    // A "channel server" that takes requests and never answers, then goes.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hub_addr = silent.local_addr().unwrap();
+    let swallow = tokio::spawn(async move {
+        let (mut stream, _) = silent.accept().await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(
+            Duration::from_millis(1500),
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut sink),
+        )
+        .await;
+    });
+    let node = history_node(hub_addr).await;
+    let mut member = Client::connect(node.addresses().websocket).await;
+    member
+        .send(r#"{"cmd":"add_group","group_id":"g","positions":true}"#)
+        .await;
+    swallow.await.unwrap();
+    // The real one comes back on the same address: the held member is
+    // answered once its request is sent again.
+    let hub = history_hub(&hub_addr.to_string()).await;
+    let frame = tokio::time::timeout(Duration::from_secs(15), member.ws.next())
+        .await
+        .expect("joined after the request is sent again");
+    let Some(Ok(Message::Text(text))) = frame else {
+        panic!("expected the joined reply, got {frame:?}");
+    };
+    let joined: Value = serde_json::from_str(text.as_str()).unwrap();
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["offset"], 0);
+    node.stop().await;
+    hub.stop().await;
+}

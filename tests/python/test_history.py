@@ -1,0 +1,58 @@
+"""Group history from Python: the options, send_to_group_with_offset,
+history(), and a client recovering what it missed with `since`."""
+
+import pytest
+
+from conftest import assert_silent, client, command, recv, recv_json
+
+
+def test_history_options_are_checked(make_server):
+    with pytest.raises(ValueError, match="history_size"):
+        make_server(history_size=0)
+    with pytest.raises(ValueError, match="history_ttl"):
+        make_server(history_size=5, history_ttl=0)
+    with pytest.raises(ValueError, match="history_max_bytes"):
+        make_server(history_size=5, history_max_bytes=0)
+
+
+def test_history_off_has_no_offsets(make_server):
+    server = make_server()
+    server.start()
+    assert server.send_to_group_with_offset("g", "x") == (0, None)
+    with pytest.raises(ValueError, match="history"):
+        server.history("g")
+
+
+def test_a_client_recovers_what_it_missed(make_server):
+    server = make_server(history_size=10, history_ttl=60, history_max_bytes=1 << 20)
+    server.start()
+    with client(server) as raw, client(server) as member:
+        command(raw, cmd="add_group", group_id="g")
+        command(member, cmd="add_group", group_id="g", positions=True)
+        joined = recv_json(member)
+        assert joined["type"] == "joined" and joined["offset"] == 0
+        epoch = joined["epoch"]
+        assert server.send_to_group_with_offset("g", "first") == (2, 1)
+        assert recv(raw) == "first"
+        assert recv_json(member) == {
+            "type": "message",
+            "group_id": "g",
+            "offset": 1,
+            "message": "first",
+        }
+    for i in range(2, 7):
+        assert server.send_to_group_with_offset("g", f"m{i}")[1] == i
+    assert server.history("g", since=4) == (epoch, [(5, "m5"), (6, "m6")])
+    assert server.history("g", limit=2) == (epoch, [(1, "first"), (2, "m2")])
+    with client(server) as member:
+        command(member, cmd="add_group", group_id="g", since={"offset": 1, "epoch": epoch})
+        joined = recv_json(member)
+        assert (joined["recovered"], joined["missed"], joined["offset"]) == (True, 5, 6)
+        assert [recv_json(member)["offset"] for _ in range(5)] == [2, 3, 4, 5, 6]
+        assert_silent(member)
+        command(member, cmd="add_group", group_id="h", since={"offset": 1, "epoch": "old"})
+        assert recv_json(member)["recovered"] is False
+    stats = server.stats()
+    assert stats["history_recovered"] == 1
+    assert stats["history_not_recovered"] == 1
+    assert stats["history_bytes"] > 0
