@@ -208,6 +208,9 @@ impl Bus {
                 let _ = client.publish_to_others(&group_channel(group), &envelope);
             }
             Bus::Redis(redis) => redis.publish(group, message),
+            // The seed's workers know only groups: presence and routed
+            // actions (reserved channels) stay off their `send_to_group`.
+            Bus::Workerman { .. } if group.starts_with(crate::ids::RESERVED_PREFIX) => {}
             Bus::Workerman { client, node_id } => {
                 let event = SeedEvent {
                     group_id: group,
