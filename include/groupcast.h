@@ -1513,6 +1513,91 @@ groupcast_result groupcast_server_notify_fd(const struct groupcast_server *serve
                                             int *out_fd);
 
 /**
+ * As `groupcast_server_send_to_group`, and `out_offset` (may be NULL)
+ * gets the message's offset in the group's history (0 when the server
+ * keeps no history: offsets start at 1).
+ *
+ * # Safety
+ *
+ * As `groupcast_server_send_to_group`; `out_offset` NULL or writable.
+ */
+groupcast_result groupcast_server_send_to_group_with_offset(const struct groupcast_server *server,
+                                                            const char *group,
+                                                            size_t group_len,
+                                                            const char *text,
+                                                            size_t text_len,
+                                                            const uint64_t *exclude,
+                                                            size_t exclude_count,
+                                                            size_t *out_delivered,
+                                                            uint64_t *out_offset);
+
+/**
+ * Writes a snapshot of `group`'s history into `out_history`: its epoch
+ * and its kept messages after offset `since` (0: all of them), oldest
+ * first, at most `limit`. Read it with `groupcast_history_epoch`,
+ * `groupcast_history_count` and `groupcast_history_get`; release it with
+ * `groupcast_history_free`. `GROUPCAST_ERR_CONFIG` when the server keeps
+ * no history (`GROUPCAST_LIMIT_HISTORY_SIZE` unset).
+ *
+ * # Safety
+ *
+ * `server` from `groupcast_server_start`; `group` points to `group_len`
+ * bytes; `out_history` writable.
+ */
+groupcast_result groupcast_server_history(const struct groupcast_server *server,
+                                          const char *group,
+                                          size_t group_len,
+                                          uint64_t since,
+                                          size_t limit,
+                                          struct groupcast_history **out_history);
+
+/**
+ * The snapshot's epoch (NUL-terminated; the length, without the NUL, in
+ * `out_len`), living as long as the snapshot.
+ *
+ * # Safety
+ *
+ * `history` from `groupcast_server_history`; out pointers writable.
+ */
+groupcast_result groupcast_history_epoch(const struct groupcast_history *history,
+                                         const char **out_epoch,
+                                         size_t *out_len);
+
+/**
+ * The number of messages in a snapshot (0 for NULL).
+ *
+ * # Safety
+ *
+ * `history` NULL or from `groupcast_server_history`, not freed.
+ */
+size_t groupcast_history_count(const struct groupcast_history *history);
+
+/**
+ * Writes the `index`th message's offset into `out_offset` and its text
+ * (NUL-terminated; the length excludes the NUL) into `out_text` /
+ * `out_len`. The text lives as long as the snapshot.
+ * `GROUPCAST_ERR_INVALID_ARGUMENT` past the end.
+ *
+ * # Safety
+ *
+ * `history` from `groupcast_server_history`; out pointers writable.
+ */
+groupcast_result groupcast_history_get(const struct groupcast_history *history,
+                                       size_t index,
+                                       uint64_t *out_offset,
+                                       const char **out_text,
+                                       size_t *out_len);
+
+/**
+ * Releases a snapshot. NULL does nothing.
+ *
+ * # Safety
+ *
+ * `history` NULL or from `groupcast_server_history`, not yet freed.
+ */
+void groupcast_history_free(struct groupcast_history *history);
+
+/**
  * Presence settings: `enabled` keeps the cluster's presence [true];
  * `lease_ms` is how long another node's share is kept without news from
  * it [60000; at least 1000, checked by `groupcast_server_start`; 0 keeps
@@ -1650,91 +1735,6 @@ groupcast_result groupcast_server_ungroup(const struct groupcast_server *server,
                                           const char *group,
                                           size_t group_len,
                                           size_t *out_left);
-
-/**
- * As `groupcast_server_send_to_group`, and `out_offset` (may be NULL)
- * gets the message's offset in the group's history (0 when the server
- * keeps no history: offsets start at 1).
- *
- * # Safety
- *
- * As `groupcast_server_send_to_group`; `out_offset` NULL or writable.
- */
-groupcast_result groupcast_server_send_to_group_with_offset(const struct groupcast_server *server,
-                                                            const char *group,
-                                                            size_t group_len,
-                                                            const char *text,
-                                                            size_t text_len,
-                                                            const uint64_t *exclude,
-                                                            size_t exclude_count,
-                                                            size_t *out_delivered,
-                                                            uint64_t *out_offset);
-
-/**
- * Writes a snapshot of `group`'s history into `out_history`: its epoch
- * and its kept messages after offset `since` (0: all of them), oldest
- * first, at most `limit`. Read it with `groupcast_history_epoch`,
- * `groupcast_history_count` and `groupcast_history_get`; release it with
- * `groupcast_history_free`. `GROUPCAST_ERR_CONFIG` when the server keeps
- * no history (`GROUPCAST_LIMIT_HISTORY_SIZE` unset).
- *
- * # Safety
- *
- * `server` from `groupcast_server_start`; `group` points to `group_len`
- * bytes; `out_history` writable.
- */
-groupcast_result groupcast_server_history(const struct groupcast_server *server,
-                                          const char *group,
-                                          size_t group_len,
-                                          uint64_t since,
-                                          size_t limit,
-                                          struct groupcast_history **out_history);
-
-/**
- * The snapshot's epoch (NUL-terminated; the length, without the NUL, in
- * `out_len`), living as long as the snapshot.
- *
- * # Safety
- *
- * `history` from `groupcast_server_history`; out pointers writable.
- */
-groupcast_result groupcast_history_epoch(const struct groupcast_history *history,
-                                         const char **out_epoch,
-                                         size_t *out_len);
-
-/**
- * The number of messages in a snapshot (0 for NULL).
- *
- * # Safety
- *
- * `history` NULL or from `groupcast_server_history`, not freed.
- */
-size_t groupcast_history_count(const struct groupcast_history *history);
-
-/**
- * Writes the `index`th message's offset into `out_offset` and its text
- * (NUL-terminated; the length excludes the NUL) into `out_text` /
- * `out_len`. The text lives as long as the snapshot.
- * `GROUPCAST_ERR_INVALID_ARGUMENT` past the end.
- *
- * # Safety
- *
- * `history` from `groupcast_server_history`; out pointers writable.
- */
-groupcast_result groupcast_history_get(const struct groupcast_history *history,
-                                       size_t index,
-                                       uint64_t *out_offset,
-                                       const char **out_text,
-                                       size_t *out_len);
-
-/**
- * Releases a snapshot. NULL does nothing.
- *
- * # Safety
- *
- * `history` NULL or from `groupcast_server_history`, not yet freed.
- */
-void groupcast_history_free(struct groupcast_history *history);
 
 /**
  * Starts a server from `config` and returns once it listens: its network

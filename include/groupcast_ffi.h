@@ -335,6 +335,31 @@ groupcast_result groupcast_server_poll(struct groupcast_server *server,
                                        size_t *out_count);
 groupcast_result groupcast_server_notify_fd(const struct groupcast_server *server,
                                             int *out_fd);
+groupcast_result groupcast_server_send_to_group_with_offset(const struct groupcast_server *server,
+                                                            const char *group,
+                                                            size_t group_len,
+                                                            const char *text,
+                                                            size_t text_len,
+                                                            const uint64_t *exclude,
+                                                            size_t exclude_count,
+                                                            size_t *out_delivered,
+                                                            uint64_t *out_offset);
+groupcast_result groupcast_server_history(const struct groupcast_server *server,
+                                          const char *group,
+                                          size_t group_len,
+                                          uint64_t since,
+                                          size_t limit,
+                                          struct groupcast_history **out_history);
+groupcast_result groupcast_history_epoch(const struct groupcast_history *history,
+                                         const char **out_epoch,
+                                         size_t *out_len);
+size_t groupcast_history_count(const struct groupcast_history *history);
+groupcast_result groupcast_history_get(const struct groupcast_history *history,
+                                       size_t index,
+                                       uint64_t *out_offset,
+                                       const char **out_text,
+                                       size_t *out_len);
+void groupcast_history_free(struct groupcast_history *history);
 groupcast_result groupcast_config_set_presence(struct groupcast_config *config,
                                                bool enabled,
                                                uint64_t lease_ms,
@@ -376,31 +401,6 @@ groupcast_result groupcast_server_ungroup(const struct groupcast_server *server,
                                           const char *group,
                                           size_t group_len,
                                           size_t *out_left);
-groupcast_result groupcast_server_send_to_group_with_offset(const struct groupcast_server *server,
-                                                            const char *group,
-                                                            size_t group_len,
-                                                            const char *text,
-                                                            size_t text_len,
-                                                            const uint64_t *exclude,
-                                                            size_t exclude_count,
-                                                            size_t *out_delivered,
-                                                            uint64_t *out_offset);
-groupcast_result groupcast_server_history(const struct groupcast_server *server,
-                                          const char *group,
-                                          size_t group_len,
-                                          uint64_t since,
-                                          size_t limit,
-                                          struct groupcast_history **out_history);
-groupcast_result groupcast_history_epoch(const struct groupcast_history *history,
-                                         const char **out_epoch,
-                                         size_t *out_len);
-size_t groupcast_history_count(const struct groupcast_history *history);
-groupcast_result groupcast_history_get(const struct groupcast_history *history,
-                                       size_t index,
-                                       uint64_t *out_offset,
-                                       const char **out_text,
-                                       size_t *out_len);
-void groupcast_history_free(struct groupcast_history *history);
 groupcast_result groupcast_server_start(const struct groupcast_config *config,
                                         struct groupcast_server **out_server);
 groupcast_result groupcast_server_stop(struct groupcast_server *server);
