@@ -8,64 +8,25 @@ use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use pyo3::PyTraverseError;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
+mod core;
+
+use self::core::ServerCore;
 use super::events::{Addresses, event_object};
-use super::hooks::{Callbacks, PyHooks};
+use super::hooks::Callbacks;
 use super::{
-    ChannelError, Stoppable, StoppedError, SyncHook, check_channel_callback, check_channel_name,
-    check_not_async, exclude_arg, group_arg, json_dumps, json_loads, register_live, seconds_arg,
-    text_arg, timeout_deadline, to_py, wait_interruptibly, with_stop_signals,
+    ChannelError, Stoppable, StoppedError, check_channel_callback, check_channel_name, exclude_arg,
+    group_arg, json_dumps, json_loads, register_live, seconds_arg, text_arg, timeout_deadline,
+    to_py, wait_interruptibly, with_stop_signals,
 };
 use crate::host::Polled;
-use crate::{Config, HostEvents, NodeHandle, SlowConsumerPolicy};
-
-/// What a server is doing; behind [`ServerCore::state`].
-#[derive(Default)]
-struct ServerState {
-    /// The running server; `None` before start and once stopped (so a
-    /// stopped server holds no thread, socket or queue).
-    server: Option<crate::Server>,
-    /// Where the last start listened, kept after stop.
-    addresses: Option<crate::Addresses>,
-    /// The event queue with `events=True`, kept after stop so that a poller
-    /// can drain it.
-    events: Option<Arc<HostEvents>>,
-    /// A start is in progress (the lock is not held while it binds).
-    starting: bool,
-}
-
-impl ServerState {
-    fn running(&self) -> Option<&crate::Server> {
-        self.server.as_ref()
-    }
-}
-
-/// A server's shared state: the Python object, the `atexit` list and
-/// `serve_forever` all reach it.
-#[derive(Default)]
-struct ServerCore {
-    state: Mutex<ServerState>,
-    /// Signalled when the server stops, for `serve_forever`.
-    stopped: Condvar,
-}
-
-impl Stoppable for ServerCore {
-    /// The caller must not be attached to the interpreter: the host thread
-    /// may need it to finish its batch.
-    fn stop_detached(&self) {
-        let server = self.state.lock().server.take();
-        if let Some(server) = server {
-            server.stop();
-        }
-        self.stopped.notify_all();
-    }
-}
+use crate::{Config, SlowConsumerPolicy};
 
 /// A groupcast node: a websocket server whose clients join groups and send
 /// to them, embedded in this process. See the package documentation.
@@ -83,110 +44,6 @@ pub(super) struct Server {
     /// The callbacks, shared with the host thread.
     callbacks: Arc<Mutex<Callbacks>>,
     core: Arc<ServerCore>,
-}
-
-impl Server {
-    /// The running server's actions.
-    fn handle(&self) -> PyResult<NodeHandle> {
-        self.core
-            .state
-            .lock()
-            .running()
-            .map(|server| server.handle().clone())
-            .ok_or_else(|| StoppedError::new_err("the server is not running: call start() first"))
-    }
-
-    fn set_hook(
-        &self,
-        which: fn(&mut Callbacks) -> &mut Option<Py<PyAny>>,
-        name: &str,
-        callback: Bound<'_, PyAny>,
-    ) -> PyResult<Py<PyAny>> {
-        if !callback.is_callable() {
-            return Err(PyTypeError::new_err(format!(
-                "{name} needs a callable, not {}",
-                callback.get_type().name()?
-            )));
-        }
-        if self.poll_mode {
-            return Err(PyValueError::new_err(format!(
-                "this server was made with events=True: take events from poll() or \
-                 events() instead of registering {name}"
-            )));
-        }
-        check_not_async(name, &callback)?;
-        // Stored wrapped: an awaitable it returns is closed and reported.
-        let hook = SyncHook::wrap(callback.clone())?;
-        let state = self.core.state.lock();
-        if state.running().is_some() || state.starting {
-            return Err(PyValueError::new_err(format!(
-                "register {name} before start(): the hooks decide what the server asks the host"
-            )));
-        }
-        let previous = which(&mut self.callbacks.lock()).replace(hook);
-        drop(state);
-        // Released outside the locks: its finalizer may call back in.
-        drop(previous);
-        Ok(callback.unbind())
-    }
-
-    /// Whether the server has a channel server (embedded or joined), which
-    /// `subscribe` and `publish` need.
-    fn has_channel_server(&self) -> bool {
-        self.config.channel.is_some() || self.config.channel_listen.is_some()
-    }
-
-    /// The configuration for this start: which events the hooks need.
-    fn start_config(&self) -> Config {
-        let mut config = self.config.clone();
-        let host = &mut config.host;
-        // `subscribe` works at any time, whatever else the host takes.
-        host.channel_events = self.has_channel_server();
-        if self.poll_mode {
-            host.connect_events = true;
-            host.message_events = true;
-            host.close_events = true;
-        } else {
-            let callbacks = self.callbacks.lock();
-            host.approve_connections = callbacks.on_connect.is_some();
-            host.connect_events = callbacks.on_connect.is_some();
-            host.message_events = callbacks.on_message.is_some();
-            host.close_events = callbacks.on_close.is_some();
-        }
-        config
-    }
-
-    /// Starts the core server and what feeds the callbacks; detached.
-    fn start_detached(&self, config: Config) -> crate::Result<crate::Server> {
-        let hooked = !self.poll_mode && config.host.wants_events();
-        let server = crate::Server::start(config)?;
-        let callbacks = self.callbacks.clone();
-        if hooked {
-            server.run_hooks(PyHooks {
-                callbacks: callbacks.clone(),
-            })?;
-        }
-        // Channels subscribed before start.
-        let channels: Vec<String> = callbacks.lock().channels.keys().cloned().collect();
-        for channel in channels {
-            server.handle().channel_subscribe(&channel)?;
-        }
-        Ok(server)
-    }
-
-    fn poll_events(&self) -> PyResult<Arc<HostEvents>> {
-        if !self.poll_mode {
-            return Err(PyValueError::new_err(
-                "poll() needs a server made with events=True (this one uses hooks)",
-            ));
-        }
-        self.core
-            .state
-            .lock()
-            .events
-            .clone()
-            .ok_or_else(|| StoppedError::new_err("the server has not been started"))
-    }
 }
 
 #[pymethods]
