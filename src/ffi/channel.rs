@@ -79,22 +79,32 @@ pub unsafe extern "C" fn groupcast_channel_server_start(
         if let Err(code) = address_arg("listen", listen) {
             return code;
         }
-        // A library in a C or PHP host logs nothing unless GROUPCAST_LOG
-        // (or RUST_LOG) asks for it.
-        crate::logging::init(None, crate::logging::LogFormat::Text);
         let config = ChannelServerConfig {
             secret: secret_of(secret),
             ..ChannelServerConfig::default()
         };
-        match BackgroundChannelServer::start(listen, config) {
-            Ok(inner) => {
-                let server = Box::new(groupcast_channel_server { inner });
-                out(out_server, Box::into_raw(server));
-                GROUPCAST_OK
-            }
-            Err(e) => fail_with(&e),
-        }
+        start_server(listen, config, out_server)
     })
+}
+
+/// Starts a standalone channel server into `out_server` (with or without
+/// TLS: `groupcast_channel_server_start` and `_start_tls`).
+pub(crate) fn start_server(
+    listen: &str,
+    config: ChannelServerConfig,
+    out_server: *mut *mut groupcast_channel_server,
+) -> groupcast_result {
+    // A library in a C or PHP host logs nothing unless GROUPCAST_LOG (or
+    // RUST_LOG) asks for it.
+    crate::logging::init(None, crate::logging::LogFormat::Text);
+    match BackgroundChannelServer::start(listen, config) {
+        Ok(inner) => {
+            let server = Box::new(groupcast_channel_server { inner });
+            out(out_server, Box::into_raw(server));
+            GROUPCAST_OK
+        }
+        Err(e) => fail_with(&e),
+    }
 }
 
 /// Writes the address the channel server listens on (`ip:port`,
@@ -231,26 +241,34 @@ pub unsafe extern "C" fn groupcast_channel_client_connect(
         if let Err(code) = address_arg("address", addr) {
             return code;
         }
-        // A library in a C or PHP host logs nothing unless GROUPCAST_LOG
-        // (or RUST_LOG) asks for it.
-        crate::logging::init(None, crate::logging::LogFormat::Text);
         let config = ChannelClientConfig {
             secret: secret_of(secret),
             ..ChannelClientConfig::default()
         };
-        let capacity = HostConfig::default().queue_capacity;
-        match BackgroundChannelClient::connect(addr, config, capacity) {
-            Ok(inner) => {
-                let client = Box::new(groupcast_channel_client {
-                    inner,
-                    poll_slot: Mutex::new(PollSlot::default()),
-                });
-                out(out_client, Box::into_raw(client));
-                GROUPCAST_OK
-            }
-            Err(e) => fail_with(&e),
-        }
+        connect_client(addr, config, out_client)
     })
+}
+
+/// Connects a channel client into `out_client` (with or without TLS:
+/// `groupcast_channel_client_connect` and `_connect_tls`).
+pub(crate) fn connect_client(
+    addr: &str,
+    config: ChannelClientConfig,
+    out_client: *mut *mut groupcast_channel_client,
+) -> groupcast_result {
+    crate::logging::init(None, crate::logging::LogFormat::Text);
+    let capacity = HostConfig::default().queue_capacity;
+    match BackgroundChannelClient::connect(addr, config, capacity) {
+        Ok(inner) => {
+            let client = Box::new(groupcast_channel_client {
+                inner,
+                poll_slot: Mutex::new(PollSlot::default()),
+            });
+            out(out_client, Box::into_raw(client));
+            GROUPCAST_OK
+        }
+        Err(e) => fail_with(&e),
+    }
 }
 
 /// Waits up to `timeout_ms` for the connection to the channel server and

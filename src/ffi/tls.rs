@@ -7,17 +7,13 @@
 use std::ffi::c_char;
 use std::path::PathBuf;
 
-use parking_lot::Mutex;
-
-use super::channel::{groupcast_channel_client, groupcast_channel_server, secret_of};
+use super::channel::{
+    connect_client, groupcast_channel_client, groupcast_channel_server, secret_of, start_server,
+};
 use super::config::{address_arg, groupcast_config};
-use super::events::PollSlot;
 use super::result::*;
 use super::server::groupcast_server;
-use crate::channel::{
-    BackgroundChannelClient, BackgroundChannelServer, ChannelClientConfig, ChannelServerConfig,
-};
-use crate::config::HostConfig;
+use crate::channel::{ChannelClientConfig, ChannelServerConfig};
 
 /// A pair of paths given together: both empty is "none", one alone is an
 /// error naming `what`.
@@ -54,15 +50,12 @@ pub unsafe extern "C" fn groupcast_config_set_tls(
         let config = arg_mut!(config);
         let cert = arg_str!(cert, cert_len);
         let key = arg_str!(key, key_len);
-        match pair("tls", cert, key) {
-            Ok(files) => {
-                let (cert, key) = files.unzip();
-                config.config.tls_cert = cert;
-                config.config.tls_key = key;
-                GROUPCAST_OK
-            }
-            Err(code) => code,
-        }
+        let (cert, key) = match pair("tls", cert, key) {
+            Ok(files) => files.unzip(),
+            Err(code) => return code,
+        };
+        (config.config.tls_cert, config.config.tls_key) = (cert, key);
+        GROUPCAST_OK
     })
 }
 
@@ -85,15 +78,15 @@ pub unsafe extern "C" fn groupcast_config_set_channel_tls(
         let config = arg_mut!(config);
         let cert = arg_str!(cert, cert_len);
         let key = arg_str!(key, key_len);
-        match pair("channel tls", cert, key) {
-            Ok(files) => {
-                let (cert, key) = files.unzip();
-                config.config.channel_tls_cert = cert;
-                config.config.channel_tls_key = key;
-                GROUPCAST_OK
-            }
-            Err(code) => code,
-        }
+        let (cert, key) = match pair("channel tls", cert, key) {
+            Ok(files) => files.unzip(),
+            Err(code) => return code,
+        };
+        (
+            config.config.channel_tls_cert,
+            config.config.channel_tls_key,
+        ) = (cert, key);
+        GROUPCAST_OK
     })
 }
 
@@ -188,23 +181,13 @@ pub unsafe extern "C" fn groupcast_channel_server_start_tls(
             Ok(files) => files.unzip(),
             Err(code) => return code,
         };
-        crate::logging::init(None, crate::logging::LogFormat::Text);
         let config = ChannelServerConfig {
             secret: secret_of(secret),
             tls_cert,
             tls_key,
             ..ChannelServerConfig::default()
         };
-        match BackgroundChannelServer::start(listen, config) {
-            Ok(inner) => {
-                out(
-                    out_server,
-                    Box::into_raw(Box::new(groupcast_channel_server { inner })),
-                );
-                GROUPCAST_OK
-            }
-            Err(e) => fail_with(&e),
-        }
+        start_server(listen, config, out_server)
     })
 }
 
@@ -265,24 +248,12 @@ pub unsafe extern "C" fn groupcast_channel_client_connect_tls(
                 "ca must name the CA file (use groupcast_channel_client_connect without TLS)",
             );
         }
-        crate::logging::init(None, crate::logging::LogFormat::Text);
         let config = ChannelClientConfig {
             secret: secret_of(secret),
             tls_ca: Some(ca.into()),
             tls_server_name: (!server_name.is_empty()).then(|| server_name.to_owned()),
             ..ChannelClientConfig::default()
         };
-        let capacity = HostConfig::default().queue_capacity;
-        match BackgroundChannelClient::connect(addr, config, capacity) {
-            Ok(inner) => {
-                let client = Box::new(groupcast_channel_client {
-                    inner,
-                    poll_slot: Mutex::new(PollSlot::default()),
-                });
-                out(out_client, Box::into_raw(client));
-                GROUPCAST_OK
-            }
-            Err(e) => fail_with(&e),
-        }
+        connect_client(addr, config, out_client)
     })
 }
