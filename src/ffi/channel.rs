@@ -94,9 +94,7 @@ pub(crate) fn start_server(
     config: ChannelServerConfig,
     out_server: *mut *mut groupcast_channel_server,
 ) -> groupcast_result {
-    // A library in a C or PHP host logs nothing unless GROUPCAST_LOG (or
-    // RUST_LOG) asks for it.
-    crate::logging::init(None, crate::logging::LogFormat::Text);
+    super::prepare_host_process();
     match BackgroundChannelServer::start(listen, config) {
         Ok(inner) => {
             let server = Box::new(groupcast_channel_server { inner });
@@ -256,7 +254,7 @@ pub(crate) fn connect_client(
     config: ChannelClientConfig,
     out_client: *mut *mut groupcast_channel_client,
 ) -> groupcast_result {
-    crate::logging::init(None, crate::logging::LogFormat::Text);
+    super::prepare_host_process();
     let capacity = HostConfig::default().queue_capacity;
     match BackgroundChannelClient::connect(addr, config, capacity) {
         Ok(inner) => {

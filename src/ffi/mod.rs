@@ -42,3 +42,27 @@ pub use presence::*;
 pub use result::*;
 pub use server::*;
 pub use tls::*;
+
+/// What a C or PHP process needs before its first server or client starts:
+/// logs go nowhere unless GROUPCAST_LOG (or RUST_LOG) asks for them, and
+/// SIGPIPE is ignored if the host left it at its default. A peer that
+/// closes while a vectored write (`writev`) is under way raises SIGPIPE,
+/// whose default action kills the whole host process; Rust programs and
+/// CPython ignore it at start, a C or PHP host usually does not. A host
+/// that installed its own handler keeps it.
+fn prepare_host_process() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    crate::logging::init(None, crate::logging::LogFormat::Text);
+    ONCE.call_once(|| {
+        // SAFETY: reads the current disposition into a zeroed sigaction,
+        // and replaces it only when it is SIG_DFL.
+        unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut current) == 0
+                && current.sa_sigaction == libc::SIG_DFL
+            {
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            }
+        }
+    });
+}

@@ -57,9 +57,7 @@ pub unsafe extern "C" fn groupcast_server_start(
     guard(|| {
         let config = arg_ref!(config);
         arg_out!(out_server);
-        // A library in a C or PHP host logs nothing unless GROUPCAST_LOG
-        // (or RUST_LOG) asks for it.
-        crate::logging::init(None, crate::logging::LogFormat::Text);
+        super::prepare_host_process();
         let rust_config = match config.server_config() {
             Ok(rust_config) => rust_config,
             Err(code) => return code,

@@ -47,18 +47,13 @@ passed=0
 failed=0
 for src in tests/c/test_*.c; do
     name=$(basename "$src" .c)
-    # test_history exits non-zero without a message when run from this loop,
-    # yet passes when run alone with the same flags and environment; issue
-    # 17 (open) tracks it. Run it by hand meanwhile.
-    if [[ "$name" == test_history ]]; then
-        echo "SKIPPED: $name (issue 17: fails silently in this loop only)" >&2
-        continue
-    fi
     cc "${cflags[@]}" "$src" -o "$build/$name" "${ldflags[@]}"
-    if timeout 120 "$build/$name"; then
+    status=0
+    timeout 120 "$build/$name" || status=$?
+    if ((status == 0)); then
         passed=$((passed + 1))
     else
-        echo "FAILED: $name" >&2
+        echo "FAILED: $name (exit status $status)" >&2
         failed=$((failed + 1))
     fi
 done

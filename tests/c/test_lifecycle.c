@@ -1,4 +1,8 @@
 /* Start/stop/free cycles, and bad arguments returning errors. */
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "check.h"
 #include "wsclient.h"
 
@@ -179,7 +183,43 @@ static void messages_and_version(void) {
     CHECK(strcmp(groupcast_version(), version) == 0);
 }
 
+
+static void on_sigpipe(int sig) { (void)sig; }
+
+/* SIGPIPE left at its default kills the host when a client closes during
+ * a vectored write: starting a server ignores it then, and keeps a
+ * handler the host installed (checked in a child process, whose signal
+ * dispositions are its own). Runs first: nothing has started yet. */
+static void sigpipe_is_ignored_unless_the_host_handles_it(void) {
+    /* A C program starts with the default (unless its parent ignored it). */
+    signal(SIGPIPE, SIG_DFL);
+    struct sigaction current;
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        signal(SIGPIPE, on_sigpipe);
+        groupcast_config *config = test_config();
+        groupcast_server *server = NULL;
+        int ok = groupcast_server_start(config, &server) == GROUPCAST_OK;
+        struct sigaction after;
+        ok = ok && sigaction(SIGPIPE, NULL, &after) == 0 && after.sa_handler == on_sigpipe;
+        groupcast_server_free(server);
+        groupcast_config_free(config);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    groupcast_config *config = test_config();
+    groupcast_server *server = NULL;
+    CHECK_OK(groupcast_server_start(config, &server));
+    CHECK(sigaction(SIGPIPE, NULL, &current) == 0 && current.sa_handler == SIG_IGN);
+    groupcast_server_free(server);
+    groupcast_config_free(config);
+}
+
 int main(void) {
+    sigpipe_is_ignored_unless_the_host_handles_it();
     start_stop_free_cycles();
     null_arguments();
     invalid_utf8();
