@@ -31,7 +31,8 @@ bash tests/redis/run.sh --install-only
 run "cargo fmt --check" cargo fmt --all -- --check
 run "cargo clippy" cargo clippy --all-targets -- -D warnings
 run "cargo clippy (python feature)" cargo clippy --all-targets --features python -- -D warnings
-run "rust tests" cargo test --all-targets
+# --no-fail-fast: one failing test binary does not hide the others.
+run "rust tests" cargo test --all-targets --no-fail-fast
 # README.md's and docs/'s Rust blocks (src/lib.rs includes them as doctests).
 run "rust doc snippets" cargo test --doc
 run "c tests (ASan/UBSan, header check)" bash tests/c/run.sh

@@ -43,12 +43,14 @@ export GROUPCAST_LIB="$target/debug/libgroupcast.so"
 
 passed=0
 failed=0
+failed_names=()
 run() {
     if timeout 120 "$@"; then
         passed=$((passed + 1))
     else
         echo "FAILED: $*" >&2
         failed=$((failed + 1))
+        failed_names+=("$*")
     fi
 }
 run php tests/php/test_wrapper.php
@@ -66,5 +68,6 @@ run php tests/php/check_package.php
 # The seed's Channel protocol (PHP serialize() bodies) against `groupcast
 # channel`, and a workerman-mode node beside a PHP worker.
 run env GROUPCAST_BIN="$target/debug/groupcast" php tests/php/test_channel.php
+for name in "${failed_names[@]}"; do echo "php FAILED: $name"; done
 echo "php: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
