@@ -74,7 +74,8 @@ final class Conn
     public $socket;
     private string $buffer = '';
 
-    public function __construct(string $addr)
+    /** @param bool $json speaks the JSON dialect (a groupcast node's) */
+    public function __construct(string $addr, private bool $json = false)
     {
         $socket = stream_socket_client("tcp://$addr", $code, $message, 5);
         check($socket !== false, "connect to $addr: $message");
@@ -133,6 +134,30 @@ final class Conn
         return $data;
     }
 
+    /**
+     * Returns once the server has handled every frame sent so far on this
+     * connection (it handles one connection's frames in order, and nothing
+     * in the protocol answers a subscribe): publishes to a channel of its
+     * own and waits for its own event, which must be the next frame.
+     */
+    public function sync(): void
+    {
+        static $n = 0;
+        $channel = 'sync-' . ++$n;
+        $frames = [
+            ['type' => 'subscribe', 'channels' => [$channel]],
+            ['type' => 'publish', 'channels' => [$channel], 'data' => 'sync'],
+            ['type' => 'unsubscribe', 'channels' => [$channel]],
+        ];
+        foreach ($frames as $frame) {
+            $this->raw($this->json ? json_encode($frame) : serialize($frame));
+        }
+        $body = $this->frame();
+        check(is_string($body), "the sync event on $channel arrives");
+        $event = $this->json ? json_decode($body, true) : unserialize($body, ['allowed_classes' => false]);
+        check(is_array($event) && $event['channel'] === $channel, "the next frame is the sync event: $body");
+    }
+
     public function expectNothing(): void
     {
         $body = $this->frame(QUIET);
@@ -153,6 +178,7 @@ $a = new Conn($addr);
 $b = new Conn($addr);
 $a->send(['type' => 'subscribe', 'channels' => ['news']]);
 $b->send(['type' => 'subscribe', 'channels' => ['news']]);
+$b->sync();
 $a->raw(''); // a ping, as Client::ping() sends
 $a->send(['type' => 'publish', 'channels' => ['news'], 'data' => ['x' => [1, 2.5, true, null, "\xff"]]]);
 foreach ([$a, $b] as $who) {
@@ -181,9 +207,10 @@ $c->raw('a:2:{s:4:"type";s:7:"publish";s:8:"channels";a:1:{s:1:"0";s:1:"5";}}');
 $c->expectClosed();
 $c = new Conn($addr);
 $c->send(['type' => 'subscribe', 'channels' => [5]]);
-$json = new Conn($addr);
+$json = new Conn($addr, json: true);
 $json->raw('{"type":"subscribe","channels":["5"]}');
-usleep(100000);
+$c->sync();
+$json->sync();
 $b->raw('a:3:{s:4:"type";s:7:"publish";s:8:"channels";a:1:{s:1:"0";s:1:"5";}s:4:"data";a:1:{s:1:"7";s:1:"k";}}');
 $event = $c->recv();
 check($event['channel'] == 5 && $event['data'] === [7 => 'k'], 'int-string keys: ' . json_encode($event));
@@ -198,8 +225,8 @@ $loop = [];
 for ($i = 0; $i < 3; $i++) {
     $loop[$i] = new Conn($addr);
     $loop[$i]->send(['type' => 'subscribe', 'channels' => ['work']]);
+    $loop[$i]->sync();
 }
-usleep(100000);
 for ($i = 0; $i < 6; $i++) {
     $b->send(['type' => 'publishLoop', 'channels' => ['work'], 'data' => $i]);
 }
@@ -246,12 +273,11 @@ $cases = [
     [1 => 'starts at one'], ['0' => 'zero as string', '1' => 'one'], $deep,
 ];
 $php_sub = new Conn($addr);
-$json_sub = new Conn($addr);
+$json_sub = new Conn($addr, json: true);
 $php_sub->send(['type' => 'subscribe', 'channels' => ['cases']]);
 $json_sub->raw('{"type":"subscribe","channels":["cases"]}');
-$php_sub->send(['type' => 'publish', 'channels' => ['cases'], 'data' => 'ready']);
-$php_sub->recv();
-$json_sub->frame();
+$php_sub->sync();
+$json_sub->sync();
 foreach ($cases as $i => $value) {
     $b->send(['type' => 'publish', 'channels' => ['cases'], 'data' => $value]);
     check($php_sub->recv()['data'] === $value, "case $i reaches PHP as sent");
