@@ -659,6 +659,28 @@ async fn an_embedded_channel_server_speaks_tls_to_its_own_node_and_others() {
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(ARRIVES, plain.read_to_end(&mut answer)).await;
     assert!(!answer.starts_with(&[0, 0]), "no channel frame in clear");
+    // A node that forgot --channel-tls is told why, in its health.
+    let plain_node = Node::start(Config {
+        listen: "127.0.0.1:0".into(),
+        channel: Some(hub.to_string()),
+        channel_listen: None,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + ARRIVES;
+    loop {
+        let reason = plain_node.handle().health().reason.unwrap_or_default();
+        if reason.contains("answered in plain HTTP") && reason.contains("--channel-tls") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health says: {reason:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    plain_node.stop().await;
     first.handle().reload_tls().unwrap();
     second.stop().await;
     first.stop().await;

@@ -46,13 +46,14 @@ impl Decoder for FrameDecoder {
             ));
         }
         if len > self.max_frame {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
+            let why = match mismatched_peer(&src[..HEADER_LEN]) {
+                Some(why) => why.to_owned(),
+                None => format!(
                     "channel frame length {len} is over the limit of {}",
                     self.max_frame
                 ),
-            ));
+            };
+            return Err(io::Error::new(io::ErrorKind::InvalidData, why));
         }
         if src.len() < len {
             src.reserve(len - src.len());
@@ -60,6 +61,24 @@ impl Decoder for FrameDecoder {
         }
         src.advance(HEADER_LEN);
         Ok(Some(src.split_to(len - HEADER_LEN).freeze()))
+    }
+}
+
+/// What a "length" that is not one says about the peer, for the two
+/// mistakes an operator makes: a plain link to a TLS channel server (which
+/// answers in plain HTTP, see `tls.rs`) and TLS to a plain one (a TLS record
+/// header: content type 0x14-0x17, version 3.x).
+fn mismatched_peer(header: &[u8]) -> Option<&'static str> {
+    match header {
+        b"HTTP" => Some(
+            "the peer answered in plain HTTP: a TLS channel server refusing a plain client? \
+             (connect with --channel-tls and --channel-ca)",
+        ),
+        [0x14..=0x17, 3, 0..=4, _] => Some(
+            "the peer speaks TLS on a plain channel link: start the channel server with \
+             --tls-cert and --tls-key, or connect without --channel-tls",
+        ),
+        _ => None,
     }
 }
 
@@ -88,6 +107,23 @@ mod tests {
             out.push(frame);
         }
         Ok(out)
+    }
+
+    #[test]
+    fn a_peer_of_the_other_kind_is_named_in_the_error() {
+        let mut decoder = FrameDecoder::new(1024);
+        let mut http = BytesMut::from(&b"HTTP/1.1 400 Bad Request\r\n"[..]);
+        let error = decoder.decode(&mut http).unwrap_err().to_string();
+        assert!(error.contains("answered in plain HTTP"), "{error}");
+        let mut hello = BytesMut::from(&[0x16, 3, 1, 0, 0xf0, 1, 0, 0][..]);
+        let error = decoder.decode(&mut hello).unwrap_err().to_string();
+        assert!(
+            error.contains("speaks TLS on a plain channel link"),
+            "{error}"
+        );
+        let mut big = BytesMut::from(&[0x7f, 0, 0, 0][..]);
+        let error = decoder.decode(&mut big).unwrap_err().to_string();
+        assert!(error.contains("over the limit of 1024"), "{error}");
     }
 
     #[test]

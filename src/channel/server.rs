@@ -252,7 +252,7 @@ impl ChannelServer {
 
     /// The server's counters: `slow_consumer_closes` (subscribers closed
     /// for being too slow), `channel_refused`, `channel_queue_dropped`,
-    /// `channel_undeliverable`; the rest are 0.
+    /// `channel_undeliverable`, `tls_handshake_failures`; the rest are 0.
     pub fn stats(&self) -> Stats {
         Stats::read(&self.hub.counters)
     }

@@ -155,7 +155,8 @@ pub unsafe extern "C" fn groupcast_channel_server_subscriber_count(
 /// Writes the channel server's counters into `out_stats`: in
 /// `slow_consumer_closes`, `channel_refused` (connections closed for a bad
 /// body, a PHP serialized object say, or a missing or wrong secret),
-/// `channel_queue_dropped` and `channel_undeliverable`; the other fields
+/// `channel_queue_dropped`, `channel_undeliverable` and
+/// `tls_handshake_failures`; the other fields
 /// are 0. Readable after stop.
 ///
 /// # Safety

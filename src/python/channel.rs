@@ -201,7 +201,8 @@ impl ChannelServer {
     /// `Server.stats()`): `slow_consumer_closes`, `channel_refused`
     /// (connections closed for a bad body, a PHP serialized object say, or
     /// a missing or wrong secret), `channel_queue_dropped`,
-    /// `channel_undeliverable`; the others are 0. Empty before start.
+    /// `channel_undeliverable`, `tls_handshake_failures`; the others are 0.
+    /// Empty before start.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stats = self
             .core

@@ -155,5 +155,7 @@ def test_channel_server_and_client_over_tls(tmp_path):
         with pytest.raises(TimeoutError):
             stranger.connect(address, timeout=0.5)
         stranger.close()
+        wait_for(lambda: hub.stats()["tls_handshake_failures"] >= 1,
+                 what="the refused handshake counted by the channel server")
     with pytest.raises(ValueError, match="go together"):
         groupcast.ChannelServer(LOCAL, tls_cert=EC[0])
