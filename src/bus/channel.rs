@@ -42,7 +42,9 @@ pub(super) async fn run_channel_bus(
             _ = stale_check.tick(), if remote.positions.is_some() => {
                 if let Some(positions) = &remote.positions {
                     for request in positions.stale_requests(super::positions::STALE_REQUEST) {
-                        let _ = client.send_frame(request);
+                        if let Some(frame) = request.channel_frame() {
+                            let _ = client.send_frame(frame);
+                        }
                     }
                 }
             }
@@ -51,7 +53,9 @@ pub(super) async fn run_channel_bus(
                 while let Ok(change) = interest.try_recv() {
                     follow_interest(&client, change);
                 }
-                let _ = client.send_frame(request);
+                if let Some(frame) = request.channel_frame() {
+                    let _ = client.send_frame(frame);
+                }
             }
             change = interest.recv() => match change {
                 Some(Interest::Subscribe(group)) => {
@@ -96,9 +100,9 @@ pub(super) async fn run_channel_bus(
 }
 
 /// The next group-history request, or never without history.
-async fn next_history_request(
+pub(super) async fn next_history_request(
     requests: &mut Option<super::positions::HistoryRequests>,
-) -> Option<bytes::Bytes> {
+) -> Option<super::positions::PositionRequest> {
     match requests {
         Some(requests) => requests.recv().await,
         None => std::future::pending().await,

@@ -30,6 +30,7 @@ mod channel;
 mod envelope;
 mod positions;
 mod redis;
+mod redis_history;
 mod remote;
 mod workerman;
 
@@ -115,10 +116,21 @@ impl Bus {
         };
         if let Some(url) = &config.bus {
             let target = RedisTarget::parse(url).map_err(Error::Config)?;
+            let history = config.limits.history_size.map(|size| {
+                let (positions, requests) = positions::ClusterPositions::new(
+                    context.node_id,
+                    remote.registry.clone(),
+                    remote.counters.clone(),
+                );
+                remote.positions = Some(positions);
+                let ttl = config.limits.history_ttl;
+                (redis_history::RedisHistory { size, ttl }, requests)
+            });
             return Ok(Bus::Redis(RedisBus::start(
                 target,
                 remote,
                 interest,
+                history,
                 context.shutdown.child_token(),
                 context.tasks,
             )));
@@ -223,13 +235,15 @@ impl Bus {
         }
     }
 
-    /// Group history kept by the channel server, when this node uses it.
+    /// Group history kept by the channel server or Redis, when this node
+    /// uses it.
     pub(crate) fn positions(&self) -> Option<&positions::ClusterPositions> {
         match self {
             Bus::Channel {
                 positions: Some(positions),
                 ..
             } => Some(positions),
+            Bus::Redis(redis) => redis.positions(),
             _ => None,
         }
     }
