@@ -58,10 +58,14 @@ use tokio_util::task::TaskTracker;
 use super::envelope::Envelope;
 use super::positions::{ClusterPositions, HistoryRequests, PositionRequest, STALE_REQUEST};
 use super::redis_history::{RedisHistory, Scripts};
-use super::remote::{Remote, RemoteRun};
+use super::remote::Remote;
 use crate::config::{Deployment, RedisTarget};
 use crate::queue::ByteBudget;
 use crate::registry::Interest;
+
+#[path = "redis_inbox.rs"]
+mod inbox;
+use inbox::{INBOX_BYTES, Inbox, deliver_runs};
 
 /// Publications waiting for the connection, in count and in bytes. Bounded
 /// so that a Redis that cannot keep up costs messages, counted, rather than
@@ -87,12 +91,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How soon a cluster retries subscriptions that failed (a master down).
 const RESYNC_RETRY: Duration = Duration::from_millis(200);
-/// Most bytes of other nodes' messages waiting for the delivery task (a
-/// node too busy to deliver them drops the rest, counted).
-const INBOX_BYTES: usize = 8 << 20;
-/// Most messages the delivery task takes at once; consecutive ones for a
-/// group are delivered together.
-const INBOX_BATCH: usize = 256;
 
 /// One group message on its way to Redis: the channel and the encoded
 /// envelope.
@@ -143,82 +141,6 @@ struct RedisCounters {
     /// Other nodes' messages dropped: the delivery task was [`INBOX_BYTES`]
     /// behind.
     dropped_events: AtomicU64,
-}
-
-/// What the delivery task takes, in the order it arrived.
-enum Inbound {
-    /// A message's envelope, from the push callback.
-    Message(Vec<u8>),
-    /// The reply to a history request (`redis_history.rs`), behind the
-    /// messages that arrived before it.
-    Reply(Vec<u8>),
-}
-
-/// Where the push callback leaves other nodes' messages for the delivery
-/// task: a queue bounded in bytes.
-#[derive(Clone)]
-struct Inbox {
-    queue: mpsc::UnboundedSender<Inbound>,
-    budget: Arc<ByteBudget>,
-    counters: Arc<RedisCounters>,
-}
-
-impl Inbox {
-    /// Hands a message (its envelope) to the delivery task, or drops and
-    /// counts it when the task is too far behind. Never waits.
-    fn put(&self, payload: Vec<u8>) {
-        let bytes = payload.len();
-        if !self.budget.try_take(bytes) {
-            self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if self.queue.send(Inbound::Message(payload)).is_err() {
-            // The node is stopping.
-            self.budget.give_back(bytes);
-        }
-    }
-
-    /// Hands a history reply to the delivery task (never dropped: a held
-    /// member waits for it).
-    fn put_reply(&self, reply: Vec<u8>) {
-        let _ = self.queue.send(Inbound::Reply(reply));
-    }
-}
-
-/// The delivery task: takes what arrived in one go and delivers it in runs
-/// (consecutive messages for a group as one), until the bus is gone.
-async fn deliver_runs(
-    remote: Arc<Remote>,
-    mut inbox: mpsc::UnboundedReceiver<Inbound>,
-    budget: Arc<ByteBudget>,
-    shutdown: CancellationToken,
-) {
-    let mut batch = Vec::new();
-    loop {
-        let received = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            received = inbox.recv_many(&mut batch, INBOX_BATCH) => received,
-        };
-        if received == 0 {
-            return;
-        }
-        let mut run = RemoteRun::default();
-        for item in batch.drain(..) {
-            match item {
-                Inbound::Message(payload) => {
-                    budget.give_back(payload.len());
-                    remote.add(&mut run, &payload);
-                }
-                Inbound::Reply(reply) => {
-                    remote.finish(&mut run);
-                    if let Some(positions) = &remote.positions {
-                        positions.on_reply(&reply);
-                    }
-                }
-            }
-        }
-        remote.finish(&mut run);
-    }
 }
 
 impl RedisBus {

@@ -275,7 +275,7 @@ type Publish = (
 /// Counts the publishes among `rest` (dropped with a failed connection),
 /// telling their waiting senders.
 fn count_publishes(rest: impl Iterator<Item = PositionRequest>) -> usize {
-    rest.filter(|r| dropped(r)).count()
+    rest.filter(dropped).count()
 }
 
 /// Whether `request` is a publish; tells its waiting sender it failed.
