@@ -220,9 +220,43 @@ static void history_on_a_redis_bus(void) {
     waitpid(redis, NULL, 0);
 }
 
+/* On a channel-server bus (here the embedded one) the channel server
+ * numbers a send without answering it: the offset is 0 ("none"), as from
+ * Rust and Python, and the history comes from the channel server. */
+static void channel_server_bus_gives_no_offset(void) {
+    groupcast_config *config = test_config();
+    CHECK_OK(groupcast_config_set_channel_listen(config, STR("127.0.0.1:0")));
+    CHECK_OK(groupcast_config_set_limit(config, GROUPCAST_LIMIT_HISTORY_SIZE, 10));
+    groupcast_server *server = NULL;
+    CHECK_OK(groupcast_server_start(config, &server));
+    groupcast_config_free(config);
+    groupcast_stats stats = {0};
+    WAIT_FOR((groupcast_server_stats(server, &stats), stats.bus_connected == 1));
+    int fd = ws_connect(server_port(server), "/", 5000);
+    CHECK(fd >= 0);
+    CHECK(ws_send_text(fd, "{\"cmd\":\"add_group\",\"group_id\":\"g\",\"positions\":true}") == 0);
+    char text[512];
+    recv_text(fd, text, sizeof text);
+    CHECK(strstr(text, "\"type\":\"joined\""));
+    uint64_t offset = 9;
+    size_t delivered = 9;
+    CHECK_OK(groupcast_server_send_to_group_with_offset(server, STR("g"), STR("x"), NULL, 0,
+                                                        &delivered, &offset));
+    CHECK(offset == 0 && delivered == 0);
+    recv_text(fd, text, sizeof text);
+    CHECK(strstr(text, "\"offset\":1,\"message\":\"x\""));
+    close(fd);
+    groupcast_history *history = NULL;
+    CHECK_OK(groupcast_server_history(server, STR("g"), 0, 100, &history));
+    CHECK(groupcast_history_count(history) == 1);
+    groupcast_history_free(history);
+    groupcast_server_free(server);
+}
+
 int main(void) {
     history_off_by_default();
     offsets_history_and_recovery();
+    channel_server_bus_gives_no_offset();
     history_on_a_redis_bus();
     report("test_history");
     return 0;

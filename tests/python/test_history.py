@@ -124,3 +124,18 @@ def test_history_on_a_redis_bus(make_server, redis_url):
         assert recv_json(member)["offset"] == 7
         assert_silent(member)
     assert b.stats()["history_recovered"] == 1
+
+
+def test_on_a_channel_server_bus_a_send_has_no_offset(make_server):
+    # The channel server numbers the message without answering the sender:
+    # the offset is None there (the same from Rust and C), and history()
+    # asks the channel server.
+    server = make_server(channel_listen="127.0.0.1:0", history_size=10)
+    server.start()
+    wait_for(lambda: server.stats()["bus_connected"], what="the embedded channel server")
+    with client(server) as member:
+        command(member, cmd="add_group", group_id="g", positions=True)
+        epoch = recv_json(member)["epoch"]
+        assert server.send_to_group_with_offset("g", "x") == (0, None)
+        assert recv_json(member)["offset"] == 1
+    assert server.history("g") == (epoch, [(1, "x")])
