@@ -49,6 +49,9 @@ pub(super) async fn run_channel_bus(
                 }
             }
             Some(request) = next_history_request(&mut history_requests) => {
+                if let Some(positions) = &remote.positions {
+                    positions.taken(&request);
+                }
                 // After the subscriptions asked before it (positions.rs).
                 while let Ok(change) = interest.try_recv() {
                     follow_interest(&client, change);

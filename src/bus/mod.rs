@@ -251,6 +251,8 @@ impl Bus {
     /// Adds the bus's own counters to a node's `stats`.
     pub(crate) fn add_stats(&self, stats: &mut Stats) {
         stats.bus_connected = u64::from(self.is_connected());
+        // Numbered publishes that never left the node count with the bus's.
+        let numbered_dropped = self.positions().map_or(0, |p| p.dropped_publishes());
         match self {
             Bus::Local => {}
             Bus::Channel { client, .. } | Bus::Workerman { client, .. } => {
@@ -259,12 +261,14 @@ impl Bus {
                 stats.bus_connect_attempts = client.connect_attempts();
                 stats.bus_auth_failures = client.auth_failures();
                 stats.bus_dropped_events = client.dropped_events();
+                stats.bus_dropped_publishes += numbered_dropped;
             }
             Bus::Redis(redis) => {
                 stats.bus_reconnects = redis.reconnects();
                 stats.bus_dropped_publishes = redis.dropped_publishes();
                 stats.bus_connect_attempts = redis.connect_attempts();
                 stats.bus_dropped_events = redis.dropped_events();
+                stats.bus_dropped_publishes += numbered_dropped;
             }
         }
     }

@@ -34,6 +34,11 @@ use crate::queue::Frames;
 use crate::registry::{ConnectionEntry, Delivery, Registry};
 use crate::stats::NodeCounters;
 
+/// Most bytes of numbered publishes waiting for the bus task: past it a
+/// publish is dropped and counted (`bus_dropped_publishes`), so a bus that
+/// cannot keep up costs messages rather than memory.
+const PUBLISH_BYTES: usize = 8 << 20;
+
 /// How long a held member waits for the channel server's answer before
 /// its request is sent again.
 pub(crate) const STALE_REQUEST: std::time::Duration = std::time::Duration::from_secs(5);
@@ -96,6 +101,10 @@ pub(crate) struct ClusterPositions {
     next_request: AtomicU64,
     /// Hosts waiting for a `history` read, by request id.
     reads: Mutex<HashMap<u64, std::sync::mpsc::SyncSender<HostRead>>>,
+    /// Bytes of publishes in `requests`, against [`PUBLISH_BYTES`].
+    in_flight: Arc<crate::queue::ByteBudget>,
+    /// Publishes dropped: [`PUBLISH_BYTES`] were waiting.
+    dropped: AtomicU64,
 }
 
 /// A host's read of a group's history: its epoch and `(offset, message)`s.
@@ -181,6 +190,8 @@ impl ClusterPositions {
             requests,
             next_request: AtomicU64::new(1),
             reads: Mutex::default(),
+            in_flight: crate::queue::ByteBudget::new(PUBLISH_BYTES),
+            dropped: AtomicU64::new(0),
         };
         (Arc::new(positions), receiver)
     }
@@ -207,6 +218,10 @@ impl ClusterPositions {
         let Ok(envelope) = serde_json::to_string(&envelope) else {
             return;
         };
+        if !self.in_flight.try_take(envelope.len()) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         // Through the bus task, after the subscription a join just asked
         // for: the node must be subscribed to get its own message back.
         // Only fails once the node is stopping.
@@ -542,6 +557,19 @@ impl ClusterPositions {
         again
     }
 
+    /// Called by the bus task for each request it takes: a publish's bytes
+    /// no longer wait.
+    pub(crate) fn taken(&self, request: &PositionRequest) {
+        if let PositionRequest::Publish { envelope, .. } = request {
+            self.in_flight.give_back(envelope.len());
+        }
+    }
+
+    /// Publishes dropped because too many bytes of them were waiting.
+    pub(crate) fn dropped_publishes(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     /// Takes `conn` out of the positioned and held members of `groups`.
     pub(crate) fn forget(&self, conn: ConnId, groups: &[GroupId]) {
         let mut inner = self.inner.lock();
@@ -553,5 +581,34 @@ impl ClusterPositions {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishes_waiting_for_the_bus_task_are_bounded_and_counted() {
+        let registry = Arc::new(Registry::new(16, None));
+        let (positions, mut requests) =
+            ClusterPositions::new(1, registry, Arc::new(NodeCounters::default()));
+        let big = "x".repeat(PUBLISH_BYTES / 2);
+        positions.publish("g", &big, false, &[], None);
+        positions.publish("g", &big, false, &[], None);
+        assert_eq!(positions.dropped_publishes(), 1, "the second is over");
+        let first = requests.try_recv().expect("the first waits");
+        assert!(requests.try_recv().is_err());
+        positions.taken(&first);
+        positions.publish("g", &big, false, &[], None);
+        assert_eq!(positions.dropped_publishes(), 1, "room again once taken");
+        let PositionRequest::Publish { envelope, .. } = requests.try_recv().expect("queued") else {
+            panic!("a publish");
+        };
+        assert!(
+            envelope.starts_with(r#"{"group_id":"g","#),
+            "{}",
+            &envelope[..40]
+        );
     }
 }

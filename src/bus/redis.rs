@@ -455,6 +455,9 @@ impl BusTask {
                     batch.clear();
                 }
                 Some(request) = super::channel::next_history_request(&mut self.requests) => {
+                    if let Some(positions) = &self.positions {
+                        positions.taken(&request);
+                    }
                     // A read is asked again once Redis is back (held
                     // members' stale requests); a publish is lost, counted.
                     if super::redis_history::dropped(&request) {
@@ -571,6 +574,9 @@ impl BusTask {
                         && let Some(Ok(request)) = self.requests.as_mut().map(|r| r.try_recv())
                     {
                         requests.push(request);
+                    }
+                    if let Some(positions) = &self.positions {
+                        requests.iter().for_each(|r| positions.taken(r));
                     }
                     // After the subscriptions asked before them: a joining
                     // member's read, a sender's own message coming back.
