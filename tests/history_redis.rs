@@ -353,3 +353,25 @@ async fn on_a_current_thread_runtime_a_host_send_does_not_wait_for_its_offset() 
     assert_eq!(recv_positioned(&mut member).await, (1, json!("hello")));
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_actions_on_reserved_channels_still_work_with_history_on() {
+    // `ungroup` travels as a plain (never numbered) message on a reserved
+    // channel: with history on it must still act on the other node.
+    let redis = RedisServer::start().await;
+    let node_a = history_node(&redis.url(), 10, Duration::from_secs(300)).await;
+    let node_b = history_node(&redis.url(), 10, Duration::from_secs(300)).await;
+    let mut member = Client::connect(node_b.addresses().websocket).await;
+    join_with(&mut member, "g", json!({"positions": true})).await;
+    common::eventually("node b has the member", || {
+        node_b.handle().group_size("g") == 1
+    })
+    .await;
+    node_a.handle().ungroup("g").expect("ungroup");
+    common::eventually("the member left on node b", || {
+        node_b.handle().group_size("g") == 0
+    })
+    .await;
+    node_a.stop().await;
+    node_b.stop().await;
+}
