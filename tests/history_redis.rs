@@ -375,3 +375,29 @@ async fn cluster_actions_on_reserved_channels_still_work_with_history_on() {
     node_a.stop().await;
     node_b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_means_a_new_epoch_and_sends_resume() {
+    let mut redis = RedisServer::start().await;
+    let node = history_node(&redis.url(), 100, Duration::from_secs(300)).await;
+    let addr = node.addresses().websocket;
+    let mut sender = Client::connect(addr).await;
+    let mut member = Client::connect(addr).await;
+    let joined = join_with(&mut member, "g", json!({"positions": true})).await;
+    sender.send_to_group("g", "before").await;
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("before")));
+    drop(member);
+
+    // Gone without persistence, back on the same port.
+    redis.kill();
+    redis.spawn().await;
+    common::eventually("the node reconnects", || node.handle().bus_connected()).await;
+
+    let mut member = Client::connect(addr).await;
+    let rejoined = rejoin(&mut member, "g", 1, &joined["epoch"]).await;
+    assert_eq!(rejoined["recovered"], false, "{rejoined}");
+    assert_ne!(rejoined["epoch"], joined["epoch"]);
+    sender.send_to_group("g", "after").await;
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("after")));
+    node.stop().await;
+}
