@@ -275,7 +275,7 @@ impl NodeHandle {
     /// The group's history: its epoch, and its kept messages after offset
     /// `since` (all kept ones when `None`), oldest first, at most `limit`,
     /// each with its offset. A group with no history yet gets a new epoch
-    /// and no messages. In a channel-server cluster the channel server is
+    /// and no messages. In a cluster the channel server (or Redis) is
     /// asked: this blocks the calling thread until it answers (at most
     /// 5 s), so call it from a host thread, not from the node's runtime.
     ///
@@ -302,7 +302,8 @@ impl NodeHandle {
                 )
                 .ok_or_else(|| {
                     Error::Channel(format!(
-                        "the channel server did not answer in {} s",
+                        "the {} bus did not answer in {} s",
+                        self.state().bus.kind(),
                         CLUSTER_READ_TIMEOUT.as_secs()
                     ))
                 });
