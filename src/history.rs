@@ -431,7 +431,7 @@ pub(crate) fn joined_reply(
 }
 
 /// A fresh random epoch prefix: differs between runs of the node.
-fn new_epoch() -> String {
+pub(crate) fn new_epoch() -> String {
     let seed = RandomState::new().hash_one((SystemTime::now(), std::process::id()));
     format!("{:012x}", seed & 0xffff_ffff_ffff)
 }

@@ -99,11 +99,11 @@ fn bad_history_settings_are_refused_naming_them() {
             &[
                 "serve",
                 "--bus",
-                "redis://127.0.0.1:1",
+                "redis+cluster://127.0.0.1:1,127.0.0.1:2",
                 "--history-size",
                 "5",
             ][..],
-            "Redis",
+            "Redis Cluster",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_groupcast"))

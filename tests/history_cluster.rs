@@ -191,6 +191,14 @@ async fn exactly_the_five_missed_messages_then_live_ones() {
         .expect("the channel server answers");
     assert_eq!(json!(epoch), joined["epoch"]);
     assert_eq!(kept, vec![(5, "m5".to_owned()), (6, "m6".to_owned())]);
+    // The channel server numbers a host's send without answering it: no
+    // offset here (Redis's script answers one: history_redis.rs).
+    let handle = node_b.handle();
+    let sent = tokio::task::spawn_blocking(move || handle.send_to_group_with_offset("g", "h", &[]))
+        .await
+        .unwrap();
+    assert_eq!(sent.expect("sent"), (0, None));
+    assert_eq!(recv_positioned(&mut member).await, (8, json!("h")));
     node_a.stop().await;
     node_b.stop().await;
     hub.stop().await;

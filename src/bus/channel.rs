@@ -42,16 +42,23 @@ pub(super) async fn run_channel_bus(
             _ = stale_check.tick(), if remote.positions.is_some() => {
                 if let Some(positions) = &remote.positions {
                     for request in positions.stale_requests(super::positions::STALE_REQUEST) {
-                        let _ = client.send_frame(request);
+                        if let Some(frame) = request.channel_frame() {
+                            let _ = client.send_frame(frame);
+                        }
                     }
                 }
             }
             Some(request) = next_history_request(&mut history_requests) => {
+                if let Some(positions) = &remote.positions {
+                    positions.taken(&request);
+                }
                 // After the subscriptions asked before it (positions.rs).
                 while let Ok(change) = interest.try_recv() {
                     follow_interest(&client, change);
                 }
-                let _ = client.send_frame(request);
+                if let Some(frame) = request.channel_frame() {
+                    let _ = client.send_frame(frame);
+                }
             }
             change = interest.recv() => match change {
                 Some(Interest::Subscribe(group)) => {
@@ -96,9 +103,9 @@ pub(super) async fn run_channel_bus(
 }
 
 /// The next group-history request, or never without history.
-async fn next_history_request(
+pub(super) async fn next_history_request(
     requests: &mut Option<super::positions::HistoryRequests>,
-) -> Option<bytes::Bytes> {
+) -> Option<super::positions::PositionRequest> {
     match requests {
         Some(requests) => requests.recv().await,
         None => std::future::pending().await,

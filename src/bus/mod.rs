@@ -30,6 +30,7 @@ mod channel;
 mod envelope;
 mod positions;
 mod redis;
+mod redis_history;
 mod remote;
 mod workerman;
 
@@ -115,10 +116,21 @@ impl Bus {
         };
         if let Some(url) = &config.bus {
             let target = RedisTarget::parse(url).map_err(Error::Config)?;
+            let history = config.limits.history_size.map(|size| {
+                let (positions, requests) = positions::ClusterPositions::new(
+                    context.node_id,
+                    remote.registry.clone(),
+                    remote.counters.clone(),
+                );
+                remote.positions = Some(positions);
+                let ttl = config.limits.history_ttl;
+                (redis_history::RedisHistory { size, ttl }, requests)
+            });
             return Ok(Bus::Redis(RedisBus::start(
                 target,
                 remote,
                 interest,
+                history,
                 context.shutdown.child_token(),
                 context.tasks,
             )));
@@ -223,13 +235,15 @@ impl Bus {
         }
     }
 
-    /// Group history kept by the channel server, when this node uses it.
+    /// Group history kept by the channel server or Redis, when this node
+    /// uses it.
     pub(crate) fn positions(&self) -> Option<&positions::ClusterPositions> {
         match self {
             Bus::Channel {
                 positions: Some(positions),
                 ..
             } => Some(positions),
+            Bus::Redis(redis) => redis.positions(),
             _ => None,
         }
     }
@@ -237,6 +251,8 @@ impl Bus {
     /// Adds the bus's own counters to a node's `stats`.
     pub(crate) fn add_stats(&self, stats: &mut Stats) {
         stats.bus_connected = u64::from(self.is_connected());
+        // Numbered publishes that never left the node count with the bus's.
+        let numbered_dropped = self.positions().map_or(0, |p| p.dropped_publishes());
         match self {
             Bus::Local => {}
             Bus::Channel { client, .. } | Bus::Workerman { client, .. } => {
@@ -245,12 +261,14 @@ impl Bus {
                 stats.bus_connect_attempts = client.connect_attempts();
                 stats.bus_auth_failures = client.auth_failures();
                 stats.bus_dropped_events = client.dropped_events();
+                stats.bus_dropped_publishes += numbered_dropped;
             }
             Bus::Redis(redis) => {
                 stats.bus_reconnects = redis.reconnects();
                 stats.bus_dropped_publishes = redis.dropped_publishes();
                 stats.bus_connect_attempts = redis.connect_attempts();
                 stats.bus_dropped_events = redis.dropped_events();
+                stats.bus_dropped_publishes += numbered_dropped;
             }
         }
     }

@@ -34,6 +34,11 @@ use crate::queue::Frames;
 use crate::registry::{ConnectionEntry, Delivery, Registry};
 use crate::stats::NodeCounters;
 
+/// Most bytes of numbered publishes waiting for the bus task: past it a
+/// publish is dropped and counted (`bus_dropped_publishes`), so a bus that
+/// cannot keep up costs messages rather than memory.
+const PUBLISH_BYTES: usize = 8 << 20;
+
 /// How long a held member waits for the channel server's answer before
 /// its request is sent again.
 pub(crate) const STALE_REQUEST: std::time::Duration = std::time::Duration::from_secs(5);
@@ -67,8 +72,8 @@ struct Pending {
     /// Live messages that arrived meanwhile: offset and positioned frame.
     buffered: Vec<(u64, Bytes)>,
     /// The request, and when it was last sent: asked again when the
-    /// channel server went away before answering.
-    request: Bytes,
+    /// channel server (or Redis) went away before answering.
+    request: PositionRequest,
     asked: std::time::Instant,
 }
 
@@ -90,19 +95,85 @@ pub(crate) struct ClusterPositions {
     /// Under this lock: membership kinds, held members, and every delivery
     /// of a numbered message (the bus task delivers them one at a time).
     inner: Mutex<Inner>,
-    /// Encoded `history` requests for the bus task, which sends them after
-    /// the subscriptions asked before them.
-    requests: mpsc::UnboundedSender<Bytes>,
+    /// Requests for the bus task, which sends them after the subscriptions
+    /// asked before them.
+    requests: mpsc::UnboundedSender<PositionRequest>,
     next_request: AtomicU64,
     /// Hosts waiting for a `history` read, by request id.
     reads: Mutex<HashMap<u64, std::sync::mpsc::SyncSender<HostRead>>>,
+    /// Bytes of publishes in `requests`, against [`PUBLISH_BYTES`].
+    in_flight: Arc<crate::queue::ByteBudget>,
+    /// Publishes dropped: [`PUBLISH_BYTES`] were waiting.
+    dropped: AtomicU64,
 }
 
 /// A host's read of a group's history: its epoch and `(offset, message)`s.
 pub(crate) type HostRead = (String, Vec<(u64, String)>);
 
 /// The receiving end of [`ClusterPositions`]'s requests, for the bus task.
-pub(crate) type HistoryRequests = mpsc::UnboundedReceiver<Bytes>;
+pub(crate) type HistoryRequests = mpsc::UnboundedReceiver<PositionRequest>;
+
+/// What a node with history asks of its bus task: the channel bus sends it
+/// to the channel server ([`PositionRequest::channel_frame`]), the Redis bus
+/// runs it as a script (`redis_history.rs`).
+#[derive(Clone)]
+pub(crate) enum PositionRequest {
+    /// Number, keep and publish a group message to every node, this one
+    /// included. `envelope`: the message's JSON envelope, without offset.
+    Publish {
+        group: String,
+        envelope: String,
+        /// Told the offset the message got (`None`: it was not published).
+        offset: Option<std::sync::mpsc::SyncSender<Option<u64>>>,
+    },
+    /// The group's epoch and last offset, and the kept messages after
+    /// `after` (at most `limit`), answered with the same `id`
+    /// ([`ClusterPositions::on_reply`]). `since`: a member's recovery;
+    /// `read`: a host's read (`after`, `limit`); neither: a position only.
+    History {
+        id: u64,
+        group: String,
+        since: Option<Position>,
+        read: Option<(u64, usize)>,
+    },
+}
+
+impl PositionRequest {
+    /// The request as the channel server takes it (`channel/history.rs`).
+    pub(crate) fn channel_frame(&self) -> Option<Bytes> {
+        let request = match self {
+            PositionRequest::Publish {
+                group, envelope, ..
+            } => serde_json::json!({
+                "type": "publish_numbered",
+                "channel": group_channel(group),
+                "data": RawValue::from_string(envelope.clone()).ok()?,
+            }),
+            PositionRequest::History {
+                id,
+                group,
+                since,
+                read,
+            } => {
+                let mut request = serde_json::json!({
+                    "type": "history",
+                    "id": id,
+                    "channel": group_channel(group),
+                });
+                if let Some(since) = since {
+                    request["since"] =
+                        serde_json::json!({"offset": since.offset, "epoch": since.epoch});
+                }
+                if let Some((after, limit)) = read {
+                    request["after"] = serde_json::json!(after);
+                    request["limit"] = serde_json::json!(limit);
+                }
+                request
+            }
+        };
+        crate::channel::message::encode_request(&request)
+    }
+}
 
 impl ClusterPositions {
     pub(crate) fn new(
@@ -119,13 +190,23 @@ impl ClusterPositions {
             requests,
             next_request: AtomicU64::new(1),
             reads: Mutex::default(),
+            in_flight: crate::queue::ByteBudget::new(PUBLISH_BYTES),
+            dropped: AtomicU64::new(0),
         };
         (Arc::new(positions), receiver)
     }
 
-    /// Publishes a group message to be numbered by the channel server; this
-    /// node's members get it when it comes back.
-    pub(crate) fn publish(&self, group: &str, text: &str, json: bool, exclude: &[ConnId]) {
+    /// Publishes a group message to be numbered by the channel server (or
+    /// Redis); this node's members get it when it comes back. `offset`, when
+    /// given, is told the offset the message got.
+    pub(crate) fn publish(
+        &self,
+        group: &str,
+        text: &str,
+        json: bool,
+        exclude: &[ConnId],
+        offset: Option<std::sync::mpsc::SyncSender<Option<u64>>>,
+    ) {
         let envelope = NumberedEnvelope {
             offset: None,
             group_id: Cow::Borrowed(group),
@@ -134,18 +215,21 @@ impl ClusterPositions {
             json,
             exclude: exclude.to_vec(),
         };
-        let channel = group_channel(group);
-        let request = serde_json::json!({
-            "type": "publish_numbered",
-            "channel": channel,
-            "data": envelope,
-        });
+        let Ok(envelope) = serde_json::to_string(&envelope) else {
+            return;
+        };
+        if !self.in_flight.try_take(envelope.len()) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         // Through the bus task, after the subscription a join just asked
         // for: the node must be subscribed to get its own message back.
-        if let Some(frame) = crate::channel::message::encode_request(&request) {
-            // Only fails once the node is stopping.
-            let _ = self.requests.send(frame);
-        }
+        // Only fails once the node is stopping.
+        let _ = self.requests.send(PositionRequest::Publish {
+            group: group.to_owned(),
+            envelope,
+            offset,
+        });
     }
 
     /// Joins `conn` to `group`, held until the channel server tells the
@@ -161,16 +245,11 @@ impl ClusterPositions {
         since: Option<&Position>,
     ) -> Result<(), JoinError> {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let mut request = serde_json::json!({
-            "type": "history",
-            "id": id,
-            "channel": group_channel(group.as_str()),
-        });
-        if let Some(since) = since {
-            request["since"] = serde_json::json!({"offset": since.offset, "epoch": since.epoch});
-        }
-        let Some(frame) = crate::channel::message::encode_request(&request) else {
-            return self.registry.join(conn, group).map(|_| ());
+        let request = PositionRequest::History {
+            id,
+            group: group.as_str().to_owned(),
+            since: since.cloned(),
+            read: None,
         };
         let mut inner = self.inner.lock();
         self.registry.join(conn, group)?;
@@ -184,7 +263,7 @@ impl ClusterPositions {
                 group: group.clone(),
                 since: since.cloned(),
                 buffered: Vec::new(),
-                request: frame.clone(),
+                request: request.clone(),
                 asked: std::time::Instant::now(),
             },
         );
@@ -194,7 +273,7 @@ impl ClusterPositions {
             .or_default()
             .insert(id);
         drop(inner);
-        let _ = self.requests.send(frame);
+        let _ = self.requests.send(request);
         Ok(())
     }
 
@@ -341,17 +420,15 @@ impl ClusterPositions {
         timeout: std::time::Duration,
     ) -> Option<HostRead> {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let request = serde_json::json!({
-            "type": "history",
-            "id": id,
-            "channel": group_channel(group),
-            "after": after,
-            "limit": limit,
-        });
-        let frame = crate::channel::message::encode_request(&request)?;
+        let request = PositionRequest::History {
+            id,
+            group: group.to_owned(),
+            since: None,
+            read: Some((after, limit)),
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.reads.lock().insert(id, tx);
-        let _ = self.requests.send(frame);
+        let _ = self.requests.send(request);
         let answer = rx.recv_timeout(timeout).ok();
         self.reads.lock().remove(&id);
         answer
@@ -451,7 +528,7 @@ impl ClusterPositions {
     /// server went away before answering: its answer will never come),
     /// to be sent again; a second answer to the same request is ignored.
     /// Members whose connection closed are let go.
-    pub(crate) fn stale_requests(&self, after: std::time::Duration) -> Vec<Bytes> {
+    pub(crate) fn stale_requests(&self, after: std::time::Duration) -> Vec<PositionRequest> {
         let mut inner = self.inner.lock();
         let now = std::time::Instant::now();
         let mut again = Vec::new();
@@ -480,6 +557,19 @@ impl ClusterPositions {
         again
     }
 
+    /// Called by the bus task for each request it takes: a publish's bytes
+    /// no longer wait.
+    pub(crate) fn taken(&self, request: &PositionRequest) {
+        if let PositionRequest::Publish { envelope, .. } = request {
+            self.in_flight.give_back(envelope.len());
+        }
+    }
+
+    /// Publishes dropped because too many bytes of them were waiting.
+    pub(crate) fn dropped_publishes(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     /// Takes `conn` out of the positioned and held members of `groups`.
     pub(crate) fn forget(&self, conn: ConnId, groups: &[GroupId]) {
         let mut inner = self.inner.lock();
@@ -491,5 +581,34 @@ impl ClusterPositions {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishes_waiting_for_the_bus_task_are_bounded_and_counted() {
+        let registry = Arc::new(Registry::new(16, None));
+        let (positions, mut requests) =
+            ClusterPositions::new(1, registry, Arc::new(NodeCounters::default()));
+        let big = "x".repeat(PUBLISH_BYTES / 2);
+        positions.publish("g", &big, false, &[], None);
+        positions.publish("g", &big, false, &[], None);
+        assert_eq!(positions.dropped_publishes(), 1, "the second is over");
+        let first = requests.try_recv().expect("the first waits");
+        assert!(requests.try_recv().is_err());
+        positions.taken(&first);
+        positions.publish("g", &big, false, &[], None);
+        assert_eq!(positions.dropped_publishes(), 1, "room again once taken");
+        let PositionRequest::Publish { envelope, .. } = requests.try_recv().expect("queued") else {
+            panic!("a publish");
+        };
+        assert!(
+            envelope.starts_with(r#"{"group_id":"g","#),
+            "{}",
+            &envelope[..40]
+        );
     }
 }

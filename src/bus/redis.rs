@@ -56,10 +56,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::envelope::Envelope;
-use super::remote::{Remote, RemoteRun};
+use super::positions::{ClusterPositions, HistoryRequests, PositionRequest, STALE_REQUEST};
+use super::redis_history::{RedisHistory, Scripts};
+use super::remote::Remote;
 use crate::config::{Deployment, RedisTarget};
 use crate::queue::ByteBudget;
 use crate::registry::Interest;
+
+#[path = "redis_inbox.rs"]
+mod inbox;
+use inbox::{INBOX_BYTES, Inbox, deliver_runs};
 
 /// Publications waiting for the connection, in count and in bytes. Bounded
 /// so that a Redis that cannot keep up costs messages, counted, rather than
@@ -85,12 +91,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How soon a cluster retries subscriptions that failed (a master down).
 const RESYNC_RETRY: Duration = Duration::from_millis(200);
-/// Most bytes of other nodes' messages waiting for the delivery task (a
-/// node too busy to deliver them drops the rest, counted).
-const INBOX_BYTES: usize = 8 << 20;
-/// Most messages the delivery task takes at once; consecutive ones for a
-/// group are delivered together.
-const INBOX_BATCH: usize = 256;
 
 /// One group message on its way to Redis: the channel and the encoded
 /// envelope.
@@ -124,6 +124,8 @@ pub(crate) struct RedisBus {
     pending: Arc<ByteBudget>,
     /// Counters shared with the bus task.
     counters: Arc<RedisCounters>,
+    /// Group history kept in Redis (`redis_history.rs`), when on.
+    positions: Option<Arc<ClusterPositions>>,
 }
 
 #[derive(Default)]
@@ -141,57 +143,6 @@ struct RedisCounters {
     dropped_events: AtomicU64,
 }
 
-/// Where the push callback leaves other nodes' messages for the delivery
-/// task: a queue bounded in bytes.
-#[derive(Clone)]
-struct Inbox {
-    queue: mpsc::UnboundedSender<Vec<u8>>,
-    budget: Arc<ByteBudget>,
-    counters: Arc<RedisCounters>,
-}
-
-impl Inbox {
-    /// Hands a message (its envelope) to the delivery task, or drops and
-    /// counts it when the task is too far behind. Never waits.
-    fn put(&self, payload: Vec<u8>) {
-        let bytes = payload.len();
-        if !self.budget.try_take(bytes) {
-            self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if self.queue.send(payload).is_err() {
-            // The node is stopping.
-            self.budget.give_back(bytes);
-        }
-    }
-}
-
-/// The delivery task: takes what arrived in one go and delivers it in runs
-/// (consecutive messages for a group as one), until the bus is gone.
-async fn deliver_runs(
-    remote: Arc<Remote>,
-    mut inbox: mpsc::UnboundedReceiver<Vec<u8>>,
-    budget: Arc<ByteBudget>,
-    shutdown: CancellationToken,
-) {
-    let mut batch = Vec::new();
-    loop {
-        let received = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            received = inbox.recv_many(&mut batch, INBOX_BATCH) => received,
-        };
-        if received == 0 {
-            return;
-        }
-        let mut run = RemoteRun::default();
-        for payload in batch.drain(..) {
-            budget.give_back(payload.len());
-            remote.add(&mut run, &payload);
-        }
-        remote.finish(&mut run);
-    }
-}
-
 impl RedisBus {
     /// Starts the bus task on the current runtime (tracked by `tasks`, ended
     /// by `shutdown`). Returns at once: connecting happens in the background,
@@ -200,6 +151,7 @@ impl RedisBus {
         target: RedisTarget,
         remote: Remote,
         interest: mpsc::UnboundedReceiver<Interest>,
+        history: Option<(RedisHistory, HistoryRequests)>,
         shutdown: CancellationToken,
         tasks: &TaskTracker,
     ) -> RedisBus {
@@ -209,6 +161,8 @@ impl RedisBus {
         let pending = ByteBudget::new(PUBLISH_QUEUE_BYTES);
         let gate_on_connected = matches!(target.deployment, Deployment::Standalone(_));
         let node_id = remote.node_id;
+        let positions = remote.positions.clone();
+        let (history, requests) = history.unzip();
         let remote = Arc::new(remote);
         let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
         let inbox_budget = ByteBudget::new(INBOX_BYTES);
@@ -234,6 +188,9 @@ impl RedisBus {
             wanted: HashSet::new(),
             subscribed: HashSet::new(),
             generation: 0,
+            history,
+            requests,
+            positions: positions.clone(),
         };
         tasks.spawn(task.run(target.deployment));
         RedisBus {
@@ -244,7 +201,13 @@ impl RedisBus {
             gate_on_connected,
             pending,
             counters,
+            positions,
         }
+    }
+
+    /// Group history kept in Redis, when on.
+    pub(crate) fn positions(&self) -> Option<&ClusterPositions> {
+        self.positions.as_deref()
     }
 
     /// Hands a group message to the other nodes, without waiting. Counted
@@ -367,6 +330,13 @@ struct BusTask {
     subscribed: HashSet<String>,
     /// Tells a stale connection's signals from the current one's.
     generation: u64,
+    /// Group history, when on (`redis_history.rs`).
+    history: Option<RedisHistory>,
+    /// Numbered publishes and history reads, run after the subscriptions
+    /// asked before them.
+    requests: Option<HistoryRequests>,
+    /// Held members whose read must be run again.
+    positions: Option<Arc<ClusterPositions>>,
 }
 
 impl BusTask {
@@ -484,6 +454,16 @@ impl BusTask {
                     self.taken(&batch);
                     batch.clear();
                 }
+                Some(request) = super::channel::next_history_request(&mut self.requests) => {
+                    if let Some(positions) = &self.positions {
+                        positions.taken(&request);
+                    }
+                    // A read is asked again once Redis is back (held
+                    // members' stale requests); a publish is lost, counted.
+                    if super::redis_history::dropped(&request) {
+                        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
     }
@@ -518,6 +498,15 @@ impl BusTask {
             return RedisSessionEnd::Lost;
         }
         self.connected.send_replace(in_sync);
+        let scripts = match (&self.history, &mut link) {
+            (Some(history), RedisLink::Standalone(conn)) => match history.load(conn).await {
+                Ok(scripts) => Some(scripts),
+                Err(_) => return RedisSessionEnd::Lost,
+            },
+            _ => None,
+        };
+        let mut stale = tokio::time::interval(STALE_REQUEST);
+        stale.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(PUBLISH_BATCH);
         let mut health = tokio::time::interval(HEALTH_CHECK);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -579,6 +568,43 @@ impl BusTask {
                     false
                 }
                 _ = resync.tick(), if !in_sync => true,
+                Some(request) = super::channel::next_history_request(&mut self.requests) => {
+                    let mut requests = vec![request];
+                    while requests.len() < PUBLISH_BATCH
+                        && let Some(Ok(request)) = self.requests.as_mut().map(|r| r.try_recv())
+                    {
+                        requests.push(request);
+                    }
+                    if let Some(positions) = &self.positions {
+                        requests.iter().for_each(|r| positions.taken(r));
+                    }
+                    // After the subscriptions asked before them: a joining
+                    // member's read, a sender's own message coming back.
+                    let mut changed = false;
+                    while let Ok(change) = self.interest.try_recv() {
+                        self.apply(change);
+                        changed = true;
+                    }
+                    if changed {
+                        in_sync = self.sync(&mut link).await;
+                        self.connected.send_replace(in_sync);
+                    }
+                    if !(in_sync || cluster) || !self.run_history(&mut link, scripts.as_ref(), requests).await {
+                        return RedisSessionEnd::Lost;
+                    }
+                    false
+                }
+                _ = stale.tick(), if self.positions.is_some() => {
+                    let again = self
+                        .positions
+                        .as_ref()
+                        .map(|p| p.stale_requests(STALE_REQUEST))
+                        .unwrap_or_default();
+                    if !again.is_empty() && !self.run_history(&mut link, scripts.as_ref(), again).await {
+                        return RedisSessionEnd::Lost;
+                    }
+                    false
+                }
             };
             if needs_sync {
                 in_sync = self.sync(&mut link).await;
@@ -588,6 +614,35 @@ impl BusTask {
                 self.connected.send_replace(in_sync);
             }
         }
+    }
+
+    /// Runs numbered publishes and history reads; the replies go to the
+    /// delivery task behind the messages that arrived before them. Returns
+    /// `false` when the connection failed.
+    async fn run_history(
+        &self,
+        link: &mut RedisLink,
+        scripts: Option<&Scripts>,
+        requests: Vec<PositionRequest>,
+    ) -> bool {
+        let (Some(history), Some(scripts), RedisLink::Standalone(conn)) =
+            (&self.history, scripts, link)
+        else {
+            // Refused by `Config::validate` (history on a Redis Cluster).
+            let failed = requests.iter().filter(|r| super::redis_history::dropped(r));
+            self.counters
+                .dropped
+                .fetch_add(failed.count() as u64, Ordering::Relaxed);
+            return true;
+        };
+        let (replies, failed, result) = history.run(conn, scripts, &self.prefix, requests).await;
+        for reply in replies {
+            self.inbox.put_reply(reply);
+        }
+        self.counters
+            .dropped
+            .fetch_add(failed as u64, Ordering::Relaxed);
+        result.is_ok()
     }
 
     /// Subscribes what is wanted and not subscribed, unsubscribes the rest.

@@ -32,7 +32,7 @@ impl Remote {
     /// message (ignores this node's own echo and foreign data); delivers the
     /// run this one ended.
     pub(super) fn add(&self, run: &mut RemoteRun, data: &[u8]) {
-        if self.positions.is_some() {
+        if self.positions.is_some() && !is_reserved(data) {
             // Numbered messages: delivered together when the run ends.
             run.1.push(data.into());
             return;
@@ -78,4 +78,13 @@ impl Remote {
         self.counters
             .count_out(members * frames.count(), members * text_bytes);
     }
+}
+
+/// Whether `data` is a plain envelope on a reserved channel (presence, a
+/// routed action: never numbered, handled as without history). Numbered
+/// envelopes start with their offset, and are not looked into.
+fn is_reserved(data: &[u8]) -> bool {
+    !data.starts_with(br#"{"offset":"#)
+        && serde_json::from_slice::<Envelope<'_>>(data)
+            .is_ok_and(|e| e.group_id.starts_with(crate::ids::RESERVED_PREFIX))
 }

@@ -363,9 +363,14 @@ impl Config {
         if l.history_size == Some(0) {
             return bad("history_size must be at least 1 (leave it unset for no history)");
         }
-        if l.history_size.is_some() && self.bus.is_some() {
+        if let (Some(_), Some(url)) = (l.history_size, &self.bus)
+            && let Ok(RedisTarget {
+                deployment: Deployment::Cluster(_),
+                ..
+            }) = RedisTarget::parse(url)
+        {
             return bad(
-                "group history (history_size) is not available on a Redis bus yet: use a channel server or a single node",
+                "group history (history_size) is not available on a Redis Cluster bus (redis+cluster://): use a standalone Redis, a channel server or a single node",
             );
         }
         if l.idle_timeout < l.ping_interval {

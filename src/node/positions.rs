@@ -72,7 +72,7 @@ impl NodeState {
     ) -> (usize, Option<u64>) {
         if let Some(cluster) = self.bus.positions() {
             // Delivered here too when it comes back numbered.
-            cluster.publish(group.as_str(), text, json, exclude);
+            cluster.publish(group.as_str(), text, json, exclude, None);
             return (0, None);
         }
         let Some(history) = &self.history else {
@@ -230,6 +230,16 @@ impl NodeHandle {
     /// As [`NodeHandle::send_to_group`], and also returns the message's
     /// offset in the group's history (`None` with history off).
     ///
+    /// In a cluster the message is numbered elsewhere and delivered here
+    /// too when it comes back: the local count is 0. On a Redis bus the
+    /// offset is Redis's answer: this blocks the calling thread for one
+    /// round trip (at most 5 s; `None` when Redis did not take it): call it
+    /// from a host thread (on a multi-threaded runtime it waits in
+    /// `block_in_place`; on a current-thread runtime, which the wait would
+    /// stall, it does not wait and returns `None`). On a channel-server bus the offset is
+    /// `None`: the channel server numbers messages without answering the
+    /// sender (a sender needing it reads `history`).
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidGroup`] for an empty or over-long group id,
@@ -241,13 +251,31 @@ impl NodeHandle {
         exclude: &[ConnId],
     ) -> Result<(usize, Option<u64>)> {
         let group = self.checked_group(group)?;
-        Ok(self.state().send_to_group_at(&group, text, false, exclude))
+        let state = self.state();
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|h| h.runtime_flavor());
+        if let Some(cluster) = state.bus.positions()
+            && state.bus.kind() == "redis"
+            && runtime != Some(tokio::runtime::RuntimeFlavor::CurrentThread)
+        {
+            // Redis's script numbers it: one round trip to learn the offset.
+            let (offset, answer) = std::sync::mpsc::sync_channel(1);
+            cluster.publish(group.as_str(), text, false, exclude, Some(offset));
+            let wait = || answer.recv_timeout(CLUSTER_READ_TIMEOUT).ok().flatten();
+            let offset = match runtime {
+                None => wait(),
+                Some(_) => tokio::task::block_in_place(wait),
+            };
+            return Ok((0, offset));
+        }
+        Ok(state.send_to_group_at(&group, text, false, exclude))
     }
 
     /// The group's history: its epoch, and its kept messages after offset
     /// `since` (all kept ones when `None`), oldest first, at most `limit`,
     /// each with its offset. A group with no history yet gets a new epoch
-    /// and no messages. In a channel-server cluster the channel server is
+    /// and no messages. In a cluster the channel server (or Redis) is
     /// asked: this blocks the calling thread until it answers (at most
     /// 5 s), so call it from a host thread, not from the node's runtime.
     ///
@@ -274,7 +302,8 @@ impl NodeHandle {
                 )
                 .ok_or_else(|| {
                     Error::Channel(format!(
-                        "the channel server did not answer in {} s",
+                        "the {} bus did not answer in {} s",
+                        self.state().bus.kind(),
                         CLUSTER_READ_TIMEOUT.as_secs()
                     ))
                 });

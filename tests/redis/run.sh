@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the Redis bus tests (tests/redis.rs). They start their own
+# Runs the Redis bus tests (tests/redis.rs, tests/history_redis.rs). They start their own
 # redis-server processes (standalone and a 3-master cluster) on free loopback
 # ports and stop them, so all this script needs is the Debian packages:
 # redis-server, and redis-tools for `redis-cli --cluster create`.
@@ -22,4 +22,4 @@ redis-server --version
 if [[ ${1:-} == --install-only ]]; then
     exit 0
 fi
-cargo test --test redis "$@"
+cargo test --test redis --test history_redis "$@"

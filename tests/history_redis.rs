@@ -1,0 +1,403 @@
+//! Group history on the Redis bus: Redis numbers and keeps (one Lua script
+//! per publish), a member recovers on another node than the one it left,
+//! and a flushed Redis or expired keys mean a new epoch.
+//!
+//! Every test starts its own redis-server on a free loopback port and stops
+//! it (`bash tests/redis/run.sh` installs redis-server when missing).
+
+mod common;
+#[path = "common/redis_support.rs"]
+mod redis_support;
+
+use std::time::Duration;
+
+use common::{ARRIVES, Client};
+use groupcast::{Config, Error, Limits, Node};
+use redis_support::RedisServer;
+use serde_json::{Value, json};
+
+async fn history_node(url: &str, size: usize, ttl: Duration) -> Node {
+    let config = Config {
+        bus: Some(url.to_owned()),
+        limits: Limits {
+            history_size: Some(size),
+            history_ttl: ttl,
+            ..Limits::default()
+        },
+        ..Config::local("127.0.0.1:0")
+    };
+    let node = Node::start(config).await.expect("node starts");
+    tokio::time::timeout(ARRIVES, node.handle().wait_bus_connected())
+        .await
+        .expect("node reaches redis");
+    node
+}
+
+async fn join_with(client: &mut Client, group: &str, options: Value) -> Value {
+    let mut command = json!({"cmd": "add_group", "group_id": group});
+    for (key, value) in options.as_object().expect("options") {
+        command[key] = value.clone();
+    }
+    client.send(&command.to_string()).await;
+    let reply: Value = serde_json::from_str(&client.recv_text().await).expect("JSON");
+    assert_eq!(reply["type"], "joined", "{reply}");
+    reply
+}
+
+async fn recv_positioned(client: &mut Client) -> (u64, Value) {
+    let text = client.recv_text().await;
+    let message: Value = serde_json::from_str(&text).expect("a message object");
+    assert_eq!(message["type"], "message", "{text}");
+    (
+        message["offset"].as_u64().expect("offset"),
+        message["message"].clone(),
+    )
+}
+
+/// Joins with `since` and returns the reply (checked to be `joined`).
+async fn rejoin(client: &mut Client, group: &str, offset: u64, epoch: &Value) -> Value {
+    join_with(
+        client,
+        group,
+        json!({"since": {"offset": offset, "epoch": epoch}}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_recovers_on_the_other_node_while_a_sender_keeps_sending() {
+    const TOTAL: u64 = 300;
+    let redis = RedisServer::start().await;
+    let node_a = history_node(&redis.url(), 1000, Duration::from_secs(300)).await;
+    let node_b = history_node(&redis.url(), 1000, Duration::from_secs(300)).await;
+    let (addr_a, addr_b) = (node_a.addresses().websocket, node_b.addresses().websocket);
+    let mut raw = Client::connect(addr_b).await;
+    raw.join("busy").await;
+    raw.sync().await;
+    let mut member = Client::connect(addr_a).await;
+    let joined = join_with(&mut member, "busy", json!({"positions": true})).await;
+    assert_eq!(joined["offset"], 0);
+    let epoch = joined["epoch"].clone();
+    assert!(!epoch.as_str().unwrap().is_empty());
+
+    let sending = tokio::spawn(async move {
+        let mut sender = Client::connect(addr_b).await;
+        for i in 1..=TOTAL {
+            sender.send_to_group("busy", &format!("m{i}")).await;
+            if i % 4 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        sender.sync().await;
+    });
+
+    let mut last = 0;
+    while last < 10 {
+        let (offset, message) = recv_positioned(&mut member).await;
+        assert_eq!(offset, last + 1);
+        assert_eq!(message, json!(format!("m{offset}")));
+        last = offset;
+    }
+    drop(member);
+    // At least 5 more are sent while it is away (the raw member, on the
+    // sender's node, sees them in the same order).
+    let mut seen_raw = 0;
+    while seen_raw < last + 5 {
+        seen_raw += 1;
+        assert_eq!(
+            raw.recv_text().await,
+            format!("m{seen_raw}"),
+            "raw, in order"
+        );
+    }
+    // Back, on the other node.
+    let mut member = Client::connect(addr_b).await;
+    let joined = rejoin(&mut member, "busy", last, &epoch).await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    assert_eq!(joined["epoch"], epoch);
+    assert!(joined["missed"].as_u64().unwrap() >= 5, "{joined}");
+    while last < TOTAL {
+        let (offset, message) = recv_positioned(&mut member).await;
+        assert_eq!(offset, last + 1, "no gap, no duplicate");
+        assert_eq!(message, json!(format!("m{offset}")));
+        last = offset;
+    }
+    sending.await.unwrap();
+    member.expect_nothing().await;
+    while seen_raw < TOTAL {
+        seen_raw += 1;
+        assert_eq!(raw.recv_text().await, format!("m{seen_raw}"));
+    }
+    raw.expect_nothing().await;
+    assert_eq!(node_b.handle().stats().history_recovered, 1);
+    node_a.stop().await;
+    node_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_the_five_missed_messages_then_live_ones_and_the_host_api() {
+    let redis = RedisServer::start().await;
+    let node_a = history_node(&redis.url(), 1000, Duration::from_secs(300)).await;
+    let node_b = history_node(&redis.url(), 1000, Duration::from_secs(300)).await;
+    let mut sender = Client::connect(node_a.addresses().websocket).await;
+    let mut member = Client::connect(node_a.addresses().websocket).await;
+    let joined = join_with(&mut member, "g", json!({"positions": true})).await;
+    sender.send_to_group("g", "one").await;
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("one")));
+    drop(member);
+    for i in 2..=6 {
+        sender.send_to_group("g", &format!("m{i}")).await;
+    }
+    sender.sync().await;
+    let mut member = Client::connect(node_b.addresses().websocket).await;
+    let rejoined = rejoin(&mut member, "g", 1, &joined["epoch"]).await;
+    assert_eq!(
+        (
+            &rejoined["recovered"],
+            &rejoined["missed"],
+            &rejoined["offset"]
+        ),
+        (&json!(true), &json!(5), &json!(6)),
+        "{rejoined}"
+    );
+    for i in 2..=6 {
+        assert_eq!(
+            recv_positioned(&mut member).await,
+            (i, json!(format!("m{i}")))
+        );
+    }
+    sender
+        .send(r#"{"cmd":"send_to_group","group_id":"g","message":[7]}"#)
+        .await;
+    assert_eq!(recv_positioned(&mut member).await, (7, json!([7])));
+    member.expect_nothing().await;
+
+    // A host reads Redis's history and learns its send's offset (blocking
+    // calls: from a thread of its own).
+    let handle = node_b.handle();
+    let (read, sent) = tokio::task::spawn_blocking(move || {
+        let read = handle.history("g", Some(4), 2);
+        let sent = handle.send_to_group_with_offset("g", "from the host", &[]);
+        (read, sent)
+    })
+    .await
+    .unwrap();
+    let (epoch, kept) = read.expect("Redis answers");
+    assert_eq!(json!(epoch), joined["epoch"]);
+    assert_eq!(kept, vec![(5, "m5".to_owned()), (6, "m6".to_owned())]);
+    assert_eq!(sent.expect("sent"), (0, Some(8)), "Redis's offset");
+    assert_eq!(
+        recv_positioned(&mut member).await,
+        (8, json!("from the host"))
+    );
+    // On a thread of a multi-threaded runtime it waits in block_in_place.
+    let (_, offset) = node_b
+        .handle()
+        .send_to_group_with_offset("g", "from the runtime", &[])
+        .expect("sent");
+    assert_eq!(offset, Some(9));
+    assert_eq!(
+        recv_positioned(&mut member).await,
+        (9, json!("from the runtime"))
+    );
+    member.expect_nothing().await;
+    node_a.stop().await;
+    node_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_epoch_too_old_and_expired_keys_are_not_recovered() {
+    let redis = RedisServer::start().await;
+    let node = history_node(&redis.url(), 3, Duration::from_millis(800)).await;
+    let addr = node.addresses().websocket;
+    let mut sender = Client::connect(addr).await;
+    let mut member = Client::connect(addr).await;
+    let joined = join_with(&mut member, "g", json!({"positions": true})).await;
+    let epoch = joined["epoch"].clone();
+    for i in 1..=5 {
+        sender.send_to_group("g", &format!("m{i}")).await;
+    }
+    for i in 1..=5 {
+        assert_eq!(recv_positioned(&mut member).await.0, i);
+    }
+    drop(member);
+
+    // Wrong epoch: nothing replayed, joins live.
+    let mut member = Client::connect(addr).await;
+    let rejoined = rejoin(&mut member, "g", 4, &json!("not-the-epoch")).await;
+    assert_eq!(rejoined["recovered"], false, "{rejoined}");
+    assert_eq!(rejoined["epoch"], epoch);
+    assert_eq!(rejoined["offset"], 5);
+    member.expect_nothing().await;
+    drop(member);
+    // Too old: offsets 3..=5 are kept, 2 is gone.
+    let mut member = Client::connect(addr).await;
+    let rejoined = rejoin(&mut member, "g", 1, &epoch).await;
+    assert_eq!(rejoined["recovered"], false, "{rejoined}");
+    member.expect_nothing().await;
+    drop(member);
+    // Just old enough: 3, 4, 5.
+    let mut member = Client::connect(addr).await;
+    let rejoined = rejoin(&mut member, "g", 2, &epoch).await;
+    assert_eq!(
+        (&rejoined["recovered"], &rejoined["missed"]),
+        (&json!(true), &json!(3))
+    );
+    for i in 3..=5 {
+        assert_eq!(recv_positioned(&mut member).await.0, i);
+    }
+    drop(member);
+    // Ahead of the group (a position from elsewhere): not recovered.
+    let mut member = Client::connect(addr).await;
+    let rejoined = rejoin(&mut member, "g", 9, &epoch).await;
+    assert_eq!(rejoined["recovered"], false, "{rejoined}");
+    drop(member);
+
+    // Quiet for longer than history_ttl: Redis expired the keys.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut member = Client::connect(addr).await;
+    let rejoined = rejoin(&mut member, "g", 5, &epoch).await;
+    assert_eq!(rejoined["recovered"], false, "{rejoined}");
+    assert_ne!(rejoined["epoch"], epoch, "a new epoch");
+    assert_eq!(rejoined["offset"], 0);
+    sender.send_to_group("g", "after").await;
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("after")));
+    assert_eq!(node.handle().stats().history_not_recovered, 4);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_redis_means_a_new_epoch() {
+    let redis = RedisServer::start().await;
+    let node = history_node(&redis.url(), 100, Duration::from_secs(300)).await;
+    let addr = node.addresses().websocket;
+    let mut sender = Client::connect(addr).await;
+    let mut member = Client::connect(addr).await;
+    let joined = join_with(&mut member, "g", json!({"positions": true})).await;
+    sender.send_to_group("g", "before").await;
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("before")));
+    drop(member);
+
+    let mut conn = redis.connection().await.expect("redis connection");
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut conn)
+        .await
+        .expect("FLUSHALL");
+
+    let mut member = Client::connect(addr).await;
+    let rejoined = rejoin(&mut member, "g", 1, &joined["epoch"]).await;
+    assert_eq!(rejoined["recovered"], false, "{rejoined}");
+    assert_ne!(rejoined["epoch"], joined["epoch"]);
+    assert_eq!(rejoined["offset"], 0);
+    sender.send_to_group("g", "after").await;
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("after")));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_that_did_not_opt_in_get_raw_messages_from_the_other_node() {
+    let redis = RedisServer::start().await;
+    let node_a = history_node(&redis.url(), 10, Duration::from_secs(300)).await;
+    let node_b = history_node(&redis.url(), 10, Duration::from_secs(300)).await;
+    let mut raw_a = Client::connect(node_a.addresses().websocket).await;
+    raw_a.join("g").await;
+    raw_a.sync().await;
+    let mut raw_b = Client::connect(node_b.addresses().websocket).await;
+    raw_b.join("g").await;
+    raw_b.sync().await;
+    // Sent from a node with no member of the group (not subscribed).
+    let node_c = history_node(&redis.url(), 10, Duration::from_secs(300)).await;
+    let mut sender = Client::connect(node_c.addresses().websocket).await;
+    sender.send_to_group("g", "plain \"text\"").await;
+    sender.send_to_group("g", "again").await;
+    for raw in [&mut raw_a, &mut raw_b] {
+        assert_eq!(raw.recv_text().await, "plain \"text\"");
+        assert_eq!(raw.recv_text().await, "again");
+        raw.expect_nothing().await;
+    }
+    for node in [node_a, node_b, node_c] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn history_on_a_redis_cluster_bus_is_refused_clearly() {
+    let config = Config {
+        bus: Some("redis+cluster://127.0.0.1:7000,127.0.0.1:7001".into()),
+        limits: Limits {
+            history_size: Some(10),
+            ..Limits::default()
+        },
+        ..Config::local("127.0.0.1:0")
+    };
+    match Node::start(config).await {
+        Err(Error::Config(why)) => assert!(why.contains("Redis Cluster"), "{why}"),
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("history on a Redis Cluster bus must be refused"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn on_a_current_thread_runtime_a_host_send_does_not_wait_for_its_offset() {
+    let redis = RedisServer::start().await;
+    let node = history_node(&redis.url(), 10, Duration::from_secs(300)).await;
+    let mut member = Client::connect(node.addresses().websocket).await;
+    join_with(&mut member, "g", json!({"positions": true})).await;
+    let started = std::time::Instant::now();
+    let (_, offset) = node
+        .handle()
+        .send_to_group_with_offset("g", "hello", &[])
+        .expect("sent");
+    assert_eq!(offset, None, "waiting would stall the runtime");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("hello")));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_actions_on_reserved_channels_still_work_with_history_on() {
+    // `ungroup` travels as a plain (never numbered) message on a reserved
+    // channel: with history on it must still act on the other node.
+    let redis = RedisServer::start().await;
+    let node_a = history_node(&redis.url(), 10, Duration::from_secs(300)).await;
+    let node_b = history_node(&redis.url(), 10, Duration::from_secs(300)).await;
+    let mut member = Client::connect(node_b.addresses().websocket).await;
+    join_with(&mut member, "g", json!({"positions": true})).await;
+    common::eventually("node b has the member", || {
+        node_b.handle().group_size("g") == 1
+    })
+    .await;
+    node_a.handle().ungroup("g").expect("ungroup");
+    common::eventually("the member left on node b", || {
+        node_b.handle().group_size("g") == 0
+    })
+    .await;
+    node_a.stop().await;
+    node_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_means_a_new_epoch_and_sends_resume() {
+    let mut redis = RedisServer::start().await;
+    let node = history_node(&redis.url(), 100, Duration::from_secs(300)).await;
+    let addr = node.addresses().websocket;
+    let mut sender = Client::connect(addr).await;
+    let mut member = Client::connect(addr).await;
+    let joined = join_with(&mut member, "g", json!({"positions": true})).await;
+    sender.send_to_group("g", "before").await;
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("before")));
+    drop(member);
+
+    // Gone without persistence, back on the same port.
+    redis.kill();
+    redis.spawn().await;
+    common::eventually("the node reconnects", || node.handle().bus_connected()).await;
+
+    let mut member = Client::connect(addr).await;
+    let rejoined = rejoin(&mut member, "g", 1, &joined["epoch"]).await;
+    assert_eq!(rejoined["recovered"], false, "{rejoined}");
+    assert_ne!(rejoined["epoch"], joined["epoch"]);
+    sender.send_to_group("g", "after").await;
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("after")));
+    node.stop().await;
+}
