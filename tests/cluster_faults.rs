@@ -27,7 +27,6 @@ async fn member_elsewhere(channel: &str, group: &str) -> (Node, Client) {
     let node = Node::start(Config {
         channel: Some(channel.to_owned()),
         channel_listen: None,
-        presence: false,
         ..Config::local("127.0.0.1:0")
     })
     .await
@@ -67,10 +66,6 @@ async fn until_it_crosses(sender: &mut Client, member: &mut Client, group: &str,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_channel_server_costs_bounded_memory_and_delivery_resumes() {
-    // Presence is off on both nodes: with it on, delivery does not resume
-    // after the thaw within this drill's time (found at the merge of issue
-    // 16, which stays open for it); this drill is about the publish path's
-    // bound.
     let channel = Process::start(&["channel", "--listen", "127.0.0.1:0"]);
     let hub = channel.addr("channel").to_string();
     let node = Process::start(&[
@@ -83,7 +78,6 @@ async fn a_frozen_channel_server_costs_bounded_memory_and_delivery_resumes() {
         "127.0.0.1:0",
         "--workers",
         "1",
-        "--no-presence",
     ]);
     let (_other, mut far_member) = member_elsewhere(&hub, "g").await;
     let mut sender = Client::connect(node.addr("websocket")).await;
