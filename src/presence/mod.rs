@@ -214,6 +214,27 @@ impl Presence {
         self.wake.notify_one();
     }
 
+    /// Sends this node's whole share again: some of its messages were
+    /// dropped on the way to the bus (a choked link, a full publish
+    /// bound), so the others' view of it may be wrong until they get it.
+    pub(crate) fn resend(&self) {
+        self.inner.lock().snapshot_wanted = true;
+        self.wake.notify_one();
+    }
+
+    /// Asks every node for its whole share: messages from the bus were
+    /// dropped before this node read them, some of them perhaps presence.
+    pub(crate) fn ask_everyone(&self) {
+        let mut inner = self.inner.lock();
+        NodeCounters::add(&self.counters.presence_resyncs, 1);
+        inner.requests.push(Wire::Request {
+            n: self.node_id,
+            to: 0,
+            l: self.lease.as_millis() as u64,
+        });
+        self.wake.notify_one();
+    }
+
     /// A local connection opened (`+1`) or closed (`-1`).
     pub(crate) fn local_connection(&self, delta: i64) {
         let mut inner = self.inner.lock();
