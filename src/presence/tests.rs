@@ -166,3 +166,29 @@ fn a_new_node_announces_its_own_lease() {
     b.expire(now + Duration::from_secs(2), &mut out);
     assert!(!b.is_online("alice"));
 }
+
+#[test]
+fn a_share_sent_again_repairs_what_the_bus_dropped() {
+    let (a, b) = (node(1), node(2));
+    let now = Instant::now();
+    relay(&a, &b, now);
+    relay(&b, &a, now);
+    let carol: Uid = "carol".into();
+    a.local_connection(1);
+    a.local_uid(&carol, 1);
+    // The bus dropped a's delta: b does not know carol.
+    assert!(!a.take_outgoing().is_empty());
+    assert!(!b.is_online("carol"));
+    a.resend();
+    relay(&a, &b, now);
+    assert!(b.is_online("carol"));
+    assert_eq!(b.cluster_stats().connections, 1);
+    // And the other way: b dropped what a sent; it asks everyone.
+    a.local_uid(&carol, -1);
+    a.take_outgoing();
+    assert!(b.is_online("carol"));
+    b.ask_everyone();
+    relay(&b, &a, now);
+    relay(&a, &b, now);
+    assert!(!b.is_online("carol"), "a's snapshot took carol away");
+}
