@@ -661,3 +661,113 @@ async fn heartbeats_keep_live_nodes_on_a_channel_server() {
     heartbeats_keep_live_nodes(Cluster::on_channel_with_lease(2, Duration::from_secs(1)).await)
         .await;
 }
+
+/// A TCP relay to the channel server whose server-to-node direction can be
+/// held: while held, the server queues the node's traffic; released, the
+/// node reads it all at once, as after a frozen server's thaw.
+async fn holdable_relay(
+    hub: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Arc<tokio::sync::Semaphore>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // One permit: held by the test to stop the server-to-node copy.
+    let gate = Arc::new(tokio::sync::Semaphore::new(1));
+    let copy_gate = gate.clone();
+    tokio::spawn(async move {
+        let (node, _) = listener.accept().await.unwrap();
+        let server = tokio::net::TcpStream::connect(hub).await.unwrap();
+        let (mut node_read, mut node_write) = node.into_split();
+        let (mut server_read, mut server_write) = server.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut node_read, &mut server_write).await;
+        });
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let permit = copy_gate.acquire().await.unwrap();
+            drop(permit);
+            let Ok(n @ 1..) = server_read.read(&mut buffer).await else {
+                return;
+            };
+            // Held meanwhile: keep what was read until released.
+            drop(copy_gate.acquire().await.unwrap());
+            if node_write.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    (addr, gate)
+}
+
+/// Issue 16: a backlog of one group's messages with a presence message
+/// inside, read at once by the receiving node (a thawed channel server),
+/// reached a member that reads promptly as two pushes of megabytes over
+/// its 1 MiB bound: closed as a slow consumer, and nothing crossed after.
+/// Now the node hands it over in small runs, and presence follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_released_at_once_keeps_a_reading_member_and_presence() {
+    let hub = ChannelServer::bind("127.0.0.1:0", ChannelServerConfig::default())
+        .await
+        .unwrap();
+    let (relay, gate) = holdable_relay(hub.local_addr()).await;
+    let mut configs = Vec::new();
+    for addr in [hub.local_addr(), relay] {
+        configs.push(Config {
+            channel: Some(addr.to_string()),
+            ..node_config(Duration::from_secs(60))
+        });
+    }
+    let (nodes, _events) = Cluster::start(configs).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    eventually("both nodes see each other", || {
+        nodes
+            .iter()
+            .all(|n| n.handle().cluster_stats().unwrap().nodes == 2)
+    })
+    .await;
+    let mut member = Client::connect(b.addresses().websocket).await;
+    member.join("g").await;
+    member.sync().await;
+    let mut sender = Client::connect(a.addresses().websocket).await;
+    let mut joiner = Client::connect(a.addresses().websocket).await;
+    eventually("node a knows node b's member", || {
+        a.handle().presence("g", 10).unwrap().connections == 1
+    })
+    .await;
+
+    let held = gate.acquire().await.unwrap();
+    let payload = "x".repeat(16 * 1024);
+    for half in 0..2 {
+        for _ in 0..100 {
+            sender.send_to_group("g", &payload).await;
+        }
+        sender.sync().await;
+        if half == 0 {
+            // A presence change of node a, in the middle of the backlog.
+            joiner.join("x").await;
+            joiner.sync().await;
+        }
+    }
+    // What node a published has reached the server (it reads promptly).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(held);
+
+    let mut received = 0;
+    while received < 200 {
+        match member.recv().await {
+            tokio_tungstenite::tungstenite::Message::Text(text) if text.len() == payload.len() => {
+                received += 1
+            }
+            other => panic!("after {received} messages: {other:?}"),
+        }
+    }
+    assert_eq!(b.handle().stats().slow_consumer_closes, 0);
+    eventually("node b sees node a's joiner", || {
+        b.handle().presence("x", 10).unwrap().connections == 1
+    })
+    .await;
+    for node in &nodes {
+        node.stop().await;
+    }
+    hub.stop().await;
+}
