@@ -43,11 +43,6 @@ pub(super) fn tag_of(conn: ConnId) -> u64 {
     conn >> TAG_SHIFT
 }
 
-/// Whether the node with this id carries this tag.
-pub(super) fn has_tag(node_id: u64, tag: u64) -> bool {
-    node_tag(node_id) == tag
-}
-
 /// Subscribes a node with a bus to its own channel and the cluster's.
 pub(super) fn subscribe_cluster(registry: &Registry, tag: u64) {
     registry.subscribe_reserved(node_channel(tag));

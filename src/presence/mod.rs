@@ -491,12 +491,13 @@ impl Presence {
         let peer = inner.remotes.entry(id).or_insert_with(|| {
             if node_tag(id) == node_tag(self.node_id) {
                 // One chance in about two million per pair of nodes: their
-                // connection ids overlap, and actions on one may reach the
-                // other's. Restarting either node draws a new tag.
+                // connection ids overlap. Actions routed to either are
+                // refused meanwhile (`tag_shared`); restarting either node
+                // draws a new tag.
                 tracing::error!(
                     node = id,
                     tag = node_tag(id),
-                    "another node has this node's tag: restart one of them"
+                    "another node has this node's tag: actions on their connections from other nodes are refused until one of them restarts"
                 );
             }
             Peer {
@@ -664,9 +665,26 @@ impl Presence {
         }
     }
 
-    /// Whether any node knows of a node with this id.
-    pub(crate) fn knows_node(&self, test: impl Fn(u64) -> bool) -> bool {
-        test(self.node_id) || self.inner.lock().remotes.keys().any(|id| test(*id))
+    /// Live nodes (this one included) whose connection ids carry `tag`:
+    /// 0 for no node, 1 for the one a routed action reaches, more after a
+    /// collision of tags (see [`Presence::tag_shared`]).
+    pub(crate) fn nodes_with_tag(&self, tag: u64) -> usize {
+        let inner = self.inner.lock();
+        usize::from(node_tag(self.node_id) == tag)
+            + inner
+                .remotes
+                .keys()
+                .filter(|id| node_tag(**id) == tag)
+                .count()
+    }
+
+    /// Whether a live node has this node's tag. Their connection ids then
+    /// overlap: an action routed to either's node channel could reach the
+    /// other's connection with the same count, so both refuse routed
+    /// actions (counted in `remote_actions_failed`), and every node refuses
+    /// to route to that tag, until one of them leaves the cluster.
+    pub(crate) fn tag_shared(&self) -> bool {
+        self.nodes_with_tag(node_tag(self.node_id)) > 1
     }
 
     /// Who is in `group`, cluster-wide, listing at most `max_uids` uids.
