@@ -73,11 +73,18 @@ async fn holdable_relay(
     (addr, gate)
 }
 
+/// Messages of 16 KiB in each half of the backlog: 1.5 MiB in all, more
+/// than a member's outbound bound (1 MiB) but less than the bound and the
+/// socket's buffers together, so a member that reads keeps up unless the
+/// node pushes it all at once.
+const HALF: usize = 48;
+
 /// Issue 16: a backlog of one group's messages with a presence message
 /// inside, read at once by the receiving node (a thawed channel server),
-/// reached a member that reads promptly as two pushes of megabytes over
-/// its 1 MiB bound: closed as a slow consumer, and nothing crossed after.
-/// Now the node hands it over in small runs, and presence follows.
+/// reached a member that reads promptly as two pushes of half the backlog
+/// each, over its 1 MiB bound together: closed as a slow consumer, and
+/// nothing crossed after. Now the node hands it over in small runs and
+/// lets the writers drain between them, and presence follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_released_at_once_keeps_a_reading_member_and_presence() {
     let hub = ChannelServer::bind("127.0.0.1:0", ChannelServerConfig::default())
@@ -112,7 +119,7 @@ async fn a_backlog_released_at_once_keeps_a_reading_member_and_presence() {
     let held = gate.acquire().await.unwrap();
     let payload = "x".repeat(16 * 1024);
     for half in 0..2 {
-        for _ in 0..100 {
+        for _ in 0..HALF {
             sender.send_to_group("g", &payload).await;
         }
         sender.sync().await;
@@ -127,7 +134,7 @@ async fn a_backlog_released_at_once_keeps_a_reading_member_and_presence() {
     drop(held);
 
     let mut received = 0;
-    while received < 200 {
+    while received < 2 * HALF {
         match member.recv().await {
             tokio_tungstenite::tungstenite::Message::Text(text) if text.len() == payload.len() => {
                 received += 1

@@ -7,8 +7,8 @@
 //! slow host cannot stall the cluster's traffic.
 //!
 //! What a batch hands to members is paced: a run of one group's messages
-//! is cut at [`RUN_BYTES`], and the loop yields to the connections'
-//! writers after every [`YIELD_BYTES`]. A backlog released at once (a
+//! is cut at [`RUN_BYTES`], and the loop pauses for the connections'
+//! writers after every [`PAUSE_BYTES`] of one batch. A backlog released at once (a
 //! channel server thawed after a freeze: megabytes in one read) otherwise
 //! reached each member as one push of megabytes, and a second push before
 //! the writer ran took a member that reads promptly over its outbound
@@ -34,8 +34,12 @@ const EVENT_BATCH: usize = 256;
 /// Most bytes of one group's consecutive messages delivered as one run:
 /// well under a connection's outbound bound (1 MiB by default).
 const RUN_BYTES: usize = 64 * 1024;
-/// Bytes delivered between two yields to the connections' writers.
-const YIELD_BYTES: usize = 256 * 1024;
+/// Bytes delivered between two pauses for the connections' writers: only
+/// a batch that far behind pauses (a backlog), at most 256 KiB a
+/// millisecond.
+const PAUSE_BYTES: usize = 256 * 1024;
+/// The pause.
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Follows the registry's interest changes with subscriptions, delivers
 /// other nodes' group messages to local members, and hands the host the
@@ -89,7 +93,10 @@ pub(super) async fn run_channel_bus(
                         if pace.added(event.data.get().len()) {
                             remote.finish(&mut run);
                             if pace.delivered() {
-                                tokio::task::yield_now().await;
+                                // A yield alone may run this task again at
+                                // once: a pause frees the worker for the
+                                // writers (and their clients, in process).
+                                tokio::time::sleep(PAUSE).await;
                             }
                         }
                         continue;
@@ -117,14 +124,14 @@ pub(super) async fn run_channel_bus(
     }
 }
 
-/// Bytes handed to members in a batch, to cut runs and yield (see the
+/// Bytes handed to members in a batch, to cut runs and pause (see the
 /// module's note).
 #[derive(Default)]
 struct Pace {
     /// In the run being gathered.
     run: usize,
-    /// Delivered since the last yield.
-    since_yield: usize,
+    /// Delivered since the last pause.
+    since_pause: usize,
 }
 
 impl Pace {
@@ -135,11 +142,11 @@ impl Pace {
         self.run >= RUN_BYTES
     }
 
-    /// Counts the run as delivered; whether to yield now.
+    /// Counts the run as delivered; whether to pause now.
     fn delivered(&mut self) -> bool {
-        self.since_yield += std::mem::take(&mut self.run);
-        if self.since_yield >= YIELD_BYTES {
-            self.since_yield = 0;
+        self.since_pause += std::mem::take(&mut self.run);
+        if self.since_pause >= PAUSE_BYTES {
+            self.since_pause = 0;
             return true;
         }
         false
