@@ -8,6 +8,10 @@
 //! third of `presence_lease`; another node's share is checked every tenth
 //! of the lease (at least every second), so a node that dies silently
 //! leaves presence between one and 1.1 leases after its last heartbeat.
+//! After the bus dropped messages (a choked link), the repair (this node's
+//! whole share sent again, or every node's asked for) goes once the bus
+//! has gone [`REPAIR_WAIT`] without dropping, at the latest a third of the
+//! lease after the drop.
 
 use std::sync::Arc;
 use std::time::Duration;
