@@ -97,6 +97,8 @@ pub(super) async fn run_channel_bus(
                                 // once: a pause frees the worker for the
                                 // writers (and their clients, in process).
                                 tokio::time::sleep(PAUSE).await;
+                            } else {
+                                tokio::task::yield_now().await;
                             }
                         }
                         continue;
