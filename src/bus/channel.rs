@@ -7,8 +7,9 @@
 //! slow host cannot stall the cluster's traffic.
 //!
 //! What a batch hands to members is paced: a run of one group's messages
-//! is cut at [`RUN_BYTES`], and the loop pauses for the connections'
-//! writers after every [`PAUSE_BYTES`] of one batch. A backlog released at once (a
+//! is cut at [`RUN_BYTES`] (the loop yields after each cut), and the loop
+//! pauses for the connections' writers after every [`PAUSE_BYTES`] of one
+//! batch. A backlog released at once (a
 //! channel server thawed after a freeze: megabytes in one read) otherwise
 //! reached each member as one push of megabytes, and a second push before
 //! the writer ran took a member that reads promptly over its outbound
