@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ARRIVES, Client, Process, http_get, metric};
+use common::{ARRIVES, Client, Process, eventually, http_get, metric};
 use futures_util::{SinkExt, StreamExt};
 use groupcast::{Config, Node};
 use tokio_tungstenite::tungstenite::Message;
@@ -27,7 +27,6 @@ async fn member_elsewhere(channel: &str, group: &str) -> (Node, Client) {
     let node = Node::start(Config {
         channel: Some(channel.to_owned()),
         channel_listen: None,
-        presence: false,
         ..Config::local("127.0.0.1:0")
     })
     .await
@@ -67,10 +66,6 @@ async fn until_it_crosses(sender: &mut Client, member: &mut Client, group: &str,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_channel_server_costs_bounded_memory_and_delivery_resumes() {
-    // Presence is off on both nodes: with it on, delivery does not resume
-    // after the thaw within this drill's time (found at the merge of issue
-    // 16, which stays open for it); this drill is about the publish path's
-    // bound.
     let channel = Process::start(&["channel", "--listen", "127.0.0.1:0"]);
     let hub = channel.addr("channel").to_string();
     let node = Process::start(&[
@@ -83,14 +78,25 @@ async fn a_frozen_channel_server_costs_bounded_memory_and_delivery_resumes() {
         "127.0.0.1:0",
         "--workers",
         "1",
-        "--no-presence",
+        "--uid-query-param",
+        "uid",
+        // A heartbeat every 40 s: none after the first during the drill,
+        // so only the repair after drops can bring presence back in time.
+        "--presence-lease",
+        "120",
     ]);
-    let (_other, mut far_member) = member_elsewhere(&hub, "g").await;
+    let (other, mut far_member) = member_elsewhere(&hub, "g").await;
     let mut sender = Client::connect(node.addr("websocket")).await;
     until_it_crosses(&mut sender, &mut far_member, "g", "warm-up").await;
     let mut local = Client::connect(node.addr("websocket")).await;
     local.join("g").await;
     local.sync().await;
+    let alice = Client::connect_path(node.addr("websocket"), "/?uid=alice").await;
+    let far = other.handle();
+    eventually("the other node sees alice", || {
+        far.is_uid_online("alice").unwrap()
+    })
+    .await;
 
     channel.signal(libc::SIGSTOP);
     let before = node.rss_kib();
@@ -140,6 +146,10 @@ async fn a_frozen_channel_server_costs_bounded_memory_and_delivery_resumes() {
         metric(&metrics, "bus_dropped_publishes_total") > 0,
         "drops are counted:\n{metrics}"
     );
+    // Presence changes while the link is choked: their publications are
+    // dropped (the publish bound is full).
+    drop(alice);
+    let carol = Client::connect_path(node.addr("websocket"), "/?uid=carol").await;
 
     // Local delivery went on: the local member got every message.
     let _ = local_tx.send(Message::Close(None)).await;
@@ -149,9 +159,27 @@ async fn a_frozen_channel_server_costs_bounded_memory_and_delivery_resumes() {
         .unwrap();
     assert_eq!(received, sent, "the local member got every message");
 
-    // Thawed, the cluster delivers again.
+    // Thawed, the cluster delivers again, and presence converges: the
+    // node sends its whole share again once its publications get through.
     channel.signal(libc::SIGCONT);
+    let thawed = Instant::now();
     until_it_crosses(&mut sender, &mut far_member, "g", "after the thaw").await;
+    eventually("the other node sees carol and not alice", || {
+        far.is_uid_online("carol").unwrap() && !far.is_uid_online("alice").unwrap()
+    })
+    .await;
+    eprintln!("presence converged {:?} after the thaw", thawed.elapsed());
+    // And this node still sees the other's member of the group.
+    sender.send(r#"{"cmd":"presence","group_id":"g"}"#).await;
+    let answer = loop {
+        let text = sender.recv_text().await;
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if value["type"] == "presence" {
+            break value;
+        }
+    };
+    assert_eq!(answer["connections"], 1, "{answer}");
+    drop(carol);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 //! held by another node (its id's high bits name that node).
 
 use super::NodeHandle;
-use super::presence::{has_tag, tag_of};
+use super::presence::tag_of;
 use crate::error::{Error, Result};
 use crate::ids::ConnId;
 use crate::presence::wire::Wire;
@@ -19,7 +19,8 @@ impl NodeHandle {
     /// # Errors
     ///
     /// [`Error::UnknownConnection`] when no node of the cluster has that
-    /// tag (a node without a bus has only its own connections).
+    /// tag (a node without a bus has only its own connections), or two
+    /// have it (a collision of tags: `Presence::tag_shared`).
     pub(super) fn remote_tag(&self, conn: ConnId) -> Result<Option<u64>> {
         self.running()?;
         let state = self.state();
@@ -29,9 +30,10 @@ impl NodeHandle {
         }
         let known = match state.registry.presence() {
             // Without a bus there is no other node; with presence, the
-            // live nodes are known by their heartbeats.
+            // live nodes are known by their heartbeats. A tag two live
+            // nodes share names no one connection: refused, not guessed.
             _ if matches!(state.bus, crate::bus::Bus::Local) => false,
-            Some(presence) => presence.knows_node(|id| has_tag(id, tag)),
+            Some(presence) => presence.nodes_with_tag(tag) == 1,
             None => true,
         };
         match known {

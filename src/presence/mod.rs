@@ -214,6 +214,27 @@ impl Presence {
         self.wake.notify_one();
     }
 
+    /// Sends this node's whole share again: some of its messages were
+    /// dropped on the way to the bus (a choked link, a full publish
+    /// bound), so the others' view of it may be wrong until they get it.
+    pub(crate) fn resend(&self) {
+        self.inner.lock().snapshot_wanted = true;
+        self.wake.notify_one();
+    }
+
+    /// Asks every node for its whole share: messages from the bus were
+    /// dropped before this node read them, some of them perhaps presence.
+    pub(crate) fn ask_everyone(&self) {
+        let mut inner = self.inner.lock();
+        NodeCounters::add(&self.counters.presence_resyncs, 1);
+        inner.requests.push(Wire::Request {
+            n: self.node_id,
+            to: 0,
+            l: self.lease.as_millis() as u64,
+        });
+        self.wake.notify_one();
+    }
+
     /// A local connection opened (`+1`) or closed (`-1`).
     pub(crate) fn local_connection(&self, delta: i64) {
         let mut inner = self.inner.lock();
@@ -470,12 +491,13 @@ impl Presence {
         let peer = inner.remotes.entry(id).or_insert_with(|| {
             if node_tag(id) == node_tag(self.node_id) {
                 // One chance in about two million per pair of nodes: their
-                // connection ids overlap, and actions on one may reach the
-                // other's. Restarting either node draws a new tag.
+                // connection ids overlap. Actions routed to either are
+                // refused meanwhile (`tag_shared`); restarting either node
+                // draws a new tag.
                 tracing::error!(
                     node = id,
                     tag = node_tag(id),
-                    "another node has this node's tag: restart one of them"
+                    "another node has this node's tag: actions on their connections from other nodes are refused until one of them restarts"
                 );
             }
             Peer {
@@ -643,9 +665,26 @@ impl Presence {
         }
     }
 
-    /// Whether any node knows of a node with this id.
-    pub(crate) fn knows_node(&self, test: impl Fn(u64) -> bool) -> bool {
-        test(self.node_id) || self.inner.lock().remotes.keys().any(|id| test(*id))
+    /// Live nodes (this one included) whose connection ids carry `tag`:
+    /// 0 for no node, 1 for the one a routed action reaches, more after a
+    /// collision of tags (see [`Presence::tag_shared`]).
+    pub(crate) fn nodes_with_tag(&self, tag: u64) -> usize {
+        let inner = self.inner.lock();
+        usize::from(node_tag(self.node_id) == tag)
+            + inner
+                .remotes
+                .keys()
+                .filter(|id| node_tag(**id) == tag)
+                .count()
+    }
+
+    /// Whether a live node has this node's tag. Their connection ids then
+    /// overlap: an action routed to either's node channel could reach the
+    /// other's connection with the same count, so both refuse routed
+    /// actions (counted in `remote_actions_failed`), and every node refuses
+    /// to route to that tag, until one of them leaves the cluster.
+    pub(crate) fn tag_shared(&self) -> bool {
+        self.nodes_with_tag(node_tag(self.node_id)) > 1
     }
 
     /// Who is in `group`, cluster-wide, listing at most `max_uids` uids.

@@ -166,3 +166,55 @@ fn a_new_node_announces_its_own_lease() {
     b.expire(now + Duration::from_secs(2), &mut out);
     assert!(!b.is_online("alice"));
 }
+
+#[test]
+fn a_share_sent_again_repairs_what_the_bus_dropped() {
+    let (a, b) = (node(1), node(2));
+    let now = Instant::now();
+    relay(&a, &b, now);
+    relay(&b, &a, now);
+    let carol: Uid = "carol".into();
+    a.local_connection(1);
+    a.local_uid(&carol, 1);
+    // The bus dropped a's delta: b does not know carol.
+    assert!(!a.take_outgoing().is_empty());
+    assert!(!b.is_online("carol"));
+    a.resend();
+    relay(&a, &b, now);
+    assert!(b.is_online("carol"));
+    assert_eq!(b.cluster_stats().connections, 1);
+    // And the other way: b dropped what a sent; it asks everyone.
+    a.local_uid(&carol, -1);
+    a.take_outgoing();
+    assert!(b.is_online("carol"));
+    b.ask_everyone();
+    relay(&b, &a, now);
+    relay(&a, &b, now);
+    assert!(!b.is_online("carol"), "a's snapshot took carol away");
+}
+
+#[test]
+fn a_shared_tag_is_seen_and_cleared_when_one_node_leaves() {
+    // Node ids one tag space apart carry the same tag.
+    let (a, b, c) = (node(7), node(7 + TAG_SPACE), node(8));
+    assert_eq!(node_tag(7), node_tag(7 + TAG_SPACE));
+    let now = Instant::now();
+    for (from, to) in [(&a, &b), (&b, &a), (&a, &c), (&b, &c)] {
+        a.announce();
+        b.announce();
+        relay(from, to, now);
+    }
+    assert!(a.tag_shared() && b.tag_shared());
+    assert!(!c.tag_shared());
+    // The third node routes to neither: two live nodes have the tag.
+    assert_eq!(c.nodes_with_tag(node_tag(7)), 2);
+    assert_eq!(c.nodes_with_tag(node_tag(8)), 1);
+    assert_eq!(c.nodes_with_tag(node_tag(9)), 0);
+    // B stops: the tag names one node again.
+    let mut out = Vec::new();
+    for p in [&a, &c] {
+        p.apply(Wire::Bye { n: 7 + TAG_SPACE }, now, &mut out);
+    }
+    assert!(!a.tag_shared());
+    assert_eq!(c.nodes_with_tag(node_tag(7)), 1);
+}

@@ -302,8 +302,11 @@ impl Registry {
 
     /// Runs an action another node asked for on a local connection; counts
     /// it when the connection is not open here or the action failed.
+    /// Refused while another live node has this node's tag: the action may
+    /// have been meant for that node's connection with the same id.
     fn remote_action(&self, id: ConnId, action: impl FnOnce(&Arc<ConnectionEntry>) -> bool) {
-        let done = self.connection(id).is_some_and(|conn| action(&conn));
+        let shared = self.presence.as_ref().is_some_and(|p| p.tag_shared());
+        let done = !shared && self.connection(id).is_some_and(|conn| action(&conn));
         if !done {
             NodeCounters::add(&self.counters.remote_actions_failed, 1);
         }
