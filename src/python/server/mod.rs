@@ -451,11 +451,13 @@ impl Server {
         message: &Bound<'_, PyAny>,
         exclude: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(usize, Option<u64>)> {
+        let py = group.py();
         let group = group_arg(group)?;
         let message = text_arg("message", message)?;
         let exclude = exclude_arg(exclude)?;
-        self.handle()?
-            .send_to_group_with_offset(&group, &message, &exclude)
+        let handle = self.handle()?;
+        // Detached: on a cluster bus the offset is a round trip to Redis.
+        py.detach(|| handle.send_to_group_with_offset(&group, &message, &exclude))
             .map_err(to_py)
     }
 
@@ -469,8 +471,13 @@ impl Server {
         since: Option<u64>,
         limit: usize,
     ) -> PyResult<(String, Vec<(u64, String)>)> {
+        let py = group.py();
         let group = group_arg(group)?;
-        self.handle()?.history(&group, since, limit).map_err(to_py)
+        let handle = self.handle()?;
+        // Detached: in a cluster the history is asked of the channel
+        // server or Redis.
+        py.detach(|| handle.history(&group, since, limit))
+            .map_err(to_py)
     }
 
     /// Sends `message` to every connection of this server except those in
