@@ -537,6 +537,13 @@ async fn cluster_sharded_pubsub_spreads_groups_and_survives_a_master_restart() {
         },
     )
     .await;
+    // Both ways: the sender's own subscription came back too.
+    on_b.send_to_group(&groups[1], "shard 1 from b").await;
+    let heard = drain(&mut on_a, Duration::from_millis(500)).await;
+    assert!(
+        heard.iter().any(|t| t == "shard 1 from b"),
+        "node a hears the restarted shard again: {heard:?}"
+    );
     assert!(node_a.handle().stats().bus_reconnects >= 1);
     common::eventually("both nodes back in sync", || {
         node_a.handle().bus_connected() && node_b.handle().bus_connected()

@@ -35,7 +35,9 @@
 //! On a cluster, one unreachable master only affects the groups whose slots
 //! it serves: publications to them fail and are counted, the others flow; a
 //! lost node connection makes the bus resubscribe every group (idempotent on
-//! the nodes that stayed up) until each subscription is confirmed again. The
+//! the nodes that stayed up) until each subscription is confirmed again,
+//! then again once a second for a few seconds (the client may replace the
+//! connection a subscription was made on while the master rejoins). The
 //! crate follows MOVED/ASK redirections and refreshes the slot map; a shard
 //! channel that Redis unsubscribes (slot migrated away) is subscribed again
 //! on its new owner.
@@ -91,6 +93,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How soon a cluster retries subscriptions that failed (a master down).
 const RESYNC_RETRY: Duration = Duration::from_millis(200);
+/// Full resubscriptions made after a cluster node's connection was lost,
+/// one per [`HEALTH_CHECK`] once the bus is in sync again. The client
+/// replaces node connections by itself while a restarted master rejoins
+/// (its slot refresh), and a subscription made on a connection it then
+/// drops is gone without a word: without these, about one restart in six
+/// left a node unsubscribed from that master's groups for good
+/// (`tests/redis.rs`, `cluster_sharded_pubsub_...`).
+const RECHECKS: u32 = 5;
 
 /// One group message on its way to Redis: the channel and the encoded
 /// envelope.
@@ -512,6 +522,9 @@ impl BusTask {
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut resync = tokio::time::interval(RESYNC_RETRY);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Full resubscriptions still to make, one per health tick, once in
+        // sync after a lost cluster node (see `RECHECKS`).
+        let mut rechecks = 0;
         loop {
             let needs_sync = tokio::select! {
                 _ = self.shutdown.cancelled() => return RedisSessionEnd::Shutdown,
@@ -526,6 +539,7 @@ impl BusTask {
                         self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                         self.subscribed.clear();
                         self.connected.send_replace(false);
+                        rechecks = RECHECKS;
                         true
                     }
                     Some(Signal::ShardUnsubscribed { channel }) => {
@@ -565,7 +579,17 @@ impl BusTask {
                     if !cluster && link.ping().await.is_err() {
                         return RedisSessionEnd::Lost;
                     }
-                    false
+                    if cluster && in_sync && rechecks > 0 {
+                        rechecks -= 1;
+                        // Subscribe every wanted channel again (a no-op on
+                        // a connection that holds it); unwanted ones stay
+                        // listed, so the sync still unsubscribes them.
+                        let wanted = &self.wanted;
+                        self.subscribed.retain(|channel| !wanted.contains(channel));
+                        true
+                    } else {
+                        false
+                    }
                 }
                 _ = resync.tick(), if !in_sync => true,
                 Some(request) = super::channel::next_history_request(&mut self.requests) => {
