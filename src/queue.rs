@@ -460,6 +460,44 @@ impl OutboxReceiver {
         })
     }
 
+    /// Waits for what the connection's task acts on, in this order: its
+    /// termination, a ping due, queued items (up to `max`, taken into
+    /// `batch`). One wait and one waker registration for the three, so an
+    /// idle connection's loop costs what waiting for items alone did.
+    pub(crate) fn next_wake<'a>(
+        &'a mut self,
+        batch: &'a mut Vec<Outbound>,
+        max: usize,
+    ) -> impl Future<Output = Wake> + 'a {
+        poll_fn(move |cx| {
+            if let Some(wake) = self.ready(batch, max) {
+                return Poll::Ready(wake);
+            }
+            // Registered before looking again, so a push or a signal
+            // between the two looks is not missed.
+            self.queue.waker.register(cx.waker());
+            match self.ready(batch, max) {
+                Some(wake) => Poll::Ready(wake),
+                None => Poll::Pending,
+            }
+        })
+    }
+
+    fn ready(&self, batch: &mut Vec<Outbound>, max: usize) -> Option<Wake> {
+        let queue = &self.queue;
+        if queue.terminated.load(Ordering::Acquire) {
+            return Some(Wake::Terminated);
+        }
+        if queue.heartbeat.load(Ordering::Relaxed) && queue.heartbeat.swap(false, Ordering::AcqRel)
+        {
+            return Some(Wake::Heartbeat);
+        }
+        match self.take(batch, max) {
+            0 => None,
+            taken => Some(Wake::Items(taken)),
+        }
+    }
+
     fn take(&self, batch: &mut Vec<Outbound>, max: usize) -> usize {
         let mut items = self.queue.items.lock();
         let n = items.len().min(max);
@@ -491,9 +529,9 @@ impl OutboxReceiver {
         true
     }
 
-    /// What wakes the receiver besides its items: termination and
-    /// heartbeats. A handle of its own, so that waiting for them borrows
-    /// neither the receiver nor the task's other state.
+    /// A wait for the termination while the receiver's batch is being
+    /// written. A handle of its own, so that waiting borrows neither the
+    /// receiver nor the task's other state.
     pub(crate) fn signals(&self) -> Signals {
         Signals {
             queue: self.queue.clone(),
@@ -518,25 +556,31 @@ impl OutboxReceiver {
     }
 }
 
-/// Waits for a queue's termination and heartbeats (see
-/// [`OutboxReceiver::signals`]). Both wake the task through the queue's
-/// waker, which only the receiving task registers.
+/// What woke a connection's task (see [`OutboxReceiver::next_wake`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The connection is terminated.
+    Terminated,
+    /// A ping is due.
+    Heartbeat,
+    /// This many items were taken.
+    Items(usize),
+}
+
+/// Waits for a queue's termination (see [`OutboxReceiver::signals`]) while
+/// the receiver is busy: it wakes the task through the queue's waker, which
+/// only the receiving task registers.
 #[derive(Debug)]
 pub(crate) struct Signals {
     queue: Arc<Queue>,
 }
 
 /// Plain functions returning the waits (not `async fn`s around them): each
-/// is one reference, and they sit in every idle connection's task.
+/// is one reference in the connection's task.
 impl Signals {
     /// Resolves once the connection is terminated.
     pub(crate) fn terminated(&self) -> impl Future<Output = ()> + '_ {
         self.wait(|queue| queue.terminated.load(Ordering::Acquire))
-    }
-
-    /// Resolves once a ping is due, and takes it.
-    pub(crate) fn heartbeat(&self) -> impl Future<Output = ()> + '_ {
-        self.wait(|queue| queue.heartbeat.swap(false, Ordering::AcqRel))
     }
 
     fn wait<'a>(&'a self, ready: impl Fn(&Queue) -> bool + 'a) -> impl Future<Output = ()> + 'a {
@@ -569,6 +613,8 @@ impl Drop for OutboxReceiver {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::stats::Stats;
 
@@ -805,44 +851,38 @@ mod tests {
 
     #[test]
     fn termination_and_heartbeats_wake_the_receiver_from_another_thread() {
-        let (outbox, rx, _) = outbox(100, SlowConsumerPolicy::Close);
+        let (outbox, mut rx, _) = outbox(100, SlowConsumerPolicy::Close);
         let signals = rx.signals();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .unwrap();
         let outbox = Arc::new(outbox);
-        let wait = std::time::Duration::from_secs(5);
+        let (wait, short) = (Duration::from_secs(5), Duration::from_millis(20));
+        let mut batch = Vec::new();
         rt.block_on(async {
-            let short = std::time::Duration::from_millis(20);
-            assert!(
-                tokio::time::timeout(short, signals.heartbeat())
-                    .await
-                    .is_err(),
-                "no ping due yet"
-            );
+            let nothing = tokio::time::timeout(short, rx.next_wake(&mut batch, 8)).await;
+            assert!(nothing.is_err(), "nothing yet");
             let pinger = outbox.clone();
             std::thread::spawn(move || pinger.heartbeat());
-            tokio::time::timeout(wait, signals.heartbeat())
-                .await
-                .expect("woken for the ping");
-            assert!(
-                tokio::time::timeout(short, signals.heartbeat())
-                    .await
-                    .is_err(),
-                "a ping is taken once"
-            );
-            assert!(
-                tokio::time::timeout(short, signals.terminated())
-                    .await
-                    .is_err(),
-                "a ping is not a termination"
-            );
+            let woken = tokio::time::timeout(wait, rx.next_wake(&mut batch, 8)).await;
+            assert_eq!(woken.expect("woken for the ping"), Wake::Heartbeat);
+            let again = tokio::time::timeout(short, rx.next_wake(&mut batch, 8)).await;
+            assert!(again.is_err(), "a ping is taken once");
+            outbox.push(Bytes::from_static(b"x")).unwrap();
+            assert_eq!(rx.next_wake(&mut batch, 8).await, Wake::Items(1));
+            let not_yet = tokio::time::timeout(short, signals.terminated()).await;
+            assert!(not_yet.is_err(), "a ping or an item is not a termination");
+            // Terminated while the batch is being written, and ahead of
+            // anything queued.
+            outbox.push(Bytes::from_static(b"y")).unwrap();
+            outbox.heartbeat();
             let stopper = outbox.clone();
             std::thread::spawn(move || stopper.terminate());
             tokio::time::timeout(wait, signals.terminated())
                 .await
                 .expect("woken for the termination");
+            assert_eq!(rx.next_wake(&mut batch, 8).await, Wake::Terminated);
         });
         assert!(outbox.is_terminated() && !outbox.is_open());
         assert!(!outbox.terminated_for_cause(), "the node stopping: 1001");

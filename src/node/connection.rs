@@ -42,7 +42,7 @@ use crate::ids::GroupId;
 use crate::protocol::{
     ClientCommand, ProtocolError, error_reply, parse_binary_command, parse_command,
 };
-use crate::queue::{FrameRun, Outbound, OutboxReceiver};
+use crate::queue::{FrameRun, Outbound, OutboxReceiver, Wake};
 use crate::registry::ConnectionEntry;
 use crate::stats::NodeCounters;
 use crate::tls::Socket;
@@ -406,39 +406,45 @@ impl ClientSession {
         loop {
             let next = tokio::select! {
                 biased;
-                _ = signals.terminated() => Next::Terminate,
-                _ = signals.heartbeat() => {
-                    if last_heard.elapsed() >= self.shared.limits.idle_timeout {
-                        NodeCounters::add(&self.shared.counters.heartbeat_timeouts, 1);
-                        Next::Close(CloseFrame {
-                            code: CloseCode::Away,
-                            reason: "no answer to pings".into(),
-                        })
-                    } else if !pinging {
-                        pinging = true;
-                        Next::Continue
-                    } else {
-                        // Written here rather than queued: queued frames are
-                        // only ever written whole, so a ping cannot split
-                        // one, and a connection that is only pinged never
-                        // allocates a queue block. Boxed: it runs once per
-                        // interval, and inline its state would size every
-                        // connection's task.
+                wake = self.outbox_rx.next_wake(batch, WRITE_BATCH) => match wake {
+                    Wake::Terminated => Next::Terminate,
+                    Wake::Heartbeat => {
+                        if last_heard.elapsed() >= self.shared.limits.idle_timeout {
+                            NodeCounters::add(&self.shared.counters.heartbeat_timeouts, 1);
+                            Next::Close(CloseFrame {
+                                code: CloseCode::Away,
+                                reason: "no answer to pings".into(),
+                            })
+                        } else if !pinging {
+                            pinging = true;
+                            Next::Continue
+                        } else {
+                            // Written here rather than queued: queued frames are
+                            // only ever written whole, so a ping cannot split
+                            // one, and a connection that is only pinged never
+                            // allocates a queue block. Boxed: it runs once per
+                            // interval, and inline its state would size every
+                            // connection's task. Biased: the write first, so that
+                            // the wait for a termination registers only when
+                            // the write waits.
+                            tokio::select! {
+                                biased;
+                                sent = Box::pin(self.ws.send(Message::Ping(Bytes::new()))) => match sent {
+                                    Ok(()) => Next::Continue,
+                                    Err(_) => Next::End,
+                                },
+                                _ = signals.terminated() => Next::Terminate,
+                            }
+                        }
+                    }
+                    Wake::Items(_) => {
                         tokio::select! {
-                            sent = Box::pin(self.ws.send(Message::Ping(Bytes::new()))) => match sent {
-                                Ok(()) => Next::Continue,
-                                Err(_) => Next::End,
-                            },
+                            biased;
+                            next = self.write_batch(batch) => next,
                             _ = signals.terminated() => Next::Terminate,
                         }
                     }
-                }
-                _ = self.outbox_rx.recv_batch(batch, WRITE_BATCH) => {
-                    tokio::select! {
-                        next = self.write_batch(batch) => next,
-                        _ = signals.terminated() => Next::Terminate,
-                    }
-                }
+                },
                 incoming = self.ws.next() => {
                     last_heard = Instant::now();
                     match self.on_incoming(incoming) {
