@@ -166,8 +166,11 @@ impl Node {
             // keeps it, and zero-fills it before every read: keep it small
             // (it grows for a large message, read in steps of this size).
             // The socket is read in larger syscalls through the worker's
-            // scratch buffer (`stream.rs`), so this costs no syscalls.
-            .read_buffer_size(64)
+            // scratch buffer (`stream.rs`), so this costs no syscalls, only
+            // a copy per step. At 32 a short command leaves it at 68 bytes,
+            // at 64 it left 128 (tungstenite reserves the payload's length
+            // again even when all of it is in the buffer).
+            .read_buffer_size(32)
             // Data frames bypass tungstenite's writer (see `crate::frame`);
             // the control frames it still writes go out at once.
             .write_buffer_size(0)
