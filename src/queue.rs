@@ -220,6 +220,14 @@ struct Queue {
     /// Set (under the `items` lock) when the receiver is gone: pushes are
     /// refused from then on.
     closed: AtomicBool,
+    /// Set to make the connection close now (slow consumer, node stopping);
+    /// the receiver is woken through `waker`. A flag rather than a
+    /// cancellation token per connection: a token's child node was 112
+    /// bytes of every idle connection (benches/FINDINGS.md).
+    terminated: AtomicBool,
+    /// Set by the node's heartbeat ticker when a ping is due, taken by the
+    /// receiver: one ticker for all connections rather than a timer each.
+    heartbeat: AtomicBool,
 }
 
 impl Queue {
@@ -250,10 +258,11 @@ pub(crate) struct Outbox {
     policy: SlowConsumerPolicy,
     /// Where drops and slow-consumer closes are counted.
     counters: Arc<NodeCounters>,
-    /// Cancelled to make the connection close at once (slow consumer, node
-    /// stopping); `terminated_with` says how.
-    terminate: CancellationToken,
-    /// The close frame to send when `terminate` fires; the first reason wins.
+    /// Also cancelled when the connection is terminated, for a task that
+    /// watches a token rather than the receiver (the channel server's); a
+    /// token cancelled from outside terminates the connection too.
+    token: Option<CancellationToken>,
+    /// The close frame to send once terminated; the first reason wins.
     terminated_with: OnceLock<(u16, String)>,
 }
 
@@ -262,12 +271,32 @@ pub(crate) struct Outbox {
 pub(crate) struct NotQueued;
 
 impl Outbox {
-    /// Creates a queue bounded to `limit` payload bytes, and its receiver.
+    /// Creates a queue bounded to `limit` payload bytes, and its receiver,
+    /// for a task that watches `token` to learn of its termination.
     pub(crate) fn new(
         limit: usize,
         policy: SlowConsumerPolicy,
         counters: Arc<NodeCounters>,
-        terminate: CancellationToken,
+        token: CancellationToken,
+    ) -> (Self, OutboxReceiver) {
+        Self::with_token(limit, policy, counters, Some(token))
+    }
+
+    /// Creates a queue whose termination the receiver learns of through
+    /// [`OutboxReceiver::signals`]; the node terminates it when it stops.
+    pub(crate) fn for_connection(
+        limit: usize,
+        policy: SlowConsumerPolicy,
+        counters: Arc<NodeCounters>,
+    ) -> (Self, OutboxReceiver) {
+        Self::with_token(limit, policy, counters, None)
+    }
+
+    fn with_token(
+        limit: usize,
+        policy: SlowConsumerPolicy,
+        counters: Arc<NodeCounters>,
+        token: Option<CancellationToken>,
     ) -> (Self, OutboxReceiver) {
         let queue = Arc::new(Queue::default());
         let outbox = Outbox {
@@ -276,7 +305,7 @@ impl Outbox {
             limit,
             policy,
             counters,
-            terminate,
+            token,
             terminated_with: OnceLock::new(),
         };
         (outbox, OutboxReceiver { queue })
@@ -327,21 +356,42 @@ impl Outbox {
     /// Returns whether this call decided it (the first reason wins, and a
     /// node that is stopping has already decided).
     pub(crate) fn terminate_with(&self, code: u16, reason: &str) -> bool {
-        let first = !self.terminate.is_cancelled()
-            && self.terminated_with.set((code, reason.to_owned())).is_ok();
-        self.terminate.cancel();
+        let first =
+            !self.is_terminated() && self.terminated_with.set((code, reason.to_owned())).is_ok();
+        self.terminate();
         first
+    }
+
+    /// Makes the connection close now with 1001 "going away" (the node is
+    /// stopping), unless it was terminated for a reason already.
+    pub(crate) fn terminate(&self) {
+        self.queue.terminated.store(true, Ordering::Release);
+        if let Some(token) = &self.token {
+            token.cancel();
+        }
+        self.queue.waker.wake();
+    }
+
+    /// Whether the connection was terminated (for a reason or because the
+    /// node is stopping).
+    pub(crate) fn is_terminated(&self) -> bool {
+        self.queue.terminated.load(Ordering::Acquire)
+            || self
+                .token
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// Tells the receiver a ping is due (the node's heartbeat ticker).
+    pub(crate) fn heartbeat(&self) {
+        self.queue.heartbeat.store(true, Ordering::Release);
+        self.queue.waker.wake();
     }
 
     /// Whether the connection was terminated for a reason of its own (not
     /// because the node is stopping).
     pub(crate) fn terminated_for_cause(&self) -> bool {
         self.terminated_with.get().is_some()
-    }
-
-    /// The token the connection's task watches.
-    pub(crate) fn terminated(&self) -> &CancellationToken {
-        &self.terminate
     }
 
     /// The close frame for a terminated connection (1001 "going away" when the
@@ -361,7 +411,7 @@ impl Outbox {
     /// Whether the connection can still receive: its writer is there and
     /// it is not being terminated.
     pub(crate) fn is_open(&self) -> bool {
-        !self.queue.closed.load(Ordering::Acquire) && !self.terminate.is_cancelled()
+        !self.queue.closed.load(Ordering::Acquire) && !self.is_terminated()
     }
 
     /// Payload bytes queued and not yet written.
@@ -386,8 +436,16 @@ pub(crate) struct OutboxReceiver {
 impl OutboxReceiver {
     /// Waits for at least one item and takes up to `max` queued ones, so the
     /// writer can send them in one flush. Returns how many it took.
-    pub(crate) async fn recv_batch(&mut self, batch: &mut Vec<Outbound>, max: usize) -> usize {
-        poll_fn(|cx| {
+    ///
+    /// A plain function returning the wait itself (not an `async fn`
+    /// around it): the future is only its three references, and it sits in
+    /// every idle connection's task.
+    pub(crate) fn recv_batch<'a>(
+        &'a mut self,
+        batch: &'a mut Vec<Outbound>,
+        max: usize,
+    ) -> impl Future<Output = usize> + 'a {
+        poll_fn(move |cx| {
             let taken = self.take(batch, max);
             if taken > 0 {
                 return Poll::Ready(taken);
@@ -400,7 +458,44 @@ impl OutboxReceiver {
                 taken => Poll::Ready(taken),
             }
         })
-        .await
+    }
+
+    /// Waits for what the connection's task acts on, in this order: its
+    /// termination, a ping due, queued items (up to `max`, taken into
+    /// `batch`). One wait and one waker registration for the three, so an
+    /// idle connection's loop costs what waiting for items alone did.
+    pub(crate) fn next_wake<'a>(
+        &'a mut self,
+        batch: &'a mut Vec<Outbound>,
+        max: usize,
+    ) -> impl Future<Output = Wake> + 'a {
+        poll_fn(move |cx| {
+            if let Some(wake) = self.ready(batch, max) {
+                return Poll::Ready(wake);
+            }
+            // Registered before looking again, so a push or a signal
+            // between the two looks is not missed.
+            self.queue.waker.register(cx.waker());
+            match self.ready(batch, max) {
+                Some(wake) => Poll::Ready(wake),
+                None => Poll::Pending,
+            }
+        })
+    }
+
+    fn ready(&self, batch: &mut Vec<Outbound>, max: usize) -> Option<Wake> {
+        let queue = &self.queue;
+        if queue.terminated.load(Ordering::Acquire) {
+            return Some(Wake::Terminated);
+        }
+        if queue.heartbeat.load(Ordering::Relaxed) && queue.heartbeat.swap(false, Ordering::AcqRel)
+        {
+            return Some(Wake::Heartbeat);
+        }
+        match self.take(batch, max) {
+            0 => None,
+            taken => Some(Wake::Items(taken)),
+        }
     }
 
     fn take(&self, batch: &mut Vec<Outbound>, max: usize) -> usize {
@@ -434,6 +529,15 @@ impl OutboxReceiver {
         true
     }
 
+    /// A wait for the termination while the receiver's batch is being
+    /// written. A handle of its own, so that waiting borrows neither the
+    /// receiver nor the task's other state.
+    pub(crate) fn signals(&self) -> Signals {
+        Signals {
+            queue: self.queue.clone(),
+        }
+    }
+
     /// Takes one queued item without waiting.
     pub(crate) fn try_recv(&mut self) -> Option<Outbound> {
         self.queue.items.lock().pop_front()
@@ -452,6 +556,49 @@ impl OutboxReceiver {
     }
 }
 
+/// What woke a connection's task (see [`OutboxReceiver::next_wake`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The connection is terminated.
+    Terminated,
+    /// A ping is due.
+    Heartbeat,
+    /// This many items were taken.
+    Items(usize),
+}
+
+/// Waits for a queue's termination (see [`OutboxReceiver::signals`]) while
+/// the receiver is busy: it wakes the task through the queue's waker, which
+/// only the receiving task registers.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    queue: Arc<Queue>,
+}
+
+/// Plain functions returning the waits (not `async fn`s around them): each
+/// is one reference in the connection's task.
+impl Signals {
+    /// Resolves once the connection is terminated.
+    pub(crate) fn terminated(&self) -> impl Future<Output = ()> + '_ {
+        self.wait(|queue| queue.terminated.load(Ordering::Acquire))
+    }
+
+    fn wait<'a>(&'a self, ready: impl Fn(&Queue) -> bool + 'a) -> impl Future<Output = ()> + 'a {
+        poll_fn(move |cx| {
+            if ready(&self.queue) {
+                return Poll::Ready(());
+            }
+            // Registered before looking again, so a signal between the two
+            // looks is not missed.
+            self.queue.waker.register(cx.waker());
+            match ready(&self.queue) {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        })
+    }
+}
+
 impl Drop for OutboxReceiver {
     fn drop(&mut self) {
         let left = {
@@ -466,6 +613,8 @@ impl Drop for OutboxReceiver {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::stats::Stats;
 
@@ -486,7 +635,7 @@ mod tests {
         assert_eq!(outbox.queued_bytes(), 10);
         assert_eq!(outbox.push(Bytes::from_static(b"1")), Err(NotQueued));
         assert_eq!(outbox.queued_bytes(), 10);
-        assert!(outbox.terminated().is_cancelled());
+        assert!(outbox.is_terminated());
         assert_eq!(u16::from(outbox.termination_frame().code), 1008);
         assert_eq!(outbox.push(Bytes::from_static(b"1")), Err(NotQueued));
         assert_eq!(
@@ -523,7 +672,7 @@ mod tests {
     fn a_node_stopping_is_not_a_slow_consumer() {
         let (outbox, _rx, counters) = outbox(4, SlowConsumerPolicy::Close);
         outbox.push(Bytes::from_static(b"1234")).unwrap();
-        outbox.terminated().cancel();
+        outbox.terminate();
         assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(NotQueued));
         assert_eq!(Stats::read(&counters).slow_consumer_closes, 0);
         assert_eq!(u16::from(outbox.termination_frame().code), 1001);
@@ -546,7 +695,7 @@ mod tests {
         assert!(outbox.push(Bytes::from_static(b"0123456789")).is_ok());
         assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(NotQueued));
         assert_eq!(outbox.push(Bytes::from_static(b"y")), Err(NotQueued));
-        assert!(!outbox.terminated().is_cancelled());
+        assert!(!outbox.is_terminated());
         assert_eq!(Stats::read(&counters).dropped_messages, 2);
         outbox.written(10);
         assert!(outbox.push(Bytes::from_static(b"z")).is_ok());
@@ -560,7 +709,7 @@ mod tests {
         assert!(outbox.push(Bytes::from_static(b"0123456789")).is_ok());
         outbox.written(10);
         assert_eq!(outbox.queued_bytes(), 0);
-        assert!(!outbox.terminated().is_cancelled());
+        assert!(!outbox.is_terminated());
     }
 
     fn frames(parts: &[&'static str]) -> Frames {
@@ -621,10 +770,7 @@ mod tests {
             outbox.queue.items.lock().is_empty(),
             "the drop freed what was queued"
         );
-        assert!(
-            !outbox.terminated().is_cancelled(),
-            "a closed queue is not a slow one"
-        );
+        assert!(!outbox.is_terminated(), "a closed queue is not a slow one");
     }
 
     #[test]
@@ -704,9 +850,53 @@ mod tests {
     }
 
     #[test]
+    fn termination_and_heartbeats_wake_the_receiver_from_another_thread() {
+        let (outbox, mut rx, _) = outbox(100, SlowConsumerPolicy::Close);
+        let signals = rx.signals();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let outbox = Arc::new(outbox);
+        let (wait, short) = (Duration::from_secs(5), Duration::from_millis(20));
+        let mut batch = Vec::new();
+        rt.block_on(async {
+            let nothing = tokio::time::timeout(short, rx.next_wake(&mut batch, 8)).await;
+            assert!(nothing.is_err(), "nothing yet");
+            let pinger = outbox.clone();
+            std::thread::spawn(move || pinger.heartbeat());
+            let woken = tokio::time::timeout(wait, rx.next_wake(&mut batch, 8)).await;
+            assert_eq!(woken.expect("woken for the ping"), Wake::Heartbeat);
+            let again = tokio::time::timeout(short, rx.next_wake(&mut batch, 8)).await;
+            assert!(again.is_err(), "a ping is taken once");
+            outbox.push(Bytes::from_static(b"x")).unwrap();
+            assert_eq!(rx.next_wake(&mut batch, 8).await, Wake::Items(1));
+            let not_yet = tokio::time::timeout(short, signals.terminated()).await;
+            assert!(not_yet.is_err(), "a ping or an item is not a termination");
+            // Terminated while the batch is being written, and ahead of
+            // anything queued.
+            outbox.push(Bytes::from_static(b"y")).unwrap();
+            outbox.heartbeat();
+            let stopper = outbox.clone();
+            std::thread::spawn(move || stopper.terminate());
+            tokio::time::timeout(wait, signals.terminated())
+                .await
+                .expect("woken for the termination");
+            assert_eq!(rx.next_wake(&mut batch, 8).await, Wake::Terminated);
+        });
+        assert!(outbox.is_terminated() && !outbox.is_open());
+        assert!(!outbox.terminated_for_cause(), "the node stopping: 1001");
+        assert!(
+            !outbox.terminate_with(1008, "late"),
+            "the first reason wins"
+        );
+        assert_eq!(u16::from(outbox.termination_frame().code), 1001);
+    }
+
+    #[test]
     fn termination_without_reason_means_going_away() {
         let (outbox, _rx, _) = outbox(10, SlowConsumerPolicy::Close);
-        outbox.terminated().cancel();
+        outbox.terminate();
         assert!(!outbox.terminated_for_cause());
         assert_eq!(u16::from(outbox.termination_frame().code), 1001);
     }

@@ -276,17 +276,19 @@ async fn a_connection_gives_back_its_write_memory_once_idle() {
     eprintln!(
         "server RSS per connection: joined {joined_each:.2} KiB, after one message {after_each:.2} KiB"
     );
-    // Generous: the debug build's tasks are larger than the release
-    // build's 3 KiB; what was kept after traffic (1.6 KiB) must not return.
+    // What was kept after traffic (1.6 KiB) must not return.
     assert!(
         after_each <= joined_each + 0.5,
         "each connection kept {:.2} KiB after one message",
         after_each - joined_each
     );
-    assert!(
-        joined_each <= 12.0,
-        "{joined_each:.2} KiB per idle connection"
-    );
+    // 2.6 KiB in the debug build, 2.4 in release (issue 18's target is
+    // 2.5 for release; benches/FINDINGS.md): a read buffer, timer or token
+    // back in every connection, or its task a size step larger, takes the
+    // debug build over 3.
+    for (state, each) in [("joined", joined_each), ("after one message", after_each)] {
+        assert!(each <= 3.0, "{each:.2} KiB per idle connection ({state})");
+    }
     drop(clients);
     server.signal(libc::SIGTERM);
     tokio::task::spawn_blocking(move || server.wait())

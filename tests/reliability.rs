@@ -13,6 +13,43 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+/// One ticker marks pings due on every connection (src/node/heartbeat.rs):
+/// a client is never pinged before a whole interval, then once per
+/// interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_come_once_per_interval_and_never_before_the_first() {
+    let interval = Duration::from_millis(200);
+    let node = node_with(Limits {
+        ping_interval: interval,
+        idle_timeout: Duration::from_secs(10),
+        ..Limits::default()
+    })
+    .await;
+    let mut client = Client::connect(node.addresses().websocket).await;
+    let connected = Instant::now();
+    let mut pings = Vec::new();
+    while connected.elapsed() < Duration::from_millis(1500) {
+        if let Ok(Some(Ok(Message::Ping(_)))) =
+            tokio::time::timeout(Duration::from_millis(20), client.ws.next()).await
+        {
+            pings.push(connected.elapsed());
+        }
+    }
+    // The client's clock starts a little before the server registers the
+    // connection: 10% of slack.
+    assert!(
+        pings
+            .first()
+            .is_some_and(|first| *first >= interval * 9 / 10),
+        "pings at {pings:?}"
+    );
+    assert!((4..=8).contains(&pings.len()), "pings at {pings:?}");
+    for gap in pings.windows(2).map(|w| w[1] - w[0]) {
+        assert!(gap >= interval / 2, "pings at {pings:?}");
+    }
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_answering_pings_is_closed() {
     let node = node_with(Limits {

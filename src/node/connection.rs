@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError as WsProtocolError;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -35,13 +35,14 @@ use super::handshake::{
     refusal,
 };
 use super::state::NodeState;
+use super::stream::ClientStream;
 use super::writer::write_frames;
 use crate::host::{HostEvent, Payload};
 use crate::ids::GroupId;
 use crate::protocol::{
     ClientCommand, ProtocolError, error_reply, parse_binary_command, parse_command,
 };
-use crate::queue::{FrameRun, Outbound, OutboxReceiver};
+use crate::queue::{FrameRun, Outbound, OutboxReceiver, Wake};
 use crate::registry::ConnectionEntry;
 use crate::stats::NodeCounters;
 use crate::tls::Socket;
@@ -267,6 +268,7 @@ async fn upgrade(
         }
         Upgrade::Failed => return None,
     }
+    let stream = ClientStream::new(stream);
     let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(shared.ws_config)).await;
     let (conn, outbox_rx) = match held {
         Some(held) => held.open(),
@@ -311,7 +313,7 @@ impl Drop for OpenSocket<'_> {
 struct ClientSession {
     shared: Arc<NodeState>,
     conn: Arc<ConnectionEntry>,
-    ws: WebSocketStream<Socket>,
+    ws: WebSocketStream<ClientStream>,
     outbox_rx: OutboxReceiver,
     /// The close code sent or received, for the host's Close event.
     close_code: Option<u16>,
@@ -393,49 +395,56 @@ impl ClientSession {
 
     /// The main loop: client frames in, queued frames out, pings on time.
     async fn exchange(&mut self, batch: &mut Vec<Outbound>) -> Next {
-        let token = self.conn.outbox.terminated().clone();
-        // One wait for the whole loop (not one per turn): it registers with
-        // the token once and takes no space per select below.
-        let terminated = token.cancelled();
-        tokio::pin!(terminated);
-        let limits = &self.shared.limits;
-        let (ping_interval, idle_timeout) = (limits.ping_interval, limits.idle_timeout);
-        let mut heartbeat = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Termination and heartbeats come through the queue's waker: no
+        // token and no timer of the connection's own (node/heartbeat.rs).
+        let signals = self.outbox_rx.signals();
         let mut last_heard = Instant::now();
+        // The ticker's first call comes anywhere within the first interval:
+        // the first ping waits for its second, so that no client is pinged
+        // before a whole interval has passed, and then one per interval.
+        let mut pinging = false;
         loop {
             let next = tokio::select! {
                 biased;
-                _ = &mut terminated => Next::Terminate,
-                _ = heartbeat.tick() => {
-                    if last_heard.elapsed() >= idle_timeout {
-                        NodeCounters::add(&self.shared.counters.heartbeat_timeouts, 1);
-                        Next::Close(CloseFrame {
-                            code: CloseCode::Away,
-                            reason: "no answer to pings".into(),
-                        })
-                    } else {
-                        // Written here rather than queued: queued frames are
-                        // only ever written whole, so a ping cannot split
-                        // one, and a connection that is only pinged never
-                        // allocates a queue block. Boxed: it runs once per
-                        // interval, and inline its state would size every
-                        // connection's task.
-                        tokio::select! {
-                            sent = Box::pin(self.ws.send(Message::Ping(Bytes::new()))) => match sent {
-                                Ok(()) => Next::Continue,
-                                Err(_) => Next::End,
-                            },
-                            _ = &mut terminated => Next::Terminate,
+                wake = self.outbox_rx.next_wake(batch, WRITE_BATCH) => match wake {
+                    Wake::Terminated => Next::Terminate,
+                    Wake::Heartbeat => {
+                        if last_heard.elapsed() >= self.shared.limits.idle_timeout {
+                            NodeCounters::add(&self.shared.counters.heartbeat_timeouts, 1);
+                            Next::Close(CloseFrame {
+                                code: CloseCode::Away,
+                                reason: "no answer to pings".into(),
+                            })
+                        } else if !pinging {
+                            pinging = true;
+                            Next::Continue
+                        } else {
+                            // Written here rather than queued: queued frames are
+                            // only ever written whole, so a ping cannot split
+                            // one, and a connection that is only pinged never
+                            // allocates a queue block. Boxed: it runs once per
+                            // interval, and inline its state would size every
+                            // connection's task. Biased: the write first, so that
+                            // the wait for a termination registers only when
+                            // the write waits.
+                            tokio::select! {
+                                biased;
+                                sent = Box::pin(self.ws.send(Message::Ping(Bytes::new()))) => match sent {
+                                    Ok(()) => Next::Continue,
+                                    Err(_) => Next::End,
+                                },
+                                _ = signals.terminated() => Next::Terminate,
+                            }
                         }
                     }
-                }
-                _ = self.outbox_rx.recv_batch(batch, WRITE_BATCH) => {
-                    tokio::select! {
-                        next = self.write_batch(batch) => next,
-                        _ = &mut terminated => Next::Terminate,
+                    Wake::Items(_) => {
+                        tokio::select! {
+                            biased;
+                            next = self.write_batch(batch) => next,
+                            _ = signals.terminated() => Next::Terminate,
+                        }
                     }
-                }
+                },
                 incoming = self.ws.next() => {
                     last_heard = Instant::now();
                     match self.on_incoming(incoming) {
@@ -748,11 +757,16 @@ mod task_size {
     /// Unboxed, it took 1,856 bytes and 0.5 KiB more RSS per idle
     /// connection (benches/FINDINGS.md); boxed, 1,248; with the stream,
     /// the peer's address and the request target out of it, and the rare
-    /// steps (a ping, a wait for the host) boxed too, 1,008 (release;
-    /// 1,016 in the test build).
+    /// steps (a ping, a wait for the host) boxed too, 1,008. Then with no
+    /// timer or token of its own, the read-ahead buffer boxed and the
+    /// waits on the queue plain `poll_fn`s rather than `async fn`s around
+    /// them, 888 (release; 896 in the test build): tokio's task cell
+    /// (this future with its header and trailer, in steps of 128 bytes)
+    /// went from 1,152 to 1,024 bytes per connection. Over 900 it is
+    /// likely back at 1,152.
     #[test]
     fn an_idle_connection_task_stays_small() {
         let size = future_size(&serve_connection);
-        assert!(size <= 1_100, "the connection task takes {size} bytes");
+        assert!(size <= 900, "the connection task takes {size} bytes");
     }
 }

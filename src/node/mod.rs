@@ -29,10 +29,12 @@ mod connection;
 mod demo;
 mod handle;
 mod handshake;
+mod heartbeat;
 mod metrics;
 mod positions;
 mod presence;
 mod state;
+mod stream;
 mod users;
 mod writer;
 
@@ -161,9 +163,14 @@ impl Node {
         let history = positions::start_history(&limits, &bus, &counters, &shutdown, &tasks);
         let ws_config = WebSocketConfig::default()
             // tungstenite allocates its read buffer eagerly, per connection,
-            // and zero-fills it before every read: keep it small (it grows
-            // for a large message, read in steps of this size).
-            .read_buffer_size(512)
+            // keeps it, and zero-fills it before every read: keep it small
+            // (it grows for a large message, read in steps of this size).
+            // The socket is read in larger syscalls through the worker's
+            // scratch buffer (`stream.rs`), so this costs no syscalls, only
+            // a copy per step. At 32 a short command leaves it at 68 bytes,
+            // at 64 it left 128 (tungstenite reserves the payload's length
+            // again even when all of it is in the buffer).
+            .read_buffer_size(32)
             // Data frames bypass tungstenite's writer (see `crate::frame`);
             // the control frames it still writes go out at once.
             .write_buffer_size(0)
@@ -191,6 +198,7 @@ impl Node {
         });
         tasks.spawn(accept_loop(listener, state.clone(), tasks.clone()));
         tasks.spawn(report_slow_consumers(state.clone()));
+        tasks.spawn(heartbeat::run(state.clone()));
         if let Some(presence) = presence.filter(|_| !matches!(state.bus, Bus::Local)) {
             tasks.spawn(presence::replicate(state.clone(), presence));
         }
@@ -247,7 +255,7 @@ impl Node {
         if !self.handle.state().stopped.swap(true, Ordering::AcqRel) {
             tracing::info!(websocket = %self.addresses.websocket, "stopping the node");
         }
-        self.handle.state().shutdown.cancel();
+        self.handle.state().shut_down();
         self.tasks.close();
         self.tasks.wait().await;
         if let Some(channel_server) = &self.channel_server {
@@ -264,7 +272,7 @@ impl Drop for Node {
     fn drop(&mut self) {
         // Dropped without stop: tell the tasks to end on their own.
         self.handle.state().stopped.store(true, Ordering::Release);
-        self.handle.state().shutdown.cancel();
+        self.handle.state().shut_down();
     }
 }
 

@@ -30,7 +30,7 @@ pub(crate) struct NodeState {
     pub(crate) bus: Bus,
     /// tungstenite settings derived from `limits`.
     pub(crate) ws_config: WebSocketConfig,
-    /// Cancelled when the node stops; every connection's token is a child.
+    /// Cancelled when the node stops (see [`Self::shut_down`]).
     pub(crate) shutdown: CancellationToken,
     /// What the host takes part in.
     pub(crate) host_config: HostConfig,
@@ -93,16 +93,29 @@ impl NodeState {
         id: ConnId,
         peer: SocketAddr,
     ) -> (Arc<ConnectionEntry>, OutboxReceiver) {
-        let (outbox, receiver) = Outbox::new(
+        let (outbox, receiver) = Outbox::for_connection(
             self.limits.outbound_queue_bytes,
             self.limits.slow_consumer,
             self.counters.clone(),
-            self.shutdown.child_token(),
         );
         NodeCounters::add(&self.counters.connections_opened, 1);
         let conn = ConnectionEntry::new(id, peer, outbox);
         self.registry.add_connection(conn.clone());
+        // Registered after `shut_down` went through the registry: closed
+        // here. (Before, `shut_down` finds it: the registry's lock orders
+        // the two.)
+        if self.shutdown.is_cancelled() {
+            conn.outbox.terminate();
+        }
         (conn, receiver)
+    }
+
+    /// Tells every task of the node to end, and every connection to close
+    /// with 1001 after sending what is queued for it.
+    pub(crate) fn shut_down(&self) {
+        self.shutdown.cancel();
+        self.registry
+            .for_each_connection(|conn| conn.outbox.terminate());
     }
 
     /// Delivers `text` to the group's local members (except `exclude`),

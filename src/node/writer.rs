@@ -8,8 +8,8 @@ use futures_util::SinkExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 
+use super::stream::ClientStream;
 use crate::queue::Outbound;
-use crate::tls::Socket;
 
 /// Most frames handed to the kernel in one vectored write.
 const IOV_BATCH: usize = 256;
@@ -22,12 +22,12 @@ const IOV_BATCH: usize = 256;
 /// first, and reads only happen between batches, so frames written here and
 /// frames tungstenite writes never interleave.
 pub(super) async fn write_frames(
-    ws: &mut WebSocketStream<Socket>,
+    ws: &mut WebSocketStream<ClientStream>,
     items: &[Outbound],
 ) -> io::Result<usize> {
     let total: usize = items.iter().map(Outbound::bytes).sum();
     ws.flush().await.map_err(io::Error::other)?;
-    let stream = ws.get_mut();
+    let stream = ws.get_mut().socket();
     let mut at = WritePosition::default();
     let mut left = total;
     while left > 0 {
