@@ -12,7 +12,7 @@
 //! parsed into a [`protocol::ClientCommand`], and a `send_to_group` is
 //! encoded once as a websocket frame. The local members of the group are
 //! found in the registry and the frame is pushed, shared, onto each member's
-//! outbound queue (`queue.rs`); each member's task writes what is queued in
+//! outbound queue (`queue/`); each member's task writes what is queued in
 //! few vectored syscalls (`node/writer.rs`). The same message is handed once
 //! to the bus (`bus/`), which publishes it on the group's channel (a channel
 //! server or Redis); other nodes with members in the group receive it, and
