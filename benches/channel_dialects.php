@@ -1,25 +1,28 @@
 <?php
 /**
- * The same publish load through `groupcast channel` in its two dialects:
+ * The same publish load through `groupcast channel` in its two dialects,
  * JSON bodies (groupcast's) and PHP serialize() bodies (the seed's
- * walkor/channel), driven by one PHP client process built on serialize() /
+ * walkor/channel), and through a PHP channel server
+ * (benches/baselines/php/channel_server.php: what walkor/channel's
+ * Server.php does per message, on PHP streams; Workerman itself cannot be
+ * installed here), driven by one PHP client process built on serialize() /
  * json_encode() and the Frame framing, as Channel\Client frames them.
- * Workerman's own Channel\Server cannot be installed here (no PHP package
- * registry), so the PHP server is not measured.
  *
- * Per round and dialect: SUBS subscribers of `send_to_group`, one publisher
- * sending COUNT publishes of the seed's event data; the round ends when
- * every subscriber has every event. Reports publishes/s, deliveries/s and
- * the server's CPU per delivery (utime+stime from /proc/<pid>/stat), and
- * the PHP/JSON ratios of each round, dialects alternating in the same run.
+ * Per round and run: SUBS subscribers of `send_to_group`, one publisher
+ * sending COUNT publishes of the seed's event data, at most WINDOW of them
+ * not yet received by every subscriber (so neither server is asked to
+ * buffer without bound); the round ends when every subscriber has every
+ * event. Reports publishes/s, deliveries/s and the server's CPU per
+ * delivery (utime+stime from /proc/<pid>/stat), and the ratios of each
+ * round, the runs alternating in the same rounds.
  *
- *   php benches/channel_dialects.php [GROUPCAST_BIN] [--count N] [--subs N] [--rounds N]
+ *   php benches/channel_dialects.php [GROUPCAST_BIN] [--count N] [--subs N] [--rounds N] [--window N]
  */
 
 declare(strict_types=1);
 
 $bin = 'target/release/groupcast';
-$opts = ['count' => 50000, 'subs' => 4, 'rounds' => 3];
+$opts = ['count' => 50000, 'subs' => 4, 'rounds' => 3, 'window' => 2000];
 for ($i = 1; $i < $argc; $i++) {
     if (str_starts_with($argv[$i], '--')) {
         $opts[substr($argv[$i], 2)] = (int)($argv[++$i] ?? 0);
@@ -27,13 +30,33 @@ for ($i = 1; $i < $argc; $i++) {
         $bin = $argv[$i];
     }
 }
-['count' => $count, 'subs' => $subs, 'rounds' => $rounds] = $opts;
+['count' => $count, 'subs' => $subs, 'rounds' => $rounds, 'window' => $window] = $opts;
 
-$proc = proc_open([$bin, 'channel', '--listen', '127.0.0.1:0'], [1 => ['pipe', 'w'], 2 => ['file', '/dev/null', 'w']], $pipes);
-$line = (string)fgets($pipes[1]);
-preg_match('/channel=(\S+)/', $line, $m) || exit("no address in: $line\n");
-$addr = $m[1];
-$pid = proc_get_status($proc)['pid'];
+function fail(string $why): never
+{
+    fwrite(STDERR, "channel_dialects: $why\n");
+    exit(1);
+}
+
+/** Starts a server that prints "channel=ADDR"; returns [process, address, pid]. */
+function start(array $command): array
+{
+    $proc = proc_open($command, [1 => ['pipe', 'w'], 2 => ['file', '/dev/null', 'w']], $pipes);
+    $line = (string)fgets($pipes[1]);
+    preg_match('/channel=(\S+)/', $line, $m) || fail("no address in: $line");
+    return [$proc, $m[1], proc_get_status($proc)['pid']];
+}
+
+$servers = [
+    'groupcast' => start([$bin, 'channel', '--listen', '127.0.0.1:0']),
+    'php-server' => start([PHP_BINARY, __DIR__ . '/baselines/php/channel_server.php']),
+];
+// Each run: [label, server, dialect].
+$runs = [
+    ['groupcast JSON', 'groupcast', 'json'],
+    ['groupcast PHP', 'groupcast', 'php'],
+    ['PHP server PHP', 'php-server', 'php'],
+];
 
 function cpu_seconds(int $pid): float
 {
@@ -45,7 +68,7 @@ function cpu_seconds(int $pid): float
 function connect(string $addr)
 {
     $s = stream_socket_client("tcp://$addr", $code, $message, 5);
-    $s || exit("connect: $message\n");
+    $s || fail("connect: $message");
     stream_set_write_buffer($s, 0);
     return $s;
 }
@@ -77,7 +100,7 @@ function drain($socket, string $rest): array
     return [$frames, substr($rest, $at)];
 }
 
-function round_of(string $dialect, string $addr, int $pid, int $count, int $subs): array
+function round_of(string $dialect, string $addr, int $pid, int $count, int $subs, int $window): array
 {
     $encode = $dialect === 'php' ? 'serialize' : fn ($v) => json_encode($v);
     $readers = [];
@@ -103,14 +126,15 @@ function round_of(string $dialect, string $addr, int $pid, int $count, int $subs
     $t0 = hrtime(true);
     $sent = 0;
     while (array_sum($got) < $count * $subs) {
-        if ($sent < $count) {
+        $open = $sent < $count && $sent - min($got) + 100 <= $window;
+        if ($open) {
             fwrite($publisher, $batch);
             $sent += 100;
         }
         $read = $readers;
         $none = null;
-        if (stream_select($read, $none, $none, $sent < $count ? 0 : 5) === 0 && $sent >= $count) {
-            exit("$dialect: stalled at " . array_sum($got) . " of " . $count * $subs . "\n");
+        if (stream_select($read, $none, $none, $open ? 0 : 5) === 0 && !$open) {
+            fail("$dialect: stalled at " . array_sum($got) . " of " . $count * $subs);
         }
         foreach ($read as $r) {
             $i = array_search($r, $readers, true);
@@ -132,25 +156,30 @@ function round_of(string $dialect, string $addr, int $pid, int $count, int $subs
     ];
 }
 
-printf("groupcast channel at %s: %d publishes x %d subscribers per round, %d rounds\n", $addr, $count, $subs, $rounds);
-printf("%-5s %-6s %14s %16s %22s %12s\n", 'round', 'dialect', 'publishes/s', 'deliveries/s', 'server us/delivery', 'frame bytes');
+printf("%d publishes x %d subscribers per run, window %d, %d rounds\n", $count, $subs, $window, $rounds);
+printf("%-5s %-15s %14s %16s %22s %12s\n", 'round', 'run', 'publishes/s', 'deliveries/s', 'server us/delivery', 'frame bytes');
 $ratios = [];
 for ($round = 1; $round <= $rounds; $round++) {
-    // Alternate which goes first, so a drift of the machine's load does not favour one.
-    $order = $round % 2 ? ['json', 'php'] : ['php', 'json'];
+    // Rotate which goes first, so a drift of the machine's load does not favour one.
+    $order = array_merge(array_slice($runs, ($round - 1) % 3), array_slice($runs, 0, ($round - 1) % 3));
     $results = [];
-    foreach ($order as $dialect) {
-        $results[$dialect] = $r = round_of($dialect, $addr, $pid, $count, $subs);
-        printf("%-5d %-7s %14s %16s %22.2f %12d\n", $round, $dialect, number_format($r['publishes_per_s']),
+    foreach ($order as [$label, $server, $dialect]) {
+        [, $addr, $pid] = $servers[$server];
+        $results[$label] = $r = round_of($dialect, $addr, $pid, $count, $subs, $window);
+        printf("%-5d %-15s %14s %16s %22.2f %12d\n", $round, $label, number_format($r['publishes_per_s']),
             number_format($r['deliveries_per_s']), $r['server_us_per_delivery'], $r['publish_bytes']);
     }
-    $ratios[] = [
-        $results['php']['deliveries_per_s'] / $results['json']['deliveries_per_s'],
-        $results['php']['server_us_per_delivery'] / max($results['json']['server_us_per_delivery'], 1e-9),
-    ];
+    $ratios[] = $results;
 }
-foreach ($ratios as $i => [$rate, $cpu]) {
-    printf("round %d: PHP/JSON deliveries/s %.2fx, server CPU per delivery %.2fx\n", $i + 1, $rate, $cpu);
+$ratio = fn (array $a, array $b, string $key) => $a[$key] / max($b[$key], 1e-9);
+foreach ($ratios as $i => $r) {
+    [$json, $php, $baseline] = [$r['groupcast JSON'], $r['groupcast PHP'], $r['PHP server PHP']];
+    printf("round %d: groupcast PHP/JSON: deliveries/s %.2fx, CPU per delivery %.2fx;"
+        . " groupcast/PHP server (PHP dialect): deliveries/s %.2fx, CPU per delivery %.2fx\n", $i + 1,
+        $ratio($php, $json, 'deliveries_per_s'), $ratio($php, $json, 'server_us_per_delivery'),
+        $ratio($php, $baseline, 'deliveries_per_s'), $ratio($php, $baseline, 'server_us_per_delivery'));
 }
-proc_terminate($proc, 15);
-proc_close($proc);
+foreach ($servers as [$proc]) {
+    proc_terminate($proc, 15);
+    proc_close($proc);
+}

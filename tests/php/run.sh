@@ -68,6 +68,9 @@ run php tests/php/check_package.php
 # The seed's Channel protocol (PHP serialize() bodies) against `groupcast
 # channel`, and a workerman-mode node beside a PHP worker.
 run env GROUPCAST_BIN="$target/debug/groupcast" php tests/php/test_channel.php
+# The channel benchmark's driver and its PHP channel server baseline, a
+# short run, so that the figures in BENCHMARKS.md can be produced again.
+run php benches/channel_dialects.php "$target/debug/groupcast" --count 2000 --subs 2 --rounds 1
 for name in "${failed_names[@]}"; do echo "php FAILED: $name"; done
 echo "php: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
