@@ -435,11 +435,9 @@ def measure_hosts():
 # a window of 4096 publishes in flight allows.
 
 CHANNEL_SUBSCRIBERS = (2, 4, 8)
-# Body encodings measured. Another engineer is teaching the channel server
-# PHP `serialize()` bodies (what Workerman's Channel\Client sends): add
-# "php" here once it does (and the matching `--dialect php` to
-# benches/loadgen/src/channel.rs); its rows then appear beside the JSON ones.
-CHANNEL_DIALECTS = ("json",)
+# Body encodings measured: groupcast's JSON, and PHP `serialize()` (what
+# Workerman's Channel\Client sends).
+CHANNEL_DIALECTS = ("json", "php")
 CHANNEL_RUN = "forwarding"
 
 
@@ -493,10 +491,10 @@ def table_channel(results):
             f"| {r['server_cpu_us_per_event']:.3f} | {r['server_cpu_util']:.2f} ({100 * r['server_sys_fraction']:.0f}%) "
             f"| {r['server_rss_kib'] / 1024:.1f} | {r['generator_cpu_util']:.2f} | {lost} of {r['expected_events']:,} "
             f"| {row['load1']:.1f} |")
-    out += ["", "PHP `serialize()` bodies (Workerman's `Channel\\Client`): not measured yet, the channel server does not "
-            "speak them in this build; `CHANNEL_DIALECTS` in benches/run.py adds their rows.", "",
+    out += ["", "`php`: PHP `serialize()` bodies, as Workerman's `Channel\\Client` sends them, publishers and "
+            "subscribers alike. Against a PHP channel server: the section on the two dialects below.", "",
             "loadgen arguments: `benches/target/release/loadgen channel --addr ADDR --server-pid PID "
-            "--dialect json --subscribers N --publishers 1 --size 64 --duration 3` (window 4096 publishes).", ""]
+            "--dialect json|php --subscribers N --publishers 1 --size 64 --duration 3` (window 4096 publishes).", ""]
     return out
 
 

@@ -9,9 +9,9 @@
 //! cluster's hub costs per message per node.
 //!
 //! Framing is the seed's: a 4-byte big-endian length that includes itself,
-//! then the body. Bodies are JSON (`--dialect json`); a `php` dialect
-//! (PHP `serialize()`, as Workerman's `Channel\Client` speaks) goes here
-//! once the channel server speaks it.
+//! then the body. Bodies are JSON (`--dialect json`, groupcast's nodes) or
+//! PHP `serialize()` (`--dialect php`, as Workerman's `Channel\Client`
+//! speaks); subscribers receive events in their own dialect.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +34,40 @@ const WRITE_BATCH: usize = 64;
 pub enum Dialect {
     /// groupcast's JSON bodies.
     Json,
+    /// PHP `serialize()` bodies (walkor/channel's `Channel\Client`).
+    Php,
+}
+
+impl Dialect {
+    /// The body subscribing to [`CHANNEL`].
+    fn subscribe(self) -> String {
+        match self {
+            Dialect::Json => format!(r#"{{"type":"subscribe","channels":["{CHANNEL}"]}}"#),
+            Dialect::Php => format!(
+                r#"a:2:{{s:4:"type";s:9:"subscribe";s:8:"channels";a:1:{{i:0;{}}}}}"#,
+                php_string(CHANNEL)
+            ),
+        }
+    }
+
+    /// The body publishing `data` (a string) to [`CHANNEL`].
+    fn publish(self, data: &str) -> String {
+        match self {
+            Dialect::Json => {
+                format!(r#"{{"type":"publish","channels":["{CHANNEL}"],"data":"{data}"}}"#)
+            }
+            Dialect::Php => format!(
+                r#"a:3:{{s:4:"type";s:7:"publish";s:8:"channels";a:1:{{i:0;{}}}s:4:"data";{}}}"#,
+                php_string(CHANNEL),
+                php_string(data)
+            ),
+        }
+    }
+}
+
+/// A string as PHP's `serialize()` writes it (its length in bytes).
+fn php_string(s: &str) -> String {
+    format!(r#"s:{}:"{s}";"#, s.len())
 }
 
 #[derive(Args, Clone)]
@@ -50,7 +84,7 @@ pub struct ChannelArgs {
     /// Publisher connections.
     #[arg(long, default_value_t = 1)]
     publishers: usize,
-    /// Bytes of each publish's data (a JSON string).
+    /// Bytes of each publish's data (a string).
     #[arg(long, default_value_t = 64)]
     size: usize,
     /// Publishes a publisher may have in flight (sent, not yet received by
@@ -127,10 +161,7 @@ async fn count_events(stream: TcpStream, events: Arc<AtomicU64>) {
 }
 
 pub async fn run(args: ChannelArgs) -> Result<u8> {
-    let Dialect::Json = args.dialect;
-    let subscribe = frame(&format!(
-        r#"{{"type":"subscribe","channels":["{CHANNEL}"]}}"#
-    ));
+    let subscribe = frame(&args.dialect.subscribe());
     let mut counts = Vec::new();
     for _ in 0..args.subscribers {
         let mut stream = TcpStream::connect(&args.addr).await?;
@@ -144,9 +175,7 @@ pub async fn run(args: ChannelArgs) -> Result<u8> {
         counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     };
     let data = "x".repeat(args.size);
-    let publish = frame(&format!(
-        r#"{{"type":"publish","channels":["{CHANNEL}"],"data":"{data}"}}"#
-    ));
+    let publish = frame(&args.dialect.publish(&data));
     let mut publishers = Vec::new();
     for _ in 0..args.publishers.max(1) {
         let stream = TcpStream::connect(&args.addr).await?;
