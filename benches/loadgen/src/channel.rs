@@ -185,7 +185,7 @@ pub async fn run(args: ChannelArgs) -> Result<u8> {
     // Subscriptions are confirmed by nothing but an event: publish until
     // every subscriber has received one.
     let sync_start = Instant::now();
-    while received(&counts).iter().any(|&n| n == 0) {
+    while received(&counts).contains(&0) {
         if sync_start.elapsed() > Duration::from_secs(10) {
             return Err("subscriptions not confirmed within 10 s".into());
         }
