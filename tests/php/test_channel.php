@@ -331,8 +331,9 @@ stop($channel);
 
 // The same against a stand-in for the PHP Channel\Server (which echoes a
 // node's publish back to it, ignores exclude_self, and ends events with
-// "\n"): each member still gets each message once.
-$php_server = start_command([PHP_BINARY, __DIR__ . '/fake_channel_server.php']);
+// "\n"): each member still gets each message once. The stand-in is the
+// channel benchmark's PHP baseline, written after walkor/channel's Server.php.
+$php_server = start_command([PHP_BINARY, dirname(__DIR__, 2) . '/benches/baselines/php/channel_server.php']);
 $addr = $php_server[2]['channel'];
 $node = start(['serve', '--listen', '127.0.0.1:0', '--channel', $addr, '--channel-protocol', 'workerman', '--no-demo']);
 $ws = websocket($node[2]['websocket']);

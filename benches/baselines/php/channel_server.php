@@ -21,6 +21,12 @@
  *   maxSendBufferSize) a message to that connection is dropped and
  *   counted, as TcpConnection does.
  *
+ * It is also the tests' stand-in for the PHP Channel\Server
+ * (tests/php/test_channel.php): like the real one it sends no replies,
+ * ignores request types and keys it does not know (`auth`,
+ * `exclude_self`), sends a publisher that is subscribed its own event, and
+ * ends every event body with "\n" (servers up to walkor/channel 1.2.1).
+ *
  *   php benches/baselines/php/channel_server.php   prints "listening channel=ADDR"
  */
 
