@@ -2,8 +2,13 @@
 //! per publish), a member recovers on another node than the one it left,
 //! and a flushed Redis or expired keys mean a new epoch.
 //!
-//! Every test starts its own redis-server on a free loopback port and stops
-//! it (`bash tests/redis/run.sh` installs redis-server when missing).
+//! The same on a Redis Cluster (a group's shard channel and keys on one
+//! slot): recovery on the other node, offsets that agree across nodes for
+//! groups on every master, and a restarted master's new epoch.
+//!
+//! Every test starts its own redis-server (or a 3-master cluster) on free
+//! loopback ports and stops it (`bash tests/redis/run.sh` installs
+//! redis-server and redis-cli when missing).
 
 mod common;
 #[path = "common/redis_support.rs"]
@@ -13,7 +18,7 @@ use std::time::Duration;
 
 use common::{ARRIVES, Client};
 use groupcast::{Config, Error, Limits, Node};
-use redis_support::RedisServer;
+use redis_support::{RedisCluster, RedisServer};
 use serde_json::{Value, json};
 
 async fn history_node(url: &str, size: usize, ttl: Duration) -> Node {
@@ -66,10 +71,17 @@ async fn rejoin(client: &mut Client, group: &str, offset: u64, epoch: &Value) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_recovers_on_the_other_node_while_a_sender_keeps_sending() {
-    const TOTAL: u64 = 300;
     let redis = RedisServer::start().await;
-    let node_a = history_node(&redis.url(), 1000, Duration::from_secs(300)).await;
-    let node_b = history_node(&redis.url(), 1000, Duration::from_secs(300)).await;
+    recovers_on_the_other_node_while_a_sender_keeps_sending(&redis.url()).await;
+}
+
+/// A member on node a leaves after 10 messages while a sender on node b
+/// keeps sending, misses at least 5, and comes back on node b with `since`:
+/// the missed ones in order, then live ones, no gap, no duplicate.
+async fn recovers_on_the_other_node_while_a_sender_keeps_sending(url: &str) {
+    const TOTAL: u64 = 300;
+    let node_a = history_node(url, 1000, Duration::from_secs(300)).await;
+    let node_b = history_node(url, 1000, Duration::from_secs(300)).await;
     let (addr_a, addr_b) = (node_a.addresses().websocket, node_b.addresses().websocket);
     let mut raw = Client::connect(addr_b).await;
     raw.join("busy").await;
@@ -321,9 +333,11 @@ async fn members_that_did_not_opt_in_get_raw_messages_from_the_other_node() {
 }
 
 #[tokio::test]
-async fn history_on_a_redis_cluster_bus_is_refused_clearly() {
+async fn history_on_a_redis_cluster_bus_with_a_brace_in_its_prefix_is_refused_clearly() {
+    // `{` in the prefix would be every name's hash tag: a group's channel
+    // and keys could not share a slot.
     let config = Config {
-        bus: Some("redis+cluster://127.0.0.1:7000,127.0.0.1:7001".into()),
+        bus: Some("redis+cluster://127.0.0.1:7000,127.0.0.1:7001?prefix=app%7B1%7D:".into()),
         limits: Limits {
             history_size: Some(10),
             ..Limits::default()
@@ -331,9 +345,14 @@ async fn history_on_a_redis_cluster_bus_is_refused_clearly() {
         ..Config::local("127.0.0.1:0")
     };
     match Node::start(config).await {
-        Err(Error::Config(why)) => assert!(why.contains("Redis Cluster"), "{why}"),
+        Err(Error::Config(why)) => {
+            assert!(
+                why.contains("Redis Cluster") && why.contains("'{'"),
+                "{why}"
+            )
+        }
         Err(other) => panic!("wrong error: {other}"),
-        Ok(_) => panic!("history on a Redis Cluster bus must be refused"),
+        Ok(_) => panic!("a '{{' in the prefix must be refused"),
     }
 }
 
@@ -400,4 +419,220 @@ async fn a_restarted_redis_means_a_new_epoch_and_sends_resume() {
     sender.send_to_group("g", "after").await;
     assert_eq!(recv_positioned(&mut member).await, (1, json!("after")));
     node.stop().await;
+}
+
+/// A group's shard channel on a Redis Cluster with history: the slot of its
+/// keys (`groupcast:{<group>}:offset` ...); a group starting with `}`
+/// would have an empty tag, so it goes behind `{\u{1}}`.
+fn sharded_channel(group: &str) -> String {
+    if group.starts_with('}') {
+        format!("groupcast:{{\u{1}}}{group}")
+    } else {
+        format!("groupcast:{{{group}}}")
+    }
+}
+
+/// Group ids whose channels (and keys) live on master 0, 1 and 2.
+async fn groups_on_every_master(cluster: &RedisCluster) -> Vec<String> {
+    let mut groups: Vec<Option<String>> = vec![None; 3];
+    for i in 0.. {
+        let group = format!("room{i}");
+        let owner = cluster.owner(&sharded_channel(&group)).await;
+        groups[owner].get_or_insert(group);
+        if groups.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    groups.into_iter().flatten().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_member_recovers_on_the_other_node_while_a_sender_keeps_sending() {
+    let cluster = RedisCluster::start().await;
+    recovers_on_the_other_node_while_a_sender_keeps_sending(&cluster.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_offsets_agree_across_nodes_for_groups_on_every_master() {
+    const EACH: usize = 3;
+    let cluster = RedisCluster::start().await;
+    let mut groups = groups_on_every_master(&cluster).await;
+    // Ids that test the hash-tag rules: empty tags, a brace inside.
+    groups.extend(["}x", "}", "a{b}c"].map(String::from));
+    let node_a = history_node(&cluster.url(), 100, Duration::from_secs(300)).await;
+    let node_b = history_node(&cluster.url(), 100, Duration::from_secs(300)).await;
+    let (addr_a, addr_b) = (node_a.addresses().websocket, node_b.addresses().websocket);
+    let mut members = [Client::connect(addr_a).await, Client::connect(addr_b).await];
+    for member in &mut members {
+        for group in &groups {
+            let joined = join_with(member, group, json!({"positions": true})).await;
+            assert_eq!(joined["offset"], 0, "{joined}");
+        }
+    }
+    // Both nodes subscribe each group's channel on the master that owns
+    // its keys' slot, and nowhere else.
+    for group in &groups {
+        let channel = sharded_channel(group);
+        let owner = cluster.owner(&channel).await;
+        let key_owner = cluster.owner(&format!("{channel}:offset")).await;
+        assert_eq!(
+            owner, key_owner,
+            "{group:?}: channel and keys on one master"
+        );
+        for (index, master) in cluster.servers.iter().enumerate() {
+            let want = if index == owner { 2 } else { 0 };
+            redis_support::until("sharded subscriptions", ARRIVES, || async {
+                master.subscribers("SHARDNUMSUB", &channel).await == want
+            })
+            .await;
+        }
+    }
+    let mut senders = [Client::connect(addr_a).await, Client::connect(addr_b).await];
+    for i in 1..=EACH {
+        for group in &groups {
+            for (name, sender) in ["a", "b"].iter().zip(&mut senders) {
+                sender.send_to_group(group, &format!("{name}{i}")).await;
+            }
+        }
+    }
+    // Each member sees every group's messages numbered 1, 2, ... with no
+    // gap, each sender's in the order sent, and both members alike.
+    let mut seen = Vec::new();
+    for member in &mut members {
+        let mut by_group: std::collections::BTreeMap<String, Vec<(u64, String)>> =
+            Default::default();
+        for _ in 0..groups.len() * 2 * EACH {
+            let message: Value = serde_json::from_str(&member.recv_text().await).unwrap();
+            by_group
+                .entry(message["group_id"].as_str().unwrap().to_owned())
+                .or_default()
+                .push((
+                    message["offset"].as_u64().unwrap(),
+                    message["message"].as_str().unwrap().to_owned(),
+                ));
+        }
+        member.expect_nothing().await;
+        assert_eq!(by_group.len(), groups.len());
+        for (group, messages) in &by_group {
+            let offsets: Vec<u64> = messages.iter().map(|m| m.0).collect();
+            let want: Vec<u64> = (1..=(2 * EACH) as u64).collect();
+            assert_eq!(offsets, want, "{group:?}: {messages:?}");
+            for name in ["a", "b"] {
+                let order: Vec<&str> = messages
+                    .iter()
+                    .map(|m| m.1.as_str())
+                    .filter(|m| m.starts_with(name))
+                    .collect();
+                let sent: Vec<String> = (1..=EACH).map(|i| format!("{name}{i}")).collect();
+                assert_eq!(order, sent, "{group:?}: each sender's order");
+            }
+        }
+        seen.push(by_group);
+    }
+    assert_eq!(seen[0], seen[1], "the same offsets on both nodes");
+    // A host on either node reads the same history from Redis.
+    for node in [&node_a, &node_b] {
+        let handle = node.handle();
+        let group = groups[3].clone();
+        let (_, kept) = tokio::task::spawn_blocking(move || handle.history(&group, Some(0), 100))
+            .await
+            .unwrap()
+            .expect("Redis answers");
+        assert_eq!(kept, seen[0][&groups[3]]);
+    }
+    node_a.stop().await;
+    node_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_restarted_master_means_a_new_epoch_for_its_groups_only() {
+    let mut cluster = RedisCluster::start().await;
+    let groups = groups_on_every_master(&cluster).await;
+    let node_a = history_node(&cluster.url(), 100, Duration::from_secs(300)).await;
+    let node_b = history_node(&cluster.url(), 100, Duration::from_secs(300)).await;
+    let mut sender = Client::connect(node_a.addresses().websocket).await;
+    let mut member = Client::connect(node_b.addresses().websocket).await;
+    let mut epochs = Vec::new();
+    for group in &groups {
+        let joined = join_with(&mut member, group, json!({"positions": true})).await;
+        epochs.push(joined["epoch"].clone());
+    }
+    for group in &groups {
+        sender.send_to_group(group, "before").await;
+    }
+    for _ in &groups {
+        assert_eq!(recv_positioned(&mut member).await, (1, json!("before")));
+    }
+    drop(member);
+
+    // Master 1 goes without persistence and comes back empty, its scripts
+    // forgotten (the bus loads them again with EVAL on NOSCRIPT).
+    cluster.servers[1].kill();
+    cluster.servers[1].spawn().await;
+    redis_support::until(
+        "the cluster is whole again",
+        Duration::from_secs(20),
+        || async {
+            let mut conn = cluster.servers[1].connection().await.expect("connection");
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            info.contains("cluster_state:ok")
+        },
+    )
+    .await;
+
+    let mut member = Client::connect(node_b.addresses().websocket).await;
+    for (index, group) in groups.iter().enumerate() {
+        let rejoined = rejoin(&mut member, group, 0, &epochs[index]).await;
+        if index == 1 {
+            assert_eq!(rejoined["recovered"], false, "{rejoined}");
+            assert_ne!(rejoined["epoch"], epochs[index], "a new epoch");
+            assert_eq!(rejoined["offset"], 0, "{rejoined}");
+        } else {
+            assert_eq!(
+                (
+                    &rejoined["recovered"],
+                    &rejoined["epoch"],
+                    &rejoined["missed"]
+                ),
+                (&json!(true), &epochs[index], &json!(1)),
+                "{rejoined}"
+            );
+            assert_eq!(recv_positioned(&mut member).await, (1, json!("before")));
+        }
+    }
+    // Node b holds the restarted master's subscription again before the
+    // sends (node a has no member: it does not subscribe).
+    redis_support::until("node b resubscribed", ARRIVES, || async {
+        cluster.servers[1]
+            .subscribers("SHARDNUMSUB", &sharded_channel(&groups[1]))
+            .await
+            == 1
+    })
+    .await;
+    for group in &groups {
+        sender.send_to_group(group, "after").await;
+    }
+    let mut got = Vec::new();
+    for _ in &groups {
+        let message: Value = serde_json::from_str(&member.recv_text().await).unwrap();
+        got.push((
+            message["group_id"].as_str().unwrap().to_owned(),
+            message["offset"].as_u64().unwrap(),
+        ));
+    }
+    got.sort();
+    let mut want: Vec<(String, u64)> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.clone(), if i == 1 { 1 } else { 2 }))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "numbering resumes; the restarted one from 1");
+    member.expect_nothing().await;
+    node_a.stop().await;
+    node_b.stop().await;
 }

@@ -13,7 +13,9 @@
 //!
 //! On a cluster the channels are sharded (`SSUBSCRIBE` / `SPUBLISH`, Redis
 //! 7 or later): a group's traffic stays on the shard that owns the channel's
-//! slot instead of being broadcast over the whole cluster bus.
+//! slot instead of being broadcast over the whole cluster bus. With group
+//! history on, a group's channel is `<prefix>{<group id>}` instead, the
+//! slot of its history keys (`redis_history.rs`, which runs the history).
 //!
 //! Messages from other nodes leave the connection's push callback (which
 //! Redis calls once per message) for a delivery task, which takes what has
@@ -59,7 +61,7 @@ use tokio_util::task::TaskTracker;
 
 use super::envelope::Envelope;
 use super::positions::{ClusterPositions, HistoryRequests, PositionRequest, STALE_REQUEST};
-use super::redis_history::{RedisHistory, Scripts};
+use super::redis_history::{HistoryLink, Names, RedisHistory};
 use super::remote::Remote;
 use crate::config::{Deployment, RedisTarget};
 use crate::queue::ByteBudget;
@@ -121,8 +123,8 @@ impl Publication {
 pub(crate) struct RedisBus {
     /// This node's id, carried in each envelope.
     node_id: u64,
-    /// Prepended to group ids.
-    prefix: String,
+    /// Names a group's channel (and history keys).
+    names: Names,
     /// To the bus task, which owns the connection.
     queue: mpsc::Sender<Publication>,
     /// Whether the bus can reach Redis now; also lets callers wait for it.
@@ -173,6 +175,8 @@ impl RedisBus {
         let node_id = remote.node_id;
         let positions = remote.positions.clone();
         let (history, requests) = history.unzip();
+        let cluster = matches!(target.deployment, Deployment::Cluster(_));
+        let names = Names::new(target.prefix, cluster && history.is_some());
         let remote = Arc::new(remote);
         let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
         let inbox_budget = ByteBudget::new(INBOX_BYTES);
@@ -183,7 +187,7 @@ impl RedisBus {
             shutdown.clone(),
         ));
         let task = BusTask {
-            prefix: target.prefix.clone(),
+            names: names.clone(),
             inbox: Inbox {
                 queue: inbox_tx,
                 budget: inbox_budget,
@@ -205,7 +209,7 @@ impl RedisBus {
         tasks.spawn(task.run(target.deployment));
         RedisBus {
             node_id,
-            prefix: target.prefix,
+            names,
             queue,
             connected,
             gate_on_connected,
@@ -297,7 +301,7 @@ impl RedisBus {
 
     /// The Redis channel of `group`.
     pub(crate) fn channel(&self, group: &str) -> String {
-        format!("{}{group}", self.prefix)
+        self.names.channel(group)
     }
 }
 
@@ -324,7 +328,7 @@ enum RedisSessionEnd {
 
 /// The bus task: owns the connection, follows interest, sends publications.
 struct BusTask {
-    prefix: String,
+    names: Names,
     /// Where other nodes' messages go, to be delivered in runs.
     inbox: Inbox,
     /// Given back as publications leave the queue.
@@ -488,10 +492,10 @@ impl BusTask {
     fn apply(&mut self, change: Interest) {
         match change {
             Interest::Subscribe(group) => {
-                self.wanted.insert(format!("{}{group}", self.prefix));
+                self.wanted.insert(self.names.channel(group.as_str()));
             }
             Interest::Unsubscribe(group) => {
-                self.wanted.remove(&format!("{}{group}", self.prefix));
+                self.wanted.remove(&self.names.channel(group.as_str()));
             }
         }
     }
@@ -508,13 +512,6 @@ impl BusTask {
             return RedisSessionEnd::Lost;
         }
         self.connected.send_replace(in_sync);
-        let scripts = match (&self.history, &mut link) {
-            (Some(history), RedisLink::Standalone(conn)) => match history.load(conn).await {
-                Ok(scripts) => Some(scripts),
-                Err(_) => return RedisSessionEnd::Lost,
-            },
-            _ => None,
-        };
         let mut stale = tokio::time::interval(STALE_REQUEST);
         stale.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(PUBLISH_BATCH);
@@ -613,7 +610,7 @@ impl BusTask {
                         in_sync = self.sync(&mut link).await;
                         self.connected.send_replace(in_sync);
                     }
-                    if !(in_sync || cluster) || !self.run_history(&mut link, scripts.as_ref(), requests).await {
+                    if !(in_sync || cluster) || !self.run_history(&mut link, requests).await {
                         return RedisSessionEnd::Lost;
                     }
                     false
@@ -624,7 +621,7 @@ impl BusTask {
                         .as_ref()
                         .map(|p| p.stale_requests(STALE_REQUEST))
                         .unwrap_or_default();
-                    if !again.is_empty() && !self.run_history(&mut link, scripts.as_ref(), again).await {
+                    if !again.is_empty() && !self.run_history(&mut link, again).await {
                         return RedisSessionEnd::Lost;
                     }
                     false
@@ -642,31 +639,24 @@ impl BusTask {
 
     /// Runs numbered publishes and history reads; the replies go to the
     /// delivery task behind the messages that arrived before them. Returns
-    /// `false` when the connection failed.
-    async fn run_history(
-        &self,
-        link: &mut RedisLink,
-        scripts: Option<&Scripts>,
-        requests: Vec<PositionRequest>,
-    ) -> bool {
-        let (Some(history), Some(scripts), RedisLink::Standalone(conn)) =
-            (&self.history, scripts, link)
-        else {
-            // Refused by `Config::validate` (history on a Redis Cluster).
-            let failed = requests.iter().filter(|r| super::redis_history::dropped(r));
-            self.counters
-                .dropped
-                .fetch_add(failed.count() as u64, Ordering::Relaxed);
+    /// `false` when the (standalone) connection failed.
+    async fn run_history(&self, link: &mut RedisLink, requests: Vec<PositionRequest>) -> bool {
+        let Some(history) = &self.history else {
             return true;
         };
-        let (replies, failed, result) = history.run(conn, scripts, &self.prefix, requests).await;
-        for reply in replies {
+        let subscribed = |channel: &str| self.subscribed.contains(channel);
+        let link = match link {
+            RedisLink::Standalone(conn) => HistoryLink::Standalone(conn),
+            RedisLink::Cluster(conn) => HistoryLink::Cluster(conn, &subscribed),
+        };
+        let outcome = history.run(link, &self.names, requests).await;
+        for reply in outcome.replies {
             self.inbox.put_reply(reply);
         }
         self.counters
             .dropped
-            .fetch_add(failed as u64, Ordering::Relaxed);
-        result.is_ok()
+            .fetch_add(outcome.failed as u64, Ordering::Relaxed);
+        !outcome.lost
     }
 
     /// Subscribes what is wanted and not subscribed, unsubscribes the rest.
