@@ -13,7 +13,10 @@
 //! same connection, so every message is either in the reply or comes live
 //! after it. When the reply arrives the member gets `joined`, the replay,
 //! then what was buffered past the reply's last offset: no gap, no
-//! duplicate.
+//! duplicate. (A message at or below that offset arriving *after* the reply
+//! would be a duplicate: each bus must hand the reply on behind the
+//! messages published before the read, as the Redis bus does with the
+//! subscription and the read on one connection, `redis_history.rs`.)
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -613,10 +616,12 @@ mod tests {
             .collect()
     }
 
-    /// Live messages may reach the delivery task before the reply to a
-    /// held member's read (a Redis Cluster's pushes and replies, the
-    /// channel server's): those the reply covers are dropped, those past
-    /// its `last` follow the replay, in order, then live ones flow.
+    /// Live messages that reach the delivery task before the reply to a
+    /// held member's read: those the reply covers (published before the
+    /// read) are dropped, and those past its `last` (which only come first
+    /// when pushes and replies travel apart, as they could if a cluster
+    /// client replaced a node's connection in between) follow the replay in
+    /// order; then live ones flow.
     #[test]
     fn live_messages_before_the_reply_neither_gap_nor_duplicate() {
         let registry = Arc::new(Registry::new(16, None));
@@ -644,9 +649,18 @@ mod tests {
         positions.on_reply(reply.as_bytes());
         positions.deliver_many(&[numbered(7)]);
         let positioned = |o: u64| positioned_frame("g", o, &format!("m{o}"), false);
-        let mut want = vec![crate::frame::text(&joined_reply("g", 4, "e", Some(Some(2))))];
+        let mut want = vec![crate::frame::text(&joined_reply(
+            "g",
+            4,
+            "e",
+            Some(Some(2)),
+        ))];
         want.extend((3..=7).map(positioned));
-        assert_eq!(frames(&mut rx), want, "joined, 3 4 replayed, 5 6 held, 7 live");
+        assert_eq!(
+            frames(&mut rx),
+            want,
+            "joined, 3 4 replayed, 5 6 held, 7 live"
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub struct Config {
     /// Use Redis as this node's bus instead of a channel server:
     /// `redis://host:port` or, on a Redis Cluster (sharded pub/sub, Redis 7
     /// or later), `redis+cluster://host:port,host:port,...`; `?prefix=P`
-    /// names the groups' channels `P<group id>` (default `groupcast:`).
+    /// names the groups' channels `P<group id>` (default `groupcast:`; on a
+    /// cluster with `history_size`, `P{<group id>}`, the hash slot of the
+    /// group's history keys, and `P` must not hold `{`).
     /// Exclusive with `channel` and `channel_listen`.
     pub bus: Option<String>,
     /// Shared secret of the channel server: required from clients by the
