@@ -375,11 +375,15 @@ async fn on_a_current_thread_runtime_a_host_send_does_not_wait_for_its_offset() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_actions_on_reserved_channels_still_work_with_history_on() {
-    // `ungroup` travels as a plain (never numbered) message on a reserved
-    // channel: with history on it must still act on the other node.
     let redis = RedisServer::start().await;
-    let node_a = history_node(&redis.url(), 10, Duration::from_secs(300)).await;
-    let node_b = history_node(&redis.url(), 10, Duration::from_secs(300)).await;
+    actions_on_reserved_channels_work_with_history_on(&redis.url()).await;
+}
+
+/// `ungroup` travels as a plain (never numbered) message on a reserved
+/// channel: with history on it must still act on the other node.
+async fn actions_on_reserved_channels_work_with_history_on(url: &str) {
+    let node_a = history_node(url, 10, Duration::from_secs(300)).await;
+    let node_b = history_node(url, 10, Duration::from_secs(300)).await;
     let mut member = Client::connect(node_b.addresses().websocket).await;
     join_with(&mut member, "g", json!({"positions": true})).await;
     common::eventually("node b has the member", || {
@@ -633,6 +637,105 @@ async fn on_a_redis_cluster_a_restarted_master_means_a_new_epoch_for_its_groups_
     want.sort();
     assert_eq!(got, want, "numbering resumes; the restarted one from 1");
     member.expect_nothing().await;
+    node_a.stop().await;
+    node_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_actions_on_reserved_channels_still_work_with_history_on() {
+    let cluster = RedisCluster::start().await;
+    actions_on_reserved_channels_work_with_history_on(&cluster.url()).await;
+}
+
+/// `CLUSTER <args>` (or another command, `cmd`) on one master.
+async fn on_master<T: redis::FromRedisValue>(master: &RedisServer, cmd: &str, args: &[&str]) -> T {
+    let mut conn = master.connection().await.expect("connection");
+    redis::cmd(cmd)
+        .arg(args)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{cmd} {args:?}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_history_follows_its_slot_to_another_master() {
+    let cluster = RedisCluster::start().await;
+    let group = groups_on_every_master(&cluster).await.remove(0);
+    let channel = sharded_channel(&group);
+    let node_a = history_node(&cluster.url(), 100, Duration::from_secs(300)).await;
+    let node_b = history_node(&cluster.url(), 100, Duration::from_secs(300)).await;
+    let mut sender = Client::connect(node_a.addresses().websocket).await;
+    let mut members = [
+        Client::connect(node_a.addresses().websocket).await,
+        Client::connect(node_b.addresses().websocket).await,
+    ];
+    let mut epoch = Value::Null;
+    for member in &mut members {
+        epoch = join_with(member, &group, json!({"positions": true})).await["epoch"].clone();
+    }
+    for i in 1..=3 {
+        sender.send_to_group(&group, &format!("m{i}")).await;
+    }
+    for member in &mut members {
+        for i in 1..=3 {
+            assert_eq!(recv_positioned(member).await, (i, json!(format!("m{i}"))));
+        }
+    }
+
+    // Reshard the group's slot from master 0 to master 2, its keys with it
+    // (as `redis-cli --cluster reshard` does): Redis unsubscribes the shard
+    // channel on the old owner, and the nodes' slot maps are stale.
+    let (source, target) = (&cluster.servers[0], &cluster.servers[2]);
+    let slot: i64 = on_master(source, "CLUSTER", &["KEYSLOT", &channel]).await;
+    let slot = slot.to_string();
+    let source_id: String = on_master(source, "CLUSTER", &["MYID"]).await;
+    let target_id: String = on_master(target, "CLUSTER", &["MYID"]).await;
+    let _: () = on_master(
+        target,
+        "CLUSTER",
+        &["SETSLOT", &slot, "IMPORTING", &source_id],
+    )
+    .await;
+    let _: () = on_master(
+        source,
+        "CLUSTER",
+        &["SETSLOT", &slot, "MIGRATING", &target_id],
+    )
+    .await;
+    let keys: Vec<String> = on_master(source, "CLUSTER", &["GETKEYSINSLOT", &slot, "10"]).await;
+    assert_eq!(keys.len(), 3, "offset, epoch, log: {keys:?}");
+    let port = target.port.to_string();
+    let mut migrate = vec!["127.0.0.1", &port, "", "0", "5000", "KEYS"];
+    migrate.extend(keys.iter().map(String::as_str));
+    let _: () = on_master(source, "MIGRATE", &migrate).await;
+    for master in [target, source, &cluster.servers[1]] {
+        let _: () = on_master(master, "CLUSTER", &["SETSLOT", &slot, "NODE", &target_id]).await;
+    }
+    redis_support::until(
+        "both nodes subscribed on the new owner",
+        ARRIVES,
+        || async { target.subscribers("SHARDNUMSUB", &channel).await == 2 },
+    )
+    .await;
+
+    // A burst (one pipeline, redirected call by call): numbered on, in the
+    // same epoch, on both nodes.
+    for i in 4..=8 {
+        sender.send_to_group(&group, &format!("m{i}")).await;
+    }
+    for member in &mut members {
+        for i in 4..=8 {
+            assert_eq!(recv_positioned(member).await, (i, json!(format!("m{i}"))));
+        }
+        member.expect_nothing().await;
+    }
+    let mut member = Client::connect(node_b.addresses().websocket).await;
+    let rejoined = rejoin(&mut member, &group, 6, &epoch).await;
+    assert_eq!(
+        (&rejoined["recovered"], &rejoined["missed"]),
+        (&json!(true), &json!(2)),
+        "{rejoined}"
+    );
     node_a.stop().await;
     node_b.stop().await;
 }
