@@ -664,9 +664,11 @@ async fn on_a_redis_cluster_history_follows_its_slot_to_another_master() {
     let channel = sharded_channel(&group);
     let node_a = history_node(&cluster.url(), 100, Duration::from_secs(300)).await;
     let node_b = history_node(&cluster.url(), 100, Duration::from_secs(300)).await;
+    // The sender's node has no member of the group: nothing but its sends
+    // tells it the slot moved.
     let mut sender = Client::connect(node_a.addresses().websocket).await;
     let mut members = [
-        Client::connect(node_a.addresses().websocket).await,
+        Client::connect(node_b.addresses().websocket).await,
         Client::connect(node_b.addresses().websocket).await,
     ];
     let mut epoch = Value::Null;
@@ -711,15 +713,13 @@ async fn on_a_redis_cluster_history_follows_its_slot_to_another_master() {
     for master in [target, source, &cluster.servers[1]] {
         let _: () = on_master(master, "CLUSTER", &["SETSLOT", &slot, "NODE", &target_id]).await;
     }
-    redis_support::until(
-        "both nodes subscribed on the new owner",
-        ARRIVES,
-        || async { target.subscribers("SHARDNUMSUB", &channel).await == 2 },
-    )
+    redis_support::until("node b subscribed on the new owner", ARRIVES, || async {
+        target.subscribers("SHARDNUMSUB", &channel).await == 1
+    })
     .await;
 
-    // A burst (one pipeline, redirected call by call): numbered on, in the
-    // same epoch, on both nodes.
+    // A burst from node a, whose slot map is stale (a pipeline: its calls
+    // are redirected one by one): numbered on, in the same epoch.
     for i in 4..=8 {
         sender.send_to_group(&group, &format!("m{i}")).await;
     }

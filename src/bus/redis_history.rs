@@ -50,6 +50,14 @@
 //! FLUSH`) answers `NOSCRIPT`, and those calls are made again with the
 //! first one as `EVAL`, which teaches that master the script.
 //!
+//! The client follows a slot's move (`MOVED`, `ASK`) and waits out
+//! `TRYAGAIN` or `CLUSTERDOWN` by sending a pipeline again whole. All of a
+//! pipeline's calls share one slot, so they are refused alike, except
+//! while a slot's keys are being migrated under it: calls made before the
+//! keys left would then be numbered a second time (a duplicate, with a new
+//! offset), as could the client's retry of a pipeline whose connection
+//! broke after Redis ran it.
+//!
 //! [`ClusterPositions::deliver_many`]: super::positions::ClusterPositions::deliver_many
 
 use std::sync::LazyLock;
@@ -256,9 +264,6 @@ async fn call_many<C: ConnectionLike>(
     script: &Script,
     calls: &[Call],
 ) -> RedisResult<Vec<RedisResult<Value>>> {
-    if let [call] = calls {
-        return Ok(vec![call_one(conn, script, call).await]);
-    }
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     for call in calls {
@@ -266,53 +271,25 @@ async fn call_many<C: ConnectionLike>(
     }
     let mut results: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
     let unknown: Vec<usize> = (0..results.len())
-        .filter(|&i| failed_with(&results[i], ServerErrorKind::NoScript))
+        .filter(|&i| {
+            results[i]
+                .as_ref()
+                .is_err_and(|e| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript))
+        })
         .collect();
-    if !unknown.is_empty() {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for (n, &i) in unknown.iter().enumerate() {
-            pipe.add_command(calls[i].command(script, n == 0));
-        }
-        let again: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
-        for (i, result) in unknown.into_iter().zip(again) {
-            results[i] = result;
-        }
+    if unknown.is_empty() {
+        return Ok(results);
     }
-    // A cluster client follows MOVED and ASK for a command, not for a
-    // pipeline's calls: those whose slot moved go again one by one, in
-    // order.
-    for (i, call) in calls.iter().enumerate() {
-        if failed_with(&results[i], ServerErrorKind::Moved)
-            || failed_with(&results[i], ServerErrorKind::Ask)
-        {
-            results[i] = call_one(conn, script, call).await;
-        }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for (n, &i) in unknown.iter().enumerate() {
+        pipe.add_command(calls[i].command(script, n == 0));
+    }
+    let again: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
+    for (i, result) in unknown.into_iter().zip(again) {
+        results[i] = result;
     }
     Ok(results)
-}
-
-/// Runs one call as a command of its own (on a cluster the client then
-/// follows a redirection, and retries a master that is failing over), by
-/// `EVAL` when the server does not know the script.
-async fn call_one<C: ConnectionLike>(
-    conn: &mut C,
-    script: &Script,
-    call: &Call,
-) -> RedisResult<Value> {
-    match call.command(script, false).query_async(conn).await {
-        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-            call.command(script, true).query_async(conn).await
-        }
-        other => other,
-    }
-}
-
-/// Whether `result` is the server's error of `kind`.
-fn failed_with(result: &RedisResult<Value>, kind: ServerErrorKind) -> bool {
-    result
-        .as_ref()
-        .is_err_and(|e| e.kind() == ErrorKind::Server(kind))
 }
 
 /// The connection the history runs on, and how it is shared out.
