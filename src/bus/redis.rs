@@ -51,10 +51,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use redis::aio::MultiplexedConnection;
-use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -70,6 +67,9 @@ use crate::registry::Interest;
 #[path = "redis_inbox.rs"]
 mod inbox;
 use inbox::{INBOX_BYTES, Inbox, deliver_runs};
+#[path = "redis_link.rs"]
+mod link;
+use link::{RedisLink, connect};
 
 /// Publications waiting for the connection, in count and in bytes. Bounded
 /// so that a Redis that cannot keep up costs messages, counted, rather than
@@ -205,6 +205,7 @@ impl RedisBus {
             history,
             requests,
             positions: positions.clone(),
+            deferred: Vec::new(),
         };
         tasks.spawn(task.run(target.deployment));
         RedisBus {
@@ -314,12 +315,6 @@ enum Signal {
     ShardUnsubscribed { channel: String },
 }
 
-/// A live connection to the deployment.
-enum RedisLink {
-    Standalone(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
-
 /// How a session with one connection ended.
 enum RedisSessionEnd {
     Shutdown,
@@ -351,6 +346,8 @@ struct BusTask {
     requests: Option<HistoryRequests>,
     /// Held members whose read must be run again.
     positions: Option<Arc<ClusterPositions>>,
+    /// Members' reads waiting for their group's subscription (cluster).
+    deferred: Vec<PositionRequest>,
 }
 
 impl BusTask {
@@ -616,6 +613,9 @@ impl BusTask {
                     false
                 }
                 _ = stale.tick(), if self.positions.is_some() => {
+                    // Those still held are among the stale ones when due:
+                    // what waits stays bounded while a master is down.
+                    self.deferred.clear();
                     let again = self
                         .positions
                         .as_ref()
@@ -633,6 +633,10 @@ impl BusTask {
                     return RedisSessionEnd::Lost;
                 }
                 self.connected.send_replace(in_sync);
+                let deferred = std::mem::take(&mut self.deferred);
+                if !deferred.is_empty() {
+                    self.run_history(&mut link, deferred).await;
+                }
             }
         }
     }
@@ -640,7 +644,7 @@ impl BusTask {
     /// Runs numbered publishes and history reads; the replies go to the
     /// delivery task behind the messages that arrived before them. Returns
     /// `false` when the (standalone) connection failed.
-    async fn run_history(&self, link: &mut RedisLink, requests: Vec<PositionRequest>) -> bool {
+    async fn run_history(&mut self, link: &mut RedisLink, requests: Vec<PositionRequest>) -> bool {
         let Some(history) = &self.history else {
             return true;
         };
@@ -650,6 +654,7 @@ impl BusTask {
             RedisLink::Cluster(conn) => HistoryLink::Cluster(conn, &subscribed),
         };
         let outcome = history.run(link, &self.names, requests).await;
+        self.deferred.extend(outcome.deferred);
         for reply in outcome.replies {
             self.inbox.put_reply(reply);
         }
@@ -719,84 +724,6 @@ impl BusTask {
                 }
                 all && self.subscribed == self.wanted
             }
-        }
-    }
-}
-
-/// Connects to the deployment with `on_push` receiving its pushes.
-async fn connect(
-    deployment: &Deployment,
-    on_push: impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static,
-) -> redis::RedisResult<RedisLink> {
-    match deployment {
-        Deployment::Standalone(info) => {
-            let client = redis::Client::open(info.clone())?;
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                .set_push_sender(on_push);
-            let conn = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?;
-            Ok(RedisLink::Standalone(conn))
-        }
-        Deployment::Cluster(nodes) => {
-            let client = ClusterClientBuilder::new(nodes.clone())
-                .use_protocol(ProtocolVersion::RESP3)
-                .push_sender(on_push)
-                .connection_timeout(CONNECT_TIMEOUT)
-                .response_timeout(RESPONSE_TIMEOUT)
-                // The bus retries subscriptions itself; a command for a
-                // master that is down should fail soon, not stall the bus.
-                .retries(2)
-                .min_retry_wait(10)
-                .max_retry_wait(100)
-                .build()?;
-            Ok(RedisLink::Cluster(client.get_async_connection().await?))
-        }
-    }
-}
-
-impl RedisLink {
-    /// Sends a batch of publications. Returns how many failed.
-    async fn publish(&mut self, batch: &[Publication]) -> usize {
-        match self {
-            RedisLink::Standalone(conn) => {
-                let mut pipe = redis::pipe();
-                for p in batch {
-                    pipe.cmd("PUBLISH")
-                        .arg(&p.channel)
-                        .arg(&p.payload[..])
-                        .ignore();
-                }
-                match pipe.exec_async(conn).await {
-                    Ok(()) => 0,
-                    Err(_) => batch.len(),
-                }
-            }
-            RedisLink::Cluster(conn) => {
-                // Each channel may live on another shard: one command each,
-                // all in flight at once (issued in order).
-                let results = futures_util::future::join_all(batch.iter().map(|p| {
-                    let mut conn = conn.clone();
-                    async move {
-                        redis::cmd("SPUBLISH")
-                            .arg(&p.channel)
-                            .arg(&p.payload[..])
-                            .exec_async(&mut conn)
-                            .await
-                    }
-                }))
-                .await;
-                results.iter().filter(|r| r.is_err()).count()
-            }
-        }
-    }
-
-    async fn ping(&mut self) -> redis::RedisResult<()> {
-        match self {
-            RedisLink::Standalone(conn) => redis::cmd("PING").exec_async(conn).await,
-            RedisLink::Cluster(conn) => redis::cmd("PING").exec_async(conn).await,
         }
     }
 }

@@ -43,9 +43,11 @@
 //! go down the same connection to the slot's master: its pushes reach the
 //! push callback before a script's reply reaches the bus task, which is
 //! the order standalone relies on. Publishes are pipelined per group (a
-//! cluster pipeline must stay in one slot), groups in parallel; a read
-//! waits until its group's subscription is confirmed (held members ask
-//! again, `STALE_REQUEST`). Scripts go by SHA1 (`EVALSHA`), computed here;
+//! cluster pipeline must stay in one slot), groups in parallel; a
+//! member's read waits until its group's subscription is confirmed
+//! ([`Outcome::deferred`], run after the bus task's next sync; a read
+//! that got no answer is asked again by `STALE_REQUEST`). Scripts go by
+//! SHA1 (`EVALSHA`), computed here;
 //! a master that does not know them (restarted, failed over, `SCRIPT
 //! FLUSH`) answers `NOSCRIPT`, and those calls are made again with the
 //! first one as `EVAL`, which teaches that master the script.
@@ -311,6 +313,9 @@ pub(crate) struct Outcome {
     pub(crate) replies: Vec<Vec<u8>>,
     /// Publishes that did not reach Redis.
     pub(crate) failed: usize,
+    /// Members' reads held back until their group's subscription is
+    /// confirmed (cluster), to run again after the next sync.
+    pub(crate) deferred: Vec<PositionRequest>,
     /// Whether the (standalone) connection failed: the session is over.
     pub(crate) lost: bool,
 }
@@ -327,7 +332,8 @@ impl RedisHistory {
     /// the run (the connection is gone; the rest are dropped, counted). On
     /// a cluster a failure only costs the calls of the master that failed:
     /// its publishes are counted, its reads left unanswered (held members
-    /// ask again), and a member's read waits for its group's subscription.
+    /// ask again), and a member's read waits for its group's subscription
+    /// ([`Outcome::deferred`]).
     pub(crate) async fn run(
         &self,
         mut link: HistoryLink<'_>,
@@ -337,6 +343,7 @@ impl RedisHistory {
         let mut outcome = Outcome {
             replies: Vec::new(),
             failed: 0,
+            deferred: Vec::new(),
             lost: false,
         };
         let mut publishes = Vec::new();
@@ -382,10 +389,16 @@ impl RedisHistory {
                                 .await
                         }
                         // A member's read before its subscription could
-                        // miss what comes between: left for its retry.
+                        // miss what comes between: run after the next sync.
                         HistoryLink::Cluster(_, subscribed)
                             if read.is_none() && !subscribed(&names.channel(&group)) =>
                         {
+                            outcome.deferred.push(PositionRequest::History {
+                                id,
+                                group,
+                                since,
+                                read,
+                            });
                             continue;
                         }
                         HistoryLink::Cluster(conn, _) => {
