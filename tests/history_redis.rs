@@ -739,3 +739,66 @@ async fn on_a_redis_cluster_history_follows_its_slot_to_another_master() {
     node_a.stop().await;
     node_b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_joining_under_load_see_no_gap_and_no_duplicate() {
+    let redis = RedisServer::start().await;
+    joins_under_load_see_no_gap_and_no_duplicate(&redis.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_members_joining_under_load_see_no_gap_and_no_duplicate() {
+    let cluster = RedisCluster::start().await;
+    joins_under_load_see_no_gap_and_no_duplicate(&cluster.url()).await;
+}
+
+/// While node a's sender sends, members join on node b one after another,
+/// every other one with `since` offset 0 (a replay of all so far): each
+/// sees offsets rise by one from where its `joined` says, to the last. The
+/// read of each join races the live messages on their way to node b.
+async fn joins_under_load_see_no_gap_and_no_duplicate(url: &str) {
+    const TOTAL: u64 = 400;
+    const MEMBERS: u64 = 10;
+    let node_a = history_node(url, 1000, Duration::from_secs(300)).await;
+    let node_b = history_node(url, 1000, Duration::from_secs(300)).await;
+    let (addr_a, addr_b) = (node_a.addresses().websocket, node_b.addresses().websocket);
+    let mut first = Client::connect(addr_b).await;
+    let epoch = join_with(&mut first, "busy", json!({"positions": true})).await["epoch"].clone();
+    let sending = tokio::spawn(async move {
+        let mut sender = Client::connect(addr_a).await;
+        for i in 1..=TOTAL {
+            sender.send_to_group("busy", &format!("m{i}")).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        sender.sync().await;
+    });
+    let mut members = Vec::new();
+    for k in 0..MEMBERS {
+        let epoch = epoch.clone();
+        members.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(k * 40)).await;
+            let mut member = Client::connect(addr_b).await;
+            let mut last = if k % 2 == 0 {
+                let joined = join_with(&mut member, "busy", json!({"positions": true})).await;
+                joined["offset"].as_u64().unwrap()
+            } else {
+                let joined = rejoin(&mut member, "busy", 0, &epoch).await;
+                assert_eq!(joined["recovered"], true, "{joined}");
+                0
+            };
+            while last < TOTAL {
+                let (offset, message) = recv_positioned(&mut member).await;
+                assert_eq!(offset, last + 1, "member {k}: no gap, no duplicate");
+                assert_eq!(message, json!(format!("m{offset}")));
+                last = offset;
+            }
+            member.expect_nothing().await;
+        }));
+    }
+    sending.await.unwrap();
+    for member in members {
+        member.await.unwrap();
+    }
+    node_a.stop().await;
+    node_b.stop().await;
+}
