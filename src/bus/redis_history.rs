@@ -200,9 +200,9 @@ impl Names {
     }
 }
 
-/// Whether `prefix` can name history on a Redis Cluster: a `{` in it would
-/// be the hash tag's start in every channel and key, leaving a group's
-/// channel and keys on different slots.
+/// Why `prefix` cannot name history on a Redis Cluster (`None`: it can):
+/// a `{` in it would start the hash tag of every channel and key, leaving
+/// a group's channel and keys on different slots.
 pub(crate) fn cluster_prefix_problem(prefix: &str) -> Option<String> {
     prefix.contains('{').then(|| {
         format!(
@@ -260,7 +260,10 @@ impl Call {
 /// slot), each answered on its own. The calls refused with `NOSCRIPT` (a
 /// master that restarted or failed over forgets scripts) are made again,
 /// in order, the first as `EVAL`, which loads the script for the rest.
-/// `Err` when the pipeline itself failed (nothing is known of its calls).
+/// (Only a script forgotten in the middle of a pipeline and taught again
+/// by another client before its end could put a retried call after a
+/// later one.) `Err` when the pipeline itself failed (nothing is known of
+/// its calls).
 async fn call_many<C: ConnectionLike>(
     conn: &mut C,
     script: &Script,
@@ -272,7 +275,7 @@ async fn call_many<C: ConnectionLike>(
         pipe.add_command(call.command(script, false));
     }
     let mut results: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
-    let unknown: Vec<usize> = (0..results.len())
+    let unknown: Vec<usize> = (0..results.len().min(calls.len()))
         .filter(|&i| {
             results[i]
                 .as_ref()
