@@ -295,14 +295,35 @@ async fn a_flushed_redis_means_a_new_epoch() {
         .query_async(&mut conn)
         .await
         .expect("FLUSHALL");
+    // The scripts too: the node's calls are refused (NOSCRIPT) and made
+    // again, the first by EVAL.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("SCRIPT FLUSH");
 
     let mut member = Client::connect(addr).await;
     let rejoined = rejoin(&mut member, "g", 1, &joined["epoch"]).await;
     assert_eq!(rejoined["recovered"], false, "{rejoined}");
     assert_ne!(rejoined["epoch"], joined["epoch"]);
     assert_eq!(rejoined["offset"], 0);
-    sender.send_to_group("g", "after").await;
-    assert_eq!(recv_positioned(&mut member).await, (1, json!("after")));
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("SCRIPT FLUSH");
+    for i in 1..=5 {
+        sender.send_to_group("g", &format!("after {i}")).await;
+    }
+    for i in 1..=5 {
+        assert_eq!(
+            recv_positioned(&mut member).await,
+            (i, json!(format!("after {i}"))),
+            "in order, each once"
+        );
+    }
+    member.expect_nothing().await;
     node.stop().await;
 }
 
