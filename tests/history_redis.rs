@@ -823,3 +823,76 @@ async fn joins_under_load_see_no_gap_and_no_duplicate(url: &str) {
     node_a.stop().await;
     node_b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_history_survives_a_failover_to_a_replica() {
+    let mut cluster = RedisCluster::start_with(1, "1000").await;
+    let group = groups_on_every_master(&cluster).await.remove(0);
+    let channel = sharded_channel(&group);
+    let old = cluster.owner(&channel).await;
+    let node_a = history_node(&cluster.url(), 100, Duration::from_secs(300)).await;
+    let node_b = history_node(&cluster.url(), 100, Duration::from_secs(300)).await;
+    let mut sender = Client::connect(node_a.addresses().websocket).await;
+    let mut member = Client::connect(node_b.addresses().websocket).await;
+    let epoch = join_with(&mut member, &group, json!({"positions": true})).await["epoch"].clone();
+    for i in 1..=3 {
+        sender.send_to_group(&group, &format!("m{i}")).await;
+    }
+    for i in 1..=3 {
+        assert_eq!(recv_positioned(&mut member).await.0, i);
+    }
+    // The replica has the keys before its master goes.
+    let offset_key = format!("{channel}:offset");
+    redis_support::until("the replica has the offset", ARRIVES, || async {
+        let mut copies = 0;
+        for replica in &cluster.servers[3..] {
+            let mut conn = replica.connection().await.expect("connection");
+            let _: redis::RedisResult<()> = redis::cmd("READONLY").query_async(&mut conn).await;
+            let offset: Option<String> = redis::cmd("GET")
+                .arg(&offset_key)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(None);
+            copies += usize::from(offset.as_deref() == Some("3"));
+        }
+        copies == 1
+    })
+    .await;
+
+    cluster.servers[old].kill();
+    redis_support::until(
+        "a replica takes the slot over",
+        Duration::from_secs(30),
+        || async { cluster.owner(&channel).await != old },
+    )
+    .await;
+    let new = cluster.owner(&channel).await;
+    redis_support::until("node b subscribed on the new master", ARRIVES, || async {
+        cluster.servers[new]
+            .subscribers("SHARDNUMSUB", &channel)
+            .await
+            == 1
+    })
+    .await;
+    // The promoted replica never ran the scripts (NOSCRIPT, then EVAL).
+    // Sends made while the client learns the new master may be dropped,
+    // never numbered: what comes is numbered on from 4, same epoch.
+    let mut next = 4;
+    let started = std::time::Instant::now();
+    while next < 7 {
+        assert!(started.elapsed() < ARRIVES, "numbering did not resume");
+        sender.send_to_group(&group, "after").await;
+        if let Ok(text) = tokio::time::timeout(Duration::from_millis(200), member.recv_text()).await
+        {
+            let message: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(message["offset"], next, "{message}");
+            next += 1;
+        }
+    }
+    let mut again = Client::connect(node_a.addresses().websocket).await;
+    let rejoined = rejoin(&mut again, &group, 3, &epoch).await;
+    assert_eq!(rejoined["recovered"], true, "{rejoined}");
+    assert_eq!(rejoined["epoch"], epoch);
+    node_a.stop().await;
+    node_b.stop().await;
+}
