@@ -99,11 +99,11 @@ fn bad_history_settings_are_refused_naming_them() {
             &[
                 "serve",
                 "--bus",
-                "redis+cluster://127.0.0.1:1,127.0.0.1:2",
+                "redis+cluster://127.0.0.1:1,127.0.0.1:2?prefix=a%7Bb",
                 "--history-size",
                 "5",
             ][..],
-            "Redis Cluster",
+            "needs a bus prefix without '{'",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_groupcast"))

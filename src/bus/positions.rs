@@ -13,7 +13,10 @@
 //! same connection, so every message is either in the reply or comes live
 //! after it. When the reply arrives the member gets `joined`, the replay,
 //! then what was buffered past the reply's last offset: no gap, no
-//! duplicate.
+//! duplicate. (A message at or below that offset arriving *after* the reply
+//! would be a duplicate: each bus must hand the reply on behind the
+//! messages published before the read, as the Redis bus does with the
+//! subscription and the read on one connection, `redis_history.rs`.)
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -587,6 +590,78 @@ impl ClusterPositions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::{Outbox, OutboxReceiver};
+
+    fn member(id: ConnId) -> (Arc<ConnectionEntry>, OutboxReceiver) {
+        let (outbox, rx) = Outbox::new(
+            1 << 20,
+            crate::config::SlowConsumerPolicy::Close,
+            Default::default(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let entry = ConnectionEntry::new(id, "127.0.0.1:1".parse().unwrap(), outbox);
+        (entry, rx)
+    }
+
+    /// Another node's numbered message, as it comes off the bus.
+    fn numbered(offset: u64) -> Box<[u8]> {
+        format!(r#"{{"offset":{offset},"group_id":"g","message":"m{offset}","node":2}}"#)
+            .into_bytes()
+            .into()
+    }
+
+    fn frames(rx: &mut OutboxReceiver) -> Vec<Bytes> {
+        std::iter::from_fn(|| rx.try_recv())
+            .flat_map(|item| item.frames().to_vec())
+            .collect()
+    }
+
+    /// Live messages that reach the delivery task before the reply to a
+    /// held member's read: those the reply covers (published before the
+    /// read) are dropped, and those past its `last` (which only come first
+    /// when pushes and replies travel apart, as they could if a cluster
+    /// client replaced a node's connection in between) follow the replay in
+    /// order; then live ones flow.
+    #[test]
+    fn live_messages_before_the_reply_neither_gap_nor_duplicate() {
+        let registry = Arc::new(Registry::new(16, None));
+        let (positions, mut requests) =
+            ClusterPositions::new(1, registry, Arc::new(NodeCounters::default()));
+        let (conn, mut rx) = member(7);
+        let group = GroupId::new("g", 64).unwrap();
+        let since = Position {
+            offset: 2,
+            epoch: "e".into(),
+        };
+        positions.join(&conn, &group, Some(&since)).unwrap();
+        let Ok(PositionRequest::History { id, .. }) = requests.try_recv() else {
+            panic!("a read is asked");
+        };
+        // 3 and 4 are in the reply too; 5 and 6 came after the read.
+        positions.deliver_many(&[numbered(3), numbered(4), numbered(5)]);
+        positions.deliver_many(&[numbered(6)]);
+        assert!(frames(&mut rx).is_empty(), "held until the reply");
+        let reply = format!(
+            r#"{{"id":{id},"epoch":"e","last":4,"recovered":true,"messages":[{},{}]}}"#,
+            String::from_utf8_lossy(&numbered(3)),
+            String::from_utf8_lossy(&numbered(4)),
+        );
+        positions.on_reply(reply.as_bytes());
+        positions.deliver_many(&[numbered(7)]);
+        let positioned = |o: u64| positioned_frame("g", o, &format!("m{o}"), false);
+        let mut want = vec![crate::frame::text(&joined_reply(
+            "g",
+            4,
+            "e",
+            Some(Some(2)),
+        ))];
+        want.extend((3..=7).map(positioned));
+        assert_eq!(
+            frames(&mut rx),
+            want,
+            "joined, 3 4 replayed, 5 6 held, 7 live"
+        );
+    }
 
     #[test]
     fn publishes_waiting_for_the_bus_task_are_bounded_and_counted() {

@@ -13,7 +13,9 @@
 //!
 //! On a cluster the channels are sharded (`SSUBSCRIBE` / `SPUBLISH`, Redis
 //! 7 or later): a group's traffic stays on the shard that owns the channel's
-//! slot instead of being broadcast over the whole cluster bus.
+//! slot instead of being broadcast over the whole cluster bus. With group
+//! history on, a group's channel is `<prefix>{<group id>}` instead, the
+//! slot of its history keys (`redis_history.rs`, which runs the history).
 //!
 //! Messages from other nodes leave the connection's push callback (which
 //! Redis calls once per message) for a delivery task, which takes what has
@@ -49,17 +51,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use redis::aio::MultiplexedConnection;
-use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::envelope::Envelope;
 use super::positions::{ClusterPositions, HistoryRequests, PositionRequest, STALE_REQUEST};
-use super::redis_history::{RedisHistory, Scripts};
+use super::redis_history::{HistoryLink, Names, RedisHistory};
 use super::remote::Remote;
 use crate::config::{Deployment, RedisTarget};
 use crate::queue::ByteBudget;
@@ -68,6 +67,9 @@ use crate::registry::Interest;
 #[path = "redis_inbox.rs"]
 mod inbox;
 use inbox::{INBOX_BYTES, Inbox, deliver_runs};
+#[path = "redis_link.rs"]
+mod link;
+use link::{RedisLink, connect};
 
 /// Publications waiting for the connection, in count and in bytes. Bounded
 /// so that a Redis that cannot keep up costs messages, counted, rather than
@@ -121,8 +123,8 @@ impl Publication {
 pub(crate) struct RedisBus {
     /// This node's id, carried in each envelope.
     node_id: u64,
-    /// Prepended to group ids.
-    prefix: String,
+    /// Names a group's channel (and history keys).
+    names: Names,
     /// To the bus task, which owns the connection.
     queue: mpsc::Sender<Publication>,
     /// Whether the bus can reach Redis now; also lets callers wait for it.
@@ -173,6 +175,8 @@ impl RedisBus {
         let node_id = remote.node_id;
         let positions = remote.positions.clone();
         let (history, requests) = history.unzip();
+        let cluster = matches!(target.deployment, Deployment::Cluster(_));
+        let names = Names::new(target.prefix, cluster && history.is_some());
         let remote = Arc::new(remote);
         let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
         let inbox_budget = ByteBudget::new(INBOX_BYTES);
@@ -183,7 +187,7 @@ impl RedisBus {
             shutdown.clone(),
         ));
         let task = BusTask {
-            prefix: target.prefix.clone(),
+            names: names.clone(),
             inbox: Inbox {
                 queue: inbox_tx,
                 budget: inbox_budget,
@@ -201,11 +205,12 @@ impl RedisBus {
             history,
             requests,
             positions: positions.clone(),
+            deferred: Vec::new(),
         };
         tasks.spawn(task.run(target.deployment));
         RedisBus {
             node_id,
-            prefix: target.prefix,
+            names,
             queue,
             connected,
             gate_on_connected,
@@ -297,7 +302,7 @@ impl RedisBus {
 
     /// The Redis channel of `group`.
     pub(crate) fn channel(&self, group: &str) -> String {
-        format!("{}{group}", self.prefix)
+        self.names.channel(group)
     }
 }
 
@@ -310,12 +315,6 @@ enum Signal {
     ShardUnsubscribed { channel: String },
 }
 
-/// A live connection to the deployment.
-enum RedisLink {
-    Standalone(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
-
 /// How a session with one connection ended.
 enum RedisSessionEnd {
     Shutdown,
@@ -324,7 +323,7 @@ enum RedisSessionEnd {
 
 /// The bus task: owns the connection, follows interest, sends publications.
 struct BusTask {
-    prefix: String,
+    names: Names,
     /// Where other nodes' messages go, to be delivered in runs.
     inbox: Inbox,
     /// Given back as publications leave the queue.
@@ -347,6 +346,8 @@ struct BusTask {
     requests: Option<HistoryRequests>,
     /// Held members whose read must be run again.
     positions: Option<Arc<ClusterPositions>>,
+    /// Members' reads waiting for their group's subscription (cluster).
+    deferred: Vec<PositionRequest>,
 }
 
 impl BusTask {
@@ -488,10 +489,10 @@ impl BusTask {
     fn apply(&mut self, change: Interest) {
         match change {
             Interest::Subscribe(group) => {
-                self.wanted.insert(format!("{}{group}", self.prefix));
+                self.wanted.insert(self.names.channel(group.as_str()));
             }
             Interest::Unsubscribe(group) => {
-                self.wanted.remove(&format!("{}{group}", self.prefix));
+                self.wanted.remove(&self.names.channel(group.as_str()));
             }
         }
     }
@@ -508,13 +509,6 @@ impl BusTask {
             return RedisSessionEnd::Lost;
         }
         self.connected.send_replace(in_sync);
-        let scripts = match (&self.history, &mut link) {
-            (Some(history), RedisLink::Standalone(conn)) => match history.load(conn).await {
-                Ok(scripts) => Some(scripts),
-                Err(_) => return RedisSessionEnd::Lost,
-            },
-            _ => None,
-        };
         let mut stale = tokio::time::interval(STALE_REQUEST);
         stale.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(PUBLISH_BATCH);
@@ -613,18 +607,21 @@ impl BusTask {
                         in_sync = self.sync(&mut link).await;
                         self.connected.send_replace(in_sync);
                     }
-                    if !(in_sync || cluster) || !self.run_history(&mut link, scripts.as_ref(), requests).await {
+                    if !(in_sync || cluster) || !self.run_history(&mut link, requests).await {
                         return RedisSessionEnd::Lost;
                     }
                     false
                 }
                 _ = stale.tick(), if self.positions.is_some() => {
+                    // Those still held are among the stale ones when due:
+                    // what waits stays bounded while a master is down.
+                    self.deferred.clear();
                     let again = self
                         .positions
                         .as_ref()
                         .map(|p| p.stale_requests(STALE_REQUEST))
                         .unwrap_or_default();
-                    if !again.is_empty() && !self.run_history(&mut link, scripts.as_ref(), again).await {
+                    if !again.is_empty() && !self.run_history(&mut link, again).await {
                         return RedisSessionEnd::Lost;
                     }
                     false
@@ -636,37 +633,35 @@ impl BusTask {
                     return RedisSessionEnd::Lost;
                 }
                 self.connected.send_replace(in_sync);
+                let deferred = std::mem::take(&mut self.deferred);
+                if !deferred.is_empty() {
+                    self.run_history(&mut link, deferred).await;
+                }
             }
         }
     }
 
     /// Runs numbered publishes and history reads; the replies go to the
     /// delivery task behind the messages that arrived before them. Returns
-    /// `false` when the connection failed.
-    async fn run_history(
-        &self,
-        link: &mut RedisLink,
-        scripts: Option<&Scripts>,
-        requests: Vec<PositionRequest>,
-    ) -> bool {
-        let (Some(history), Some(scripts), RedisLink::Standalone(conn)) =
-            (&self.history, scripts, link)
-        else {
-            // Refused by `Config::validate` (history on a Redis Cluster).
-            let failed = requests.iter().filter(|r| super::redis_history::dropped(r));
-            self.counters
-                .dropped
-                .fetch_add(failed.count() as u64, Ordering::Relaxed);
+    /// `false` when the (standalone) connection failed.
+    async fn run_history(&mut self, link: &mut RedisLink, requests: Vec<PositionRequest>) -> bool {
+        let Some(history) = &self.history else {
             return true;
         };
-        let (replies, failed, result) = history.run(conn, scripts, &self.prefix, requests).await;
-        for reply in replies {
+        let subscribed = |channel: &str| self.subscribed.contains(channel);
+        let link = match link {
+            RedisLink::Standalone(conn) => HistoryLink::Standalone(conn),
+            RedisLink::Cluster(conn) => HistoryLink::Cluster(conn, &subscribed),
+        };
+        let outcome = history.run(link, &self.names, requests).await;
+        self.deferred.extend(outcome.deferred);
+        for reply in outcome.replies {
             self.inbox.put_reply(reply);
         }
         self.counters
             .dropped
-            .fetch_add(failed as u64, Ordering::Relaxed);
-        result.is_ok()
+            .fetch_add(outcome.failed as u64, Ordering::Relaxed);
+        !outcome.lost
     }
 
     /// Subscribes what is wanted and not subscribed, unsubscribes the rest.
@@ -729,84 +724,6 @@ impl BusTask {
                 }
                 all && self.subscribed == self.wanted
             }
-        }
-    }
-}
-
-/// Connects to the deployment with `on_push` receiving its pushes.
-async fn connect(
-    deployment: &Deployment,
-    on_push: impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static,
-) -> redis::RedisResult<RedisLink> {
-    match deployment {
-        Deployment::Standalone(info) => {
-            let client = redis::Client::open(info.clone())?;
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                .set_push_sender(on_push);
-            let conn = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?;
-            Ok(RedisLink::Standalone(conn))
-        }
-        Deployment::Cluster(nodes) => {
-            let client = ClusterClientBuilder::new(nodes.clone())
-                .use_protocol(ProtocolVersion::RESP3)
-                .push_sender(on_push)
-                .connection_timeout(CONNECT_TIMEOUT)
-                .response_timeout(RESPONSE_TIMEOUT)
-                // The bus retries subscriptions itself; a command for a
-                // master that is down should fail soon, not stall the bus.
-                .retries(2)
-                .min_retry_wait(10)
-                .max_retry_wait(100)
-                .build()?;
-            Ok(RedisLink::Cluster(client.get_async_connection().await?))
-        }
-    }
-}
-
-impl RedisLink {
-    /// Sends a batch of publications. Returns how many failed.
-    async fn publish(&mut self, batch: &[Publication]) -> usize {
-        match self {
-            RedisLink::Standalone(conn) => {
-                let mut pipe = redis::pipe();
-                for p in batch {
-                    pipe.cmd("PUBLISH")
-                        .arg(&p.channel)
-                        .arg(&p.payload[..])
-                        .ignore();
-                }
-                match pipe.exec_async(conn).await {
-                    Ok(()) => 0,
-                    Err(_) => batch.len(),
-                }
-            }
-            RedisLink::Cluster(conn) => {
-                // Each channel may live on another shard: one command each,
-                // all in flight at once (issued in order).
-                let results = futures_util::future::join_all(batch.iter().map(|p| {
-                    let mut conn = conn.clone();
-                    async move {
-                        redis::cmd("SPUBLISH")
-                            .arg(&p.channel)
-                            .arg(&p.payload[..])
-                            .exec_async(&mut conn)
-                            .await
-                    }
-                }))
-                .await;
-                results.iter().filter(|r| r.is_err()).count()
-            }
-        }
-    }
-
-    async fn ping(&mut self) -> redis::RedisResult<()> {
-        match self {
-            RedisLink::Standalone(conn) => redis::cmd("PING").exec_async(conn).await,
-            RedisLink::Cluster(conn) => redis::cmd("PING").exec_async(conn).await,
         }
     }
 }

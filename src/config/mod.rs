@@ -30,7 +30,9 @@ pub struct Config {
     /// Use Redis as this node's bus instead of a channel server:
     /// `redis://host:port` or, on a Redis Cluster (sharded pub/sub, Redis 7
     /// or later), `redis+cluster://host:port,host:port,...`; `?prefix=P`
-    /// names the groups' channels `P<group id>` (default `groupcast:`).
+    /// names the groups' channels `P<group id>` (default `groupcast:`; on a
+    /// cluster with `history_size`, `P{<group id>}`, the hash slot of the
+    /// group's history keys, and `P` must not hold `{`).
     /// Exclusive with `channel` and `channel_listen`.
     pub bus: Option<String>,
     /// Shared secret of the channel server: required from clients by the
@@ -363,15 +365,16 @@ impl Config {
         if l.history_size == Some(0) {
             return bad("history_size must be at least 1 (leave it unset for no history)");
         }
+        // On a cluster a group's history keys and shard channel must hash
+        // to one slot; a `{` in the prefix would take the tag's place.
         if let (Some(_), Some(url)) = (l.history_size, &self.bus)
             && let Ok(RedisTarget {
                 deployment: Deployment::Cluster(_),
-                ..
+                prefix,
             }) = RedisTarget::parse(url)
+            && let Some(why) = crate::bus::cluster_prefix_problem(&prefix)
         {
-            return bad(
-                "group history (history_size) is not available on a Redis Cluster bus (redis+cluster://): use a standalone Redis, a channel server or a single node",
-            );
+            return bad(&why);
         }
         if l.idle_timeout < l.ping_interval {
             return bad("idle_timeout must be at least ping_interval");

@@ -150,3 +150,141 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A 3-master Redis Cluster on free ports, created with redis-cli.
+pub struct RedisCluster {
+    /// The masters first, then their replicas (if any).
+    pub servers: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub async fn start() -> RedisCluster {
+        Self::start_with(0, "5000").await
+    }
+
+    /// With `replicas` replicas per master, and `node_timeout` ms before a
+    /// silent node is failed over.
+    pub async fn start_with(replicas: usize, node_timeout: &str) -> RedisCluster {
+        let mut servers = Vec::new();
+        for _ in 0..3 * (1 + replicas) {
+            let port = free_cluster_port();
+            servers.push(
+                RedisServer::start_with(
+                    port,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        &format!("nodes-{port}.conf"),
+                        "--cluster-node-timeout",
+                        node_timeout,
+                        // One master down must not stop the other shards.
+                        "--cluster-require-full-coverage",
+                        "no",
+                        // Replicas sync at once, and may always fail over.
+                        "--repl-diskless-sync-delay",
+                        "0",
+                        "--cluster-replica-validity-factor",
+                        "0",
+                    ],
+                )
+                .await,
+            );
+        }
+        let addrs: Vec<String> = servers
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output();
+        match created {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => panic!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "redis-cli is not installed: run `bash tests/redis/run.sh`, which installs \
+                 redis-tools with apt-get"
+            ),
+            Err(e) => panic!("cannot run redis-cli: {e}"),
+        }
+        let cluster = RedisCluster { servers };
+        for master in &cluster.servers {
+            until(
+                "cluster_state:ok on every master",
+                Duration::from_secs(20),
+                || async {
+                    let mut conn = master.connection().await.expect("connection");
+                    let info: String = redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    info.contains("cluster_state:ok")
+                },
+            )
+            .await;
+        }
+        cluster
+    }
+
+    pub fn url(&self) -> String {
+        let addrs: Vec<String> = self
+            .servers
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.port))
+            .collect();
+        format!("redis+cluster://{}", addrs.join(","))
+    }
+
+    /// The index of the master that owns `channel`'s slot.
+    pub async fn owner(&self, channel: &str) -> usize {
+        // Ask any server that is up.
+        let mut conn = None;
+        for server in self.servers.iter().filter(|s| s.child.is_some()) {
+            if let Ok(c) = server.connection().await {
+                conn = Some(c);
+                break;
+            }
+        }
+        let mut conn = conn.expect("a cluster node is up");
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(channel)
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER KEYSLOT");
+        // CLUSTER SLOTS: [[first, last, [host, port, id, ...], ...], ...]
+        let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER SLOTS");
+        for range in ranges {
+            let int = |v: &redis::Value| match v {
+                redis::Value::Int(i) => *i,
+                other => panic!("unexpected CLUSTER SLOTS entry {other:?}"),
+            };
+            let (first, last) = (int(&range[0]), int(&range[1]));
+            let redis::Value::Array(master) = &range[2] else {
+                panic!("unexpected CLUSTER SLOTS entry {range:?}");
+            };
+            let port = int(&master[1]);
+            if (first..=last).contains(&slot) {
+                return self
+                    .servers
+                    .iter()
+                    .position(|m| i64::from(m.port) == port)
+                    .expect("slot owner is one of the masters");
+            }
+        }
+        panic!("no master owns slot {slot}");
+    }
+}
