@@ -36,7 +36,6 @@ mod workerman;
 
 pub(crate) use envelope::Envelope;
 pub use envelope::GROUP_CHANNEL_PREFIX;
-pub(crate) use redis_history::cluster_prefix_problem;
 
 use channel::run_channel_bus;
 use envelope::group_channel;

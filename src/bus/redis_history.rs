@@ -200,17 +200,6 @@ impl Names {
     }
 }
 
-/// Why `prefix` cannot name history on a Redis Cluster (`None`: it can):
-/// a `{` in it would start the hash tag of every channel and key, leaving
-/// a group's channel and keys on different slots.
-pub(crate) fn cluster_prefix_problem(prefix: &str) -> Option<String> {
-    prefix.contains('{').then(|| {
-        format!(
-            "group history on a Redis Cluster needs a bus prefix without '{{' (it would take the place of the group's hash tag): {prefix:?}"
-        )
-    })
-}
-
 /// What the Redis bus keeps (`Limits::history_size`, `history_ttl`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RedisHistory {
@@ -685,14 +674,6 @@ mod tests {
         assert_eq!(sharded.keys("g")[0], "groupcast:{g}:offset");
         assert_eq!(sharded.channel("}x"), "groupcast:{\u{1}}}x");
         assert_eq!(sharded.publish_command(), "SPUBLISH");
-    }
-
-    #[test]
-    fn a_prefix_with_an_opening_brace_is_refused_for_cluster_history() {
-        assert!(cluster_prefix_problem("groupcast:").is_none());
-        assert!(cluster_prefix_problem("a}b:").is_none());
-        let why = cluster_prefix_problem("app{1}:").expect("refused");
-        assert!(why.contains("'{'"), "{why}");
     }
 
     #[test]

@@ -112,9 +112,28 @@ fn percent_decode(value: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("prefix {value:?} is not UTF-8"))
 }
 
+/// Why `prefix` cannot name history on a Redis Cluster (`None`: it can):
+/// a `{` in it would start the hash tag of every channel and key, leaving
+/// a group's channel and keys on different slots.
+pub(crate) fn cluster_prefix_problem(prefix: &str) -> Option<String> {
+    prefix.contains('{').then(|| {
+        format!(
+            "group history on a Redis Cluster needs a bus prefix without '{{' (it would take the place of the group's hash tag): {prefix:?}"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_with_an_opening_brace_is_refused_for_cluster_history() {
+        assert!(cluster_prefix_problem("groupcast:").is_none());
+        assert!(cluster_prefix_problem("a}b:").is_none());
+        let why = cluster_prefix_problem("app{1}:").expect("refused");
+        assert!(why.contains("'{'"), "{why}");
+    }
 
     #[test]
     fn standalone_url_with_default_prefix() {

@@ -372,7 +372,7 @@ impl Config {
                 deployment: Deployment::Cluster(_),
                 prefix,
             }) = RedisTarget::parse(url)
-            && let Some(why) = crate::bus::cluster_prefix_problem(&prefix)
+            && let Some(why) = bus_url::cluster_prefix_problem(&prefix)
         {
             return bad(&why);
         }
