@@ -3,6 +3,8 @@
 //! a restarted channel server means a new epoch.
 
 mod common;
+#[path = "common/history_support.rs"]
+mod history_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,6 +13,9 @@ use common::{ARRIVES, Client};
 use futures_util::StreamExt;
 use groupcast::channel::{ChannelHistoryConfig, ChannelServer, ChannelServerConfig};
 use groupcast::{Config, Limits, Node};
+use history_support::{
+    join_with, recovers_on_the_other_node_while_a_sender_keeps_sending, recv_positioned,
+};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -46,99 +51,14 @@ async fn history_node(channel: SocketAddr) -> Node {
     node
 }
 
-async fn join_with(client: &mut Client, group: &str, options: Value) -> Value {
-    let mut command = json!({"cmd": "add_group", "group_id": group});
-    for (key, value) in options.as_object().expect("options") {
-        command[key] = value.clone();
-    }
-    client.send(&command.to_string()).await;
-    let reply: Value = serde_json::from_str(&client.recv_text().await).expect("JSON");
-    assert_eq!(reply["type"], "joined", "{reply}");
-    reply
-}
-
-async fn recv_positioned(client: &mut Client) -> (u64, Value) {
-    let text = client.recv_text().await;
-    let message: Value = serde_json::from_str(&text).expect("a message object");
-    assert_eq!(message["type"], "message", "{text}");
-    (
-        message["offset"].as_u64().expect("offset"),
-        message["message"].clone(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_recovers_on_the_other_node_while_a_sender_keeps_sending() {
-    const TOTAL: u64 = 300;
     let hub = history_hub("127.0.0.1:0").await;
-    let node_a = history_node(hub.local_addr()).await;
-    let node_b = history_node(hub.local_addr()).await;
-    let (addr_a, addr_b) = (node_a.addresses().websocket, node_b.addresses().websocket);
-    let mut raw = Client::connect(addr_b).await;
-    raw.join("busy").await;
-    raw.sync().await;
-    let mut member = Client::connect(addr_a).await;
-    let joined = join_with(&mut member, "busy", json!({"positions": true})).await;
-    assert_eq!(joined["offset"], 0);
-    let epoch = joined["epoch"].clone();
-    assert!(!epoch.as_str().unwrap().is_empty());
-
-    let sending = tokio::spawn(async move {
-        let mut sender = Client::connect(addr_b).await;
-        for i in 1..=TOTAL {
-            sender.send_to_group("busy", &format!("m{i}")).await;
-            if i % 4 == 0 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
-        sender.sync().await;
-    });
-
-    let mut last = 0;
-    while last < 10 {
-        let (offset, message) = recv_positioned(&mut member).await;
-        assert_eq!(offset, last + 1);
-        assert_eq!(message, json!(format!("m{offset}")));
-        last = offset;
-    }
-    drop(member);
-    let mut seen_raw = 0;
-    while seen_raw < last + 5 {
-        seen_raw += 1;
-        assert_eq!(
-            raw.recv_text().await,
-            format!("m{seen_raw}"),
-            "raw, in order"
-        );
-    }
-    // Back, on the other node.
-    let mut member = Client::connect(addr_b).await;
-    let joined = join_with(
-        &mut member,
-        "busy",
-        json!({"since": {"offset": last, "epoch": epoch}}),
+    recovers_on_the_other_node_while_a_sender_keeps_sending(
+        history_node(hub.local_addr()).await,
+        history_node(hub.local_addr()).await,
     )
     .await;
-    assert_eq!(joined["recovered"], true, "{joined}");
-    assert_eq!(joined["epoch"], epoch);
-    let missed = joined["missed"].as_u64().unwrap();
-    assert!(missed >= 5, "{joined}");
-    while last < TOTAL {
-        let (offset, message) = recv_positioned(&mut member).await;
-        assert_eq!(offset, last + 1, "no gap, no duplicate");
-        assert_eq!(message, json!(format!("m{offset}")));
-        last = offset;
-    }
-    sending.await.unwrap();
-    member.expect_nothing().await;
-    while seen_raw < TOTAL {
-        seen_raw += 1;
-        assert_eq!(raw.recv_text().await, format!("m{seen_raw}"));
-    }
-    assert_eq!(node_b.handle().stats().history_recovered, 1);
-    node_a.stop().await;
-    node_b.stop().await;
-    hub.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! A redis-server process per test (standalone or a cluster node), for the
-//! test files that run nodes on Redis (`redis.rs`, `history_redis.rs`).
+//! test files that run nodes on Redis (`redis.rs`, `history_redis.rs`,
+//! `history_redis_cluster.rs`).
 #![allow(dead_code)]
 
 use std::net::TcpListener;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the Redis bus tests (tests/redis.rs, tests/history_redis.rs). They start their own
-# redis-server processes (standalone and a 3-master cluster) on free loopback
-# ports and stop them, so all this script needs is the Debian packages:
+# Runs the Redis bus tests (tests/redis.rs, tests/history_redis.rs,
+# tests/history_redis_cluster.rs). They start their own redis-server
+# processes (standalone and a 3-master cluster) on free loopback ports and
+# stop them, so all this script needs is the Debian packages:
 # redis-server, and redis-tools for `redis-cli --cluster create`.
 #
 #   bash tests/redis/run.sh                  install if missing, then test
@@ -22,4 +23,4 @@ redis-server --version
 if [[ ${1:-} == --install-only ]]; then
     exit 0
 fi
-cargo test --test redis --test history_redis "$@"
+cargo test --test redis --test history_redis --test history_redis_cluster "$@"
