@@ -904,21 +904,15 @@ def write_markdown(path, results, info, command, scenario_list, started, finishe
     findings = BENCHES / "FINDINGS.md"
     if findings.exists():
         lines += [findings.read_text().rstrip(), ""]
-    # The Redis bus is measured by its own script (it needs redis-server and
-    # a Redis Cluster); its figures, with the command that produced them, are
-    # kept by hand in this file.
-    redis = BENCHES / "REDIS.md"
-    if redis.exists():
-        lines += [redis.read_text().rstrip(), ""]
-    # The channel server's two dialects (JSON, PHP serialize()) are measured
-    # by benches/channel_dialects.php; figures and command kept by hand.
-    workerman = BENCHES / "WORKERMAN.md"
-    if workerman.exists():
-        lines += [workerman.read_text().rstrip(), ""]
-    # Presence's cost, measured by benches/presence.py, kept by hand too.
-    presence = BENCHES / "PRESENCE.md"
-    if presence.exists():
-        lines += [presence.read_text().rstrip(), ""]
+    # Figures measured apart from this suite, each by its own script or
+    # A/B, with the command that produced them, kept by hand in these files:
+    # the Redis bus (it needs redis-server and a Redis Cluster), the channel
+    # server's dialects against a PHP channel server, presence, group
+    # history, and the TLS code on the plain path.
+    for name in ("REDIS.md", "WORKERMAN.md", "PRESENCE.md", "HISTORY.md", "TLS.md"):
+        kept = BENCHES / name
+        if kept.exists():
+            lines += [kept.read_text().rstrip(), ""]
     lines += [
         "## Running it",
         "",
