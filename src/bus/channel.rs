@@ -18,7 +18,6 @@
 //! failed with presence on).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::envelope::{GROUP_CHANNEL_PREFIX, group_channel};
 use super::remote::{Remote, RemoteRun};
 use crate::channel::{ChannelClient, ChannelEvents};
-use crate::host::{HostEvent, HostEvents};
+use crate::host::HostEvents;
 use crate::registry::Interest;
 
 /// Most channel events taken at once; consecutive ones for a group are
@@ -118,15 +117,7 @@ pub(super) async fn run_channel_bus(
                         positions.on_reply(event.data.get().as_bytes());
                         continue;
                     }
-                    remote.finish(&mut run);
-                    let Some(host) = &host else { continue };
-                    let event = HostEvent::Channel {
-                        channel: event.channel,
-                        data: event.data.get().to_owned(),
-                    };
-                    if host.try_push(event).is_err() {
-                        remote.counters.host_dropped_events.fetch_add(1, Ordering::Relaxed);
-                    }
+                    remote.to_host(&mut run, host.as_deref(), event.channel, event.data.get());
                 }
                 remote.finish(&mut run);
             }

@@ -3,8 +3,10 @@
 //! deliveries (`messages_out`, `bytes_out`).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::envelope::Envelope;
+use crate::host::{HostEvent, HostEvents};
 use crate::queue::{FinishedRun, FrameRun};
 use crate::registry::Registry;
 use crate::stats::NodeCounters;
@@ -70,6 +72,29 @@ impl Remote {
         {
             positions.deliver_many(&run.1);
             run.1.clear();
+        }
+    }
+
+    /// Hands the host a channel's data that is not a group message (its
+    /// own channels), after the run before it; dropped and counted when
+    /// the host's queue is full, so group delivery never waits for it.
+    pub(super) fn to_host(
+        &self,
+        run: &mut RemoteRun,
+        host: Option<&HostEvents>,
+        channel: String,
+        data: &str,
+    ) {
+        self.finish(run);
+        let Some(host) = host else { return };
+        let event = HostEvent::Channel {
+            channel,
+            data: data.to_owned(),
+        };
+        if host.try_push(event).is_err() {
+            self.counters
+                .host_dropped_events
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 

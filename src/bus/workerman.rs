@@ -17,7 +17,6 @@
 //! the PHP server ignores).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -25,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::remote::{Remote, RemoteRun};
 use crate::channel::{ChannelClient, ChannelEvents};
-use crate::host::{HostEvent, HostEvents};
+use crate::host::HostEvents;
 use crate::registry::Interest;
 
 /// The seed's channel for group messages.
@@ -122,15 +121,7 @@ pub(super) async fn run_workerman_bus(
                         }
                         continue;
                     }
-                    remote.finish(&mut run);
-                    let Some(host) = &host else { continue };
-                    let event = HostEvent::Channel {
-                        channel: event.channel,
-                        data: event.data.get().to_owned(),
-                    };
-                    if host.try_push(event).is_err() {
-                        remote.counters.host_dropped_events.fetch_add(1, Ordering::Relaxed);
-                    }
+                    remote.to_host(&mut run, host.as_deref(), event.channel, event.data.get());
                 }
                 remote.finish(&mut run);
             }
