@@ -63,7 +63,11 @@ proptest! {
     }
 
     #[test]
-    fn valid_commands_round_trip(group in "[^\u{0}]{1,64}", message in any::<String>(), numeric in any::<i64>()) {
+    // A group id is any text without NUL that does not start with 0x01
+    // (reserved for groupcast's own routing: refused, below).
+    fn valid_commands_round_trip(group in "[^\u{0}\u{1}][^\u{0}]{0,63}", message in any::<String>(), numeric in any::<i64>()) {
+        let reserved = serde_json::json!({"cmd": "add_group", "group_id": format!("\u{1}{group}")});
+        prop_assert!(parse_command(&reserved.to_string(), 256).is_err());
         let frame = serde_json::json!({"cmd": "send_to_group", "group_id": group, "message": message});
         let expected_group = groupcast::GroupId::new(group.clone(), 256).unwrap();
         prop_assert_eq!(
