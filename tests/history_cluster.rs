@@ -14,7 +14,8 @@ use futures_util::StreamExt;
 use groupcast::channel::{ChannelHistoryConfig, ChannelServer, ChannelServerConfig};
 use groupcast::{Config, Limits, Node};
 use history_support::{
-    join_with, recovers_on_the_other_node_while_a_sender_keeps_sending, recv_positioned,
+    five_missed_then_live, join_with, recovers_on_the_other_node_while_a_sender_keeps_sending,
+    recv_positioned,
 };
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -66,42 +67,7 @@ async fn exactly_the_five_missed_messages_then_live_ones() {
     let hub = history_hub("127.0.0.1:0").await;
     let node_a = history_node(hub.local_addr()).await;
     let node_b = history_node(hub.local_addr()).await;
-    let mut sender = Client::connect(node_a.addresses().websocket).await;
-    let mut member = Client::connect(node_a.addresses().websocket).await;
-    let joined = join_with(&mut member, "g", json!({"positions": true})).await;
-    sender.send_to_group("g", "one").await;
-    assert_eq!(recv_positioned(&mut member).await, (1, json!("one")));
-    drop(member);
-    for i in 2..=6 {
-        sender.send_to_group("g", &format!("m{i}")).await;
-    }
-    sender.sync().await;
-    let mut member = Client::connect(node_b.addresses().websocket).await;
-    let rejoined = join_with(
-        &mut member,
-        "g",
-        json!({"since": {"offset": 1, "epoch": joined["epoch"]}}),
-    )
-    .await;
-    assert_eq!(
-        (
-            &rejoined["recovered"],
-            &rejoined["missed"],
-            &rejoined["offset"]
-        ),
-        (&json!(true), &json!(5), &json!(6))
-    );
-    for i in 2..=6 {
-        assert_eq!(
-            recv_positioned(&mut member).await,
-            (i, json!(format!("m{i}")))
-        );
-    }
-    sender
-        .send(r#"{"cmd":"send_to_group","group_id":"g","message":[7]}"#)
-        .await;
-    assert_eq!(recv_positioned(&mut member).await, (7, json!([7])));
-    member.expect_nothing().await;
+    let (mut member, joined_epoch) = five_missed_then_live(&node_a, &node_b).await;
     // A host reads the cluster's history from the channel server (a
     // blocking call: from a thread of its own).
     let handle = node_b.handle();
@@ -109,7 +75,7 @@ async fn exactly_the_five_missed_messages_then_live_ones() {
         .await
         .unwrap()
         .expect("the channel server answers");
-    assert_eq!(json!(epoch), joined["epoch"]);
+    assert_eq!(json!(epoch), joined_epoch);
     assert_eq!(kept, vec![(5, "m5".to_owned()), (6, "m6".to_owned())]);
     // The channel server numbers a host's send without answering it: no
     // offset here (Redis's script answers one: history_redis.rs).

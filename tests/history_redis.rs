@@ -31,40 +31,8 @@ async fn a_member_recovers_on_the_other_node_while_a_sender_keeps_sending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_the_five_missed_messages_then_live_ones_and_the_host_api() {
     let redis = RedisServer::start().await;
-    let node_a = redis_history_node(&redis.url(), 1000, KEEP).await;
-    let node_b = redis_history_node(&redis.url(), 1000, KEEP).await;
-    let mut sender = Client::connect(node_a.addresses().websocket).await;
-    let mut member = Client::connect(node_a.addresses().websocket).await;
-    let joined = join_with(&mut member, "g", json!({"positions": true})).await;
-    sender.send_to_group("g", "one").await;
-    assert_eq!(recv_positioned(&mut member).await, (1, json!("one")));
-    drop(member);
-    for i in 2..=6 {
-        sender.send_to_group("g", &format!("m{i}")).await;
-    }
-    sender.sync().await;
-    let mut member = Client::connect(node_b.addresses().websocket).await;
-    let rejoined = rejoin(&mut member, "g", 1, &joined["epoch"]).await;
-    assert_eq!(
-        (
-            &rejoined["recovered"],
-            &rejoined["missed"],
-            &rejoined["offset"]
-        ),
-        (&json!(true), &json!(5), &json!(6)),
-        "{rejoined}"
-    );
-    for i in 2..=6 {
-        assert_eq!(
-            recv_positioned(&mut member).await,
-            (i, json!(format!("m{i}")))
-        );
-    }
-    sender
-        .send(r#"{"cmd":"send_to_group","group_id":"g","message":[7]}"#)
-        .await;
-    assert_eq!(recv_positioned(&mut member).await, (7, json!([7])));
-    member.expect_nothing().await;
+    let (node_a, node_b) = two_redis_nodes(&redis.url(), 1000).await;
+    let (mut member, joined_epoch) = five_missed_then_live(&node_a, &node_b).await;
 
     // A host reads Redis's history and learns its send's offset (blocking
     // calls: from a thread of its own).
@@ -77,7 +45,7 @@ async fn exactly_the_five_missed_messages_then_live_ones_and_the_host_api() {
     .await
     .unwrap();
     let (epoch, kept) = read.expect("Redis answers");
-    assert_eq!(json!(epoch), joined["epoch"]);
+    assert_eq!(json!(epoch), joined_epoch);
     assert_eq!(kept, vec![(5, "m5".to_owned()), (6, "m6".to_owned())]);
     assert_eq!(sent.expect("sent"), (0, Some(8)), "Redis's offset");
     assert_eq!(
@@ -212,8 +180,7 @@ async fn a_flushed_redis_means_a_new_epoch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_that_did_not_opt_in_get_raw_messages_from_the_other_node() {
     let redis = RedisServer::start().await;
-    let node_a = redis_history_node(&redis.url(), 10, KEEP).await;
-    let node_b = redis_history_node(&redis.url(), 10, KEEP).await;
+    let (node_a, node_b) = two_redis_nodes(&redis.url(), 10).await;
     let mut raw_a = Client::connect(node_a.addresses().websocket).await;
     raw_a.join("g").await;
     raw_a.sync().await;

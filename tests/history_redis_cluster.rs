@@ -61,8 +61,7 @@ async fn on_a_redis_cluster_offsets_agree_across_nodes_for_groups_on_every_maste
     let mut groups = groups_on_every_master(&cluster).await;
     // Ids that test the hash-tag rules: empty tags, a brace inside.
     groups.extend(["}x", "}", "a{b}c"].map(String::from));
-    let node_a = redis_history_node(&cluster.url(), 100, KEEP).await;
-    let node_b = redis_history_node(&cluster.url(), 100, KEEP).await;
+    let (node_a, node_b) = two_redis_nodes(&cluster.url(), 100).await;
     let (addr_a, addr_b) = (node_a.addresses().websocket, node_b.addresses().websocket);
     let mut members = [Client::connect(addr_a).await, Client::connect(addr_b).await];
     for member in &mut members {
@@ -150,8 +149,7 @@ async fn on_a_redis_cluster_offsets_agree_across_nodes_for_groups_on_every_maste
 async fn on_a_redis_cluster_a_restarted_master_means_a_new_epoch_for_its_groups_only() {
     let mut cluster = RedisCluster::start().await;
     let groups = groups_on_every_master(&cluster).await;
-    let node_a = redis_history_node(&cluster.url(), 100, KEEP).await;
-    let node_b = redis_history_node(&cluster.url(), 100, KEEP).await;
+    let (node_a, node_b) = two_redis_nodes(&cluster.url(), 100).await;
     let mut sender = Client::connect(node_a.addresses().websocket).await;
     let mut member = Client::connect(node_b.addresses().websocket).await;
     let mut epochs = Vec::new();
@@ -171,20 +169,8 @@ async fn on_a_redis_cluster_a_restarted_master_means_a_new_epoch_for_its_groups_
     // forgotten (the bus loads them again with EVAL on NOSCRIPT).
     cluster.servers[1].kill();
     cluster.servers[1].spawn().await;
-    redis_support::until(
-        "the cluster is whole again",
-        Duration::from_secs(20),
-        || async {
-            let mut conn = cluster.servers[1].connection().await.expect("connection");
-            let info: String = redis::cmd("CLUSTER")
-                .arg("INFO")
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
-            info.contains("cluster_state:ok")
-        },
-    )
-    .await;
+    // The cluster is whole again.
+    cluster.servers[1].wait_cluster_ok().await;
 
     let mut member = Client::connect(node_b.addresses().websocket).await;
     for (index, group) in groups.iter().enumerate() {
@@ -261,8 +247,7 @@ async fn on_a_redis_cluster_history_follows_its_slot_to_another_master() {
     let cluster = RedisCluster::start().await;
     let group = groups_on_every_master(&cluster).await.remove(0);
     let channel = sharded_channel(&group);
-    let node_a = redis_history_node(&cluster.url(), 100, KEEP).await;
-    let node_b = redis_history_node(&cluster.url(), 100, KEEP).await;
+    let (node_a, node_b) = two_redis_nodes(&cluster.url(), 100).await;
     // The sender's node has no member of the group: nothing but its sends
     // tells it the slot moved.
     let mut sender = Client::connect(node_a.addresses().websocket).await;
@@ -352,8 +337,7 @@ async fn on_a_redis_cluster_history_survives_a_failover_to_a_replica() {
     let group = groups_on_every_master(&cluster).await.remove(0);
     let channel = sharded_channel(&group);
     let old = cluster.owner(&channel).await;
-    let node_a = redis_history_node(&cluster.url(), 100, KEEP).await;
-    let node_b = redis_history_node(&cluster.url(), 100, KEEP).await;
+    let (node_a, node_b) = two_redis_nodes(&cluster.url(), 100).await;
     let mut sender = Client::connect(node_a.addresses().websocket).await;
     let mut member = Client::connect(node_b.addresses().websocket).await;
     let epoch = join_with(&mut member, &group, json!({"positions": true})).await["epoch"].clone();

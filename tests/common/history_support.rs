@@ -210,3 +210,43 @@ pub async fn actions_on_reserved_channels_work_with_history_on(node_a: Node, nod
     node_a.stop().await;
     node_b.stop().await;
 }
+
+/// A member of `g` on node a receives one message, leaves, misses five
+/// (sent on node a), and comes back on node b with `since`: exactly the
+/// five, in order, then a live one (a JSON message). Returns the member,
+/// still joined on node b, and the epoch it joined with.
+pub async fn five_missed_then_live(node_a: &Node, node_b: &Node) -> (Client, Value) {
+    let mut sender = Client::connect(node_a.addresses().websocket).await;
+    let mut member = Client::connect(node_a.addresses().websocket).await;
+    let joined = join_with(&mut member, "g", json!({"positions": true})).await;
+    sender.send_to_group("g", "one").await;
+    assert_eq!(recv_positioned(&mut member).await, (1, json!("one")));
+    drop(member);
+    for i in 2..=6 {
+        sender.send_to_group("g", &format!("m{i}")).await;
+    }
+    sender.sync().await;
+    let mut member = Client::connect(node_b.addresses().websocket).await;
+    let rejoined = rejoin(&mut member, "g", 1, &joined["epoch"]).await;
+    assert_eq!(
+        (
+            &rejoined["recovered"],
+            &rejoined["missed"],
+            &rejoined["offset"]
+        ),
+        (&json!(true), &json!(5), &json!(6)),
+        "{rejoined}"
+    );
+    for i in 2..=6 {
+        assert_eq!(
+            recv_positioned(&mut member).await,
+            (i, json!(format!("m{i}")))
+        );
+    }
+    sender
+        .send(r#"{"cmd":"send_to_group","group_id":"g","message":[7]}"#)
+        .await;
+    assert_eq!(recv_positioned(&mut member).await, (7, json!([7])));
+    member.expect_nothing().await;
+    (member, joined["epoch"].clone())
+}

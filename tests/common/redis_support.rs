@@ -130,6 +130,20 @@ impl RedisServer {
             .expect("PUBSUB");
         count
     }
+
+    /// Waits (up to 20 s) until this cluster node reports `cluster_state:ok`.
+    pub async fn wait_cluster_ok(&self) {
+        until("cluster_state:ok", Duration::from_secs(20), || async {
+            let mut conn = self.connection().await.expect("connection");
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            info.contains("cluster_state:ok")
+        })
+        .await;
+    }
 }
 
 impl Drop for RedisServer {
@@ -218,20 +232,7 @@ impl RedisCluster {
         }
         let cluster = RedisCluster { servers };
         for master in &cluster.servers {
-            until(
-                "cluster_state:ok on every master",
-                Duration::from_secs(20),
-                || async {
-                    let mut conn = master.connection().await.expect("connection");
-                    let info: String = redis::cmd("CLUSTER")
-                        .arg("INFO")
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap_or_default();
-                    info.contains("cluster_state:ok")
-                },
-            )
-            .await;
+            master.wait_cluster_ok().await;
         }
         cluster
     }
