@@ -6,16 +6,8 @@
 //! in the host's queue is dropped and counted (`host_dropped_events`), so a
 //! slow host cannot stall the cluster's traffic.
 //!
-//! What a batch hands to members is paced: a run of one group's messages
-//! is cut at [`RUN_BYTES`] (the loop yields after each cut), and the loop
-//! pauses for the connections' writers after every [`PAUSE_BYTES`] of one
-//! batch. A backlog released at once (a
-//! channel server thawed after a freeze: megabytes in one read) otherwise
-//! reached each member as one push of megabytes, and a second push before
-//! the writer ran took a member that reads promptly over its outbound
-//! bound: closed as a slow consumer (issue 16: a presence message in the
-//! backlog split it into two such pushes, so the frozen-channel drill
-//! failed with presence on).
+//! What a batch hands to members is paced (`RemoteRun::pace`, in
+//! `remote.rs`, as on every bus).
 
 use std::sync::Arc;
 
@@ -31,16 +23,6 @@ use crate::registry::Interest;
 /// Most channel events taken at once; consecutive ones for a group are
 /// delivered together.
 const EVENT_BATCH: usize = 256;
-/// Most bytes of one group's consecutive messages delivered as one run:
-/// well under a connection's outbound bound (1 MiB by default).
-const RUN_BYTES: usize = 64 * 1024;
-/// Bytes delivered between two pauses for the connections' writers: only
-/// a batch that far behind pauses (a backlog), at most 256 KiB a
-/// millisecond.
-const PAUSE_BYTES: usize = 256 * 1024;
-/// The pause.
-const PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
-
 /// Follows the registry's interest changes with subscriptions, delivers
 /// other nodes' group messages to local members, and hands the host the
 /// events of channels it subscribed to, until `shutdown`.
@@ -80,12 +62,7 @@ pub(super) async fn run_channel_bus(
                 }
             }
             change = interest.recv() => match change {
-                Some(Interest::Subscribe(group)) => {
-                    let _ = client.subscribe(&group_channel(group.as_str()));
-                }
-                Some(Interest::Unsubscribe(group)) => {
-                    let _ = client.unsubscribe(&group_channel(group.as_str()));
-                }
+                Some(change) => follow_interest(&client, change),
                 None => return,
             },
             received = events.recv_many(&mut batch, EVENT_BATCH) => {
@@ -93,21 +70,10 @@ pub(super) async fn run_channel_bus(
                     return;
                 }
                 let mut run = RemoteRun::default();
-                let mut pace = Pace::default();
                 for event in batch.drain(..) {
                     if event.channel.starts_with(GROUP_CHANNEL_PREFIX) {
                         remote.add(&mut run, event.data.get().as_bytes());
-                        if pace.added(event.data.get().len()) {
-                            remote.finish(&mut run);
-                            if pace.delivered() {
-                                // A yield alone may run this task again at
-                                // once: a pause frees the worker for the
-                                // writers (and their clients, in process).
-                                tokio::time::sleep(PAUSE).await;
-                            } else {
-                                tokio::task::yield_now().await;
-                            }
-                        }
+                        run.pace().await;
                         continue;
                     }
                     if event.channel == crate::channel::HISTORY_REPLY_CHANNEL
@@ -125,35 +91,6 @@ pub(super) async fn run_channel_bus(
     }
 }
 
-/// Bytes handed to members in a batch, to cut runs and pause (see the
-/// module's note).
-#[derive(Default)]
-struct Pace {
-    /// In the run being gathered.
-    run: usize,
-    /// Delivered since the last pause.
-    since_pause: usize,
-}
-
-impl Pace {
-    /// Counts `bytes` added to the run; whether the run must be delivered
-    /// now.
-    fn added(&mut self, bytes: usize) -> bool {
-        self.run += bytes;
-        self.run >= RUN_BYTES
-    }
-
-    /// Counts the run as delivered; whether to pause now.
-    fn delivered(&mut self) -> bool {
-        self.since_pause += std::mem::take(&mut self.run);
-        if self.since_pause >= PAUSE_BYTES {
-            self.since_pause = 0;
-            return true;
-        }
-        false
-    }
-}
-
 /// The next group-history request, or never without history.
 pub(super) async fn next_history_request(
     requests: &mut Option<super::positions::HistoryRequests>,
@@ -164,7 +101,7 @@ pub(super) async fn next_history_request(
     }
 }
 
-/// Applies one interest change ahead of a history request.
+/// Follows one interest change with a subscription.
 fn follow_interest(client: &ChannelClient, change: Interest) {
     let _ = match change {
         Interest::Subscribe(group) => client.subscribe(&group_channel(group.as_str())),

@@ -82,6 +82,7 @@ pub(super) async fn deliver_runs(
                 Inbound::Message(payload) => {
                     budget.give_back(payload.len());
                     remote.add(&mut run, &payload);
+                    run.pace().await;
                 }
                 Inbound::Reply(reply) => {
                     remote.finish(&mut run);

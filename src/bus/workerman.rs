@@ -118,6 +118,7 @@ pub(super) async fn run_workerman_bus(
                     if event.channel == SEND_TO_GROUP {
                         if let Some((group, message)) = group_message(event.data.get(), remote.node_id) {
                             remote.add_message(&mut run, &group, &message);
+                            run.pace().await;
                         }
                         continue;
                     }
