@@ -20,6 +20,30 @@ static void recv_text(int fd, char *out, size_t size) {
     ws_frame_free(&f);
 }
 
+/* A client that saw offset 1 of `g` rejoins with `since` on the server at
+ * `port`: it is told it recovered `missed` messages, then gets m2, m3, ...
+ * with their offsets, in order. */
+static void rejoin_after_offset_one(unsigned short port, const char *epoch, int missed) {
+    char rejoin[256];
+    snprintf(rejoin, sizeof rejoin,
+             "{\"cmd\":\"add_group\",\"group_id\":\"g\",\"since\":{\"offset\":1,\"epoch\":\"%s\"}}",
+             epoch);
+    int fd = ws_connect(port, "/", 5000);
+    CHECK(fd >= 0);
+    CHECK(ws_send_text(fd, rejoin) == 0);
+    char text[512];
+    char want[64];
+    recv_text(fd, text, sizeof text);
+    snprintf(want, sizeof want, "\"missed\":%d", missed);
+    CHECK(strstr(text, "\"recovered\":true") && strstr(text, want));
+    for (int offset = 2; offset < 2 + missed; offset++) {
+        recv_text(fd, text, sizeof text);
+        snprintf(want, sizeof want, "\"offset\":%d,\"message\":\"m%d\"", offset, offset);
+        CHECK(strstr(text, want));
+    }
+    close(fd);
+}
+
 static void history_off_by_default(void) {
     groupcast_config *config = test_config();
     groupcast_server *server = NULL;
@@ -82,22 +106,7 @@ static void offsets_history_and_recovery(void) {
     CHECK(epoch_len > 0 && epoch_len < 64 && strlen(epoch) == epoch_len);
 
     /* A client that saw offset 1 rejoins with `since`: it gets 2, 3, 4. */
-    char rejoin[256];
-    snprintf(rejoin, sizeof rejoin,
-             "{\"cmd\":\"add_group\",\"group_id\":\"g\",\"since\":{\"offset\":1,\"epoch\":\"%s\"}}",
-             epoch);
-    fd = ws_connect(server_port(server), "/", 5000);
-    CHECK(fd >= 0);
-    CHECK(ws_send_text(fd, rejoin) == 0);
-    recv_text(fd, text, sizeof text);
-    CHECK(strstr(text, "\"recovered\":true") && strstr(text, "\"missed\":3"));
-    recv_text(fd, text, sizeof text);
-    CHECK(strstr(text, "\"offset\":2,\"message\":\"m2\""));
-    recv_text(fd, text, sizeof text);
-    CHECK(strstr(text, "\"offset\":3,\"message\":\"m3\""));
-    recv_text(fd, text, sizeof text);
-    CHECK(strstr(text, "\"offset\":4,\"message\":\"m4\""));
-    close(fd);
+    rejoin_after_offset_one(server_port(server), epoch, 3);
     groupcast_history_free(history);
     groupcast_history_free(NULL);
     CHECK(groupcast_history_count(NULL) == 0);
@@ -199,20 +208,7 @@ static void history_on_a_redis_bus(void) {
     CHECK_OK(groupcast_history_epoch(history, &epoch, &epoch_len));
 
     /* Back on the other server after offset 1: it gets 2 and 3. */
-    char rejoin[256];
-    snprintf(rejoin, sizeof rejoin,
-             "{\"cmd\":\"add_group\",\"group_id\":\"g\",\"since\":{\"offset\":1,\"epoch\":\"%s\"}}",
-             epoch);
-    fd = ws_connect(server_port(b), "/", 5000);
-    CHECK(fd >= 0);
-    CHECK(ws_send_text(fd, rejoin) == 0);
-    recv_text(fd, text, sizeof text);
-    CHECK(strstr(text, "\"recovered\":true") && strstr(text, "\"missed\":2"));
-    recv_text(fd, text, sizeof text);
-    CHECK(strstr(text, "\"offset\":2,\"message\":\"m2\""));
-    recv_text(fd, text, sizeof text);
-    CHECK(strstr(text, "\"offset\":3,\"message\":\"m3\""));
-    close(fd);
+    rejoin_after_offset_one(server_port(b), epoch, 2);
     groupcast_history_free(history);
     groupcast_server_free(a);
     groupcast_server_free(b);
